@@ -1,0 +1,89 @@
+"""Build lowlat: the Cython core is optional, the pure-Python twin always installs.
+
+Environment:
+  LOWLAT_NO_EXTENSIONS=1       build a pure ``py3-none-any`` wheel, skipping Cython.
+  LOWLAT_REQUIRE_EXTENSIONS=1  a failed compile is fatal (CI, ``make test`` and wheel builds).
+Without either, a failed compile (no compiler, no Cython) prints one warning line and the
+build continues as a pure-Python wheel -- never a platform wheel without its binary.
+"""
+
+import os
+import sys
+
+from setuptools import Extension, setup
+from setuptools.command.build_ext import build_ext
+
+try:
+    from setuptools.command.bdist_wheel import bdist_wheel
+except ImportError:  # setuptools < 70.1
+    from wheel.bdist_wheel import bdist_wheel
+
+
+def _flag(name):
+    return os.environ.get(name, "").strip().lower() not in ("", "0", "false", "no")
+
+
+NO_EXTENSIONS = _flag("LOWLAT_NO_EXTENSIONS")
+REQUIRE_EXTENSIONS = _flag("LOWLAT_REQUIRE_EXTENSIONS")
+_state = {"failed": None}
+
+
+def _give_up(reason):
+    if REQUIRE_EXTENSIONS:
+        raise SystemExit(f"lowlat: building the C extension failed and LOWLAT_REQUIRE_EXTENSIONS is set: {reason}")
+    _state["failed"] = reason
+    sys.stderr.write(f"WARNING: lowlat: C extension not built ({reason}); installing the pure-Python backend\n")
+
+
+def _extensions():
+    if NO_EXTENSIONS:
+        return []
+    try:
+        import numpy
+        from Cython.Build import cythonize
+
+        ext = Extension(
+            "lowlat._core",
+            ["src/lowlat/_core.pyx"],
+            include_dirs=[numpy.get_include()],
+            define_macros=[("NPY_NO_DEPRECATED_API", "NPY_1_7_API_VERSION")],
+            extra_compile_args=["-O3"],
+        )
+        return cythonize([ext], compiler_directives={"language_level": 3}, quiet=True)
+    except Exception as exc:  # Cython or numpy missing, or a Cython compile error
+        _give_up(f"{type(exc).__name__}: {exc}".splitlines()[0])
+        return []
+
+
+class optional_build_ext(build_ext):
+    """Compile the extension; on failure fall back to pure Python unless required."""
+
+    def run(self):
+        try:
+            super().run()
+        except Exception as exc:
+            _give_up(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+    def build_extension(self, ext):
+        try:
+            super().build_extension(ext)
+        except Exception as exc:
+            _give_up(f"{type(exc).__name__}: {exc}".splitlines()[0])
+
+
+class pure_aware_bdist_wheel(bdist_wheel):
+    """Tag the wheel ``py3-none-any`` whenever the extension did not build."""
+
+    def run(self):
+        if not self.skip_build:
+            self.run_command("build")
+        if _state["failed"] is not None or not self.distribution.ext_modules:
+            self.distribution.ext_modules = []
+            self.root_is_pure = True
+        super().run()
+
+
+setup(
+    ext_modules=_extensions(),
+    cmdclass={"build_ext": optional_build_ext, "bdist_wheel": pure_aware_bdist_wheel},
+)

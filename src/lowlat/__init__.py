@@ -1,0 +1,30 @@
+"""lowlat: low-latency building blocks for Python trading systems.
+
+Every public name comes from one of two backends with the same interface: the compiled
+``lowlat._core`` (Cython over preallocated typed memory) when it is importable, else its
+pure-Python twin ``lowlat._pure``. Set ``LOWLAT_PURE_PYTHON=1`` in the environment to force
+the pure backend; ``lowlat.BACKEND`` says which one is live (``"cython"`` or ``"python"``).
+"""
+
+import os as _os
+
+
+def _select():
+    if _os.environ.get("LOWLAT_PURE_PYTHON", "").strip().lower() not in ("", "0", "false", "no"):
+        from . import _pure as impl
+
+        return impl, "python"
+    try:
+        from . import _core as impl
+    except ImportError:
+        from . import _pure as impl
+
+        return impl, "python"
+    return impl, "cython"
+
+
+_impl, BACKEND = _select()
+globals().update({_name: getattr(_impl, _name) for _name in _impl.__all__})
+__all__ = ["BACKEND", *_impl.__all__]
+__version__ = "0.1.0"
+del _select

@@ -1,0 +1,44 @@
+"""One suite, two backends: every test takes the implementation from the ``impl`` fixture."""
+
+import importlib
+import os
+
+import pytest
+
+BACKENDS = ["cython", "python"]
+_MODULES = {"cython": "lowlat._core", "python": "lowlat._pure"}
+
+
+def pytest_addoption(parser):
+    parser.addoption("--no-c-extensions", action="store_true", help="skip the compiled backend")
+
+
+def _require_extensions():
+    return os.environ.get("LOWLAT_REQUIRE_EXTENSIONS", "") not in ("", "0")
+
+
+def load_backend(name):
+    """Import one backend module; a missing compiled core fails when it is required."""
+    try:
+        return importlib.import_module(_MODULES[name])
+    except ImportError:
+        if name == "cython" and not _require_extensions():
+            pytest.skip("lowlat._core is not built")
+        raise
+
+
+@pytest.fixture(
+    scope="session",
+    params=[pytest.param("cython", marks=pytest.mark.c_extension), "python"],
+)
+def impl(request):
+    """The backend module under test: ``lowlat._core`` or ``lowlat._pure``."""
+    if request.param == "cython" and request.config.getoption("--no-c-extensions"):
+        pytest.skip("--no-c-extensions")
+    return load_backend(request.param)
+
+
+@pytest.fixture(scope="session")
+def backends():
+    """Both backend modules, for differential tests."""
+    return [load_backend(name) for name in BACKENDS]

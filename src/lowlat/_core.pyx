@@ -1,13 +1,42 @@
 # cython: language_level=3, binding=False, always_allow_keywords=False
 # cython: embedsignature=True, embedsignature.format=clinic
-"""Compiled core of lowlat: the twin of :mod:`lowlat._pure` (same names, signatures, errors)."""
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Compiled core of lowlat: the twin of :mod:`lowlat._pure` (same names, signatures, errors).
 
-from libc.stdint cimport int64_t
-from posix.time cimport clock_gettime, timespec, CLOCK_MONOTONIC
+Every index below is a monotonically increasing position masked into a power-of-two buffer, so
+bounds and wrap-around checks are proven by construction and turned off module-wide.
+Thread safety comes from the GIL: no method releases it between writing a slot and publishing
+the position that makes the slot visible, and every point where Python code can run (a decref,
+an allocation, an iterator) leaves the container in a consistent state.
+"""
 
+cimport cython
+from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
+from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
+from libc.stdint cimport int64_t, uint64_t
+from libc.stdlib cimport calloc, free, malloc, realloc
+from libc.string cimport memcpy
+from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+cimport numpy as cnp
+import numpy as np
+
+from lowlat import _validate as _v
 from lowlat._errors import PoolExhausted
 
-__all__ = ["PoolExhausted", "now_ns"]
+cnp.import_array()
+
+__all__ = [
+    "ObjectPool",
+    "PoolExhausted",
+    "PriorityQueue",
+    "RecordPool",
+    "RecordRing",
+    "SpscRing",
+    "TimestampedQueue",
+    "now_ns",
+]
 
 
 cdef inline int64_t _now() noexcept nogil:
@@ -20,3 +49,817 @@ cdef inline int64_t _now() noexcept nogil:
 def now_ns():
     """Return the current time in nanoseconds on the clock of ``time.perf_counter_ns()``."""
     return _now()
+
+
+cdef inline Py_ssize_t _limit(object value, str name) except -2:
+    return _v.optional_limit(value, name)
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class SpscRing:
+    """SpscRing(capacity)
+--
+
+Bounded FIFO of Python objects for one producer thread and one consumer thread.
+
+    ``capacity`` is rounded up to a power of two and the ring holds exactly that many items.
+    The producer thread may call ``push`` and ``push_many``; the consumer thread ``pop``,
+    ``pop_many``, ``peek`` and ``clear``; both may use ``len()``. With one thread of each, nothing
+    is lost, duplicated or reordered. Every operation is O(1) per item and never blocks. The ring
+    holds no reference to an item once it has been popped.
+    """
+
+    cdef PyObject** _slots
+    cdef size_t _capacity
+    cdef size_t _mask
+    cdef size_t _head  # next position to pop: written by the consumer only
+    cdef size_t _tail  # next position to push: written by the producer only
+
+    def __cinit__(self, capacity):
+        cdef size_t size = _v.ring_capacity(capacity, "capacity")
+        self._slots = <PyObject**>calloc(size, sizeof(PyObject*))
+        if self._slots == NULL:
+            raise MemoryError()
+        self._capacity = size
+        self._mask = size - 1
+
+    def __dealloc__(self):
+        if self._slots != NULL:
+            while self._head != self._tail:
+                Py_XDECREF(self._slots[self._head & self._mask])
+                self._head += 1
+            free(self._slots)
+
+    @property
+    def capacity(self):
+        """The number of items the ring holds when full (a power of two)."""
+        return self._capacity
+
+    def __len__(self):
+        return self._tail - self._head
+
+    def __repr__(self):
+        return f"SpscRing(capacity={self._capacity}, len={self._tail - self._head})"
+
+    def push(self, item, /):
+        """Append ``item``; return False and store nothing when the ring is full. Producer only."""
+        cdef size_t tail = self._tail
+        if tail - self._head == self._capacity:
+            return False
+        Py_INCREF(item)
+        self._slots[tail & self._mask] = <PyObject*>item
+        self._tail = tail + 1
+        return True
+
+    def pop(self, default=None, /):
+        """Remove and return the oldest item, or ``default`` when the ring is empty. Consumer only."""
+        cdef size_t head = self._head
+        if head == self._tail:
+            return default
+        cdef size_t index = head & self._mask
+        item = <object>self._slots[index]
+        Py_DECREF(item)  # the slot's reference; `item` holds its own
+        self._slots[index] = NULL
+        self._head = head + 1
+        return item
+
+    def peek(self, default=None, /):
+        """Return the oldest item without removing it, or ``default`` when empty. Consumer only."""
+        cdef size_t head = self._head
+        if head == self._tail:
+            return default
+        return <object>self._slots[head & self._mask]
+
+    def push_many(self, items, /):
+        """Append items from ``items`` in order until the ring is full; return how many were taken.
+
+        No item beyond the returned count is consumed from an iterator. The batch is published at
+        once, after the last item is stored. Producer only.
+        """
+        cdef size_t tail = self._tail
+        cdef size_t free_slots = self._capacity - (tail - self._head)
+        cdef size_t count = 0
+        cdef Py_ssize_t i, n
+        cdef PyObject** source
+        cdef PyObject* p
+        if type(items) is list or type(items) is tuple:
+            seq = PySequence_Fast(items, "items")
+            n = PySequence_Fast_GET_SIZE(seq)
+            if <size_t>n > free_slots:
+                n = free_slots
+            source = PySequence_Fast_ITEMS(seq)
+            for i in range(n):
+                p = source[i]
+                Py_INCREF(<object>p)
+                self._slots[(tail + i) & self._mask] = p
+            self._tail = tail + n
+            return n
+        iterator = iter(items)
+        try:
+            while count < free_slots:
+                try:
+                    item = next(iterator)
+                except StopIteration:
+                    break
+                Py_INCREF(item)
+                self._slots[(tail + count) & self._mask] = <PyObject*>item
+                count += 1
+        finally:
+            self._tail = tail + count
+        return count
+
+    def pop_many(self, max_items=None, /):
+        """Remove and return up to ``max_items`` oldest items (all when None), oldest first. Consumer only."""
+        cdef Py_ssize_t limit = _limit(max_items, "max_items") if max_items is not None else -1
+        cdef size_t head = self._head
+        cdef size_t count = self._tail - head
+        cdef size_t i, index
+        if limit >= 0 and <size_t>limit < count:
+            count = limit
+        result = PyList_New(count)  # may run the collector: take no slot before it returns
+        for i in range(count):
+            index = (head + i) & self._mask
+            PyList_SET_ITEM(result, i, <object>self._slots[index])  # steals the slot's reference
+            self._slots[index] = NULL
+        self._head = head + count
+        return result
+
+    def clear(self):
+        """Drop every item the ring holds. Consumer only."""
+        cdef size_t tail = self._tail
+        cdef size_t head
+        cdef PyObject* p
+        while self._head != tail:
+            # Unlink before the decref: a finaliser may run Python code, even this ring's.
+            head = self._head
+            p = self._slots[head & self._mask]
+            self._slots[head & self._mask] = NULL
+            self._head = head + 1
+            Py_XDECREF(p)
+
+
+cdef inline cnp.ndarray _contiguous(cnp.ndarray array):
+    if cnp.PyArray_IS_C_CONTIGUOUS(array):
+        return array
+    return np.ascontiguousarray(array)
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class RecordRing:
+    """RecordRing(dtype, capacity)
+--
+
+Bounded FIFO of fixed-size records of a numpy ``dtype``, in one preallocated array.
+
+    ``dtype`` is a scalar dtype such as ``"i8"`` or a structured one such as
+    ``[("ts", "i8"), ("px", "f8"), ("qty", "i4")]``; ``capacity`` is rounded up to a power of two.
+    One producer thread (``push``, ``write``) and one consumer thread (``pop``, ``read``,
+    ``read_into``) may use it at once. ``write`` and ``read`` copy whole batches with at most two
+    block copies each.
+    """
+
+    cdef cnp.ndarray _records
+    cdef object _dtype
+    cdef char* _data
+    cdef size_t _itemsize
+    cdef size_t _capacity
+    cdef size_t _mask
+    cdef size_t _head
+    cdef size_t _tail
+    cdef bint _structured
+
+    def __cinit__(self, dtype, capacity):
+        record_type = _v.record_dtype(dtype)
+        cdef size_t size = _v.ring_capacity(capacity, "capacity")
+        self._records = np.zeros(size, dtype=record_type)
+        self._dtype = record_type
+        self._structured = record_type.fields is not None
+        self._data = <char*>cnp.PyArray_DATA(self._records)
+        self._itemsize = record_type.itemsize
+        self._capacity = size
+        self._mask = size - 1
+
+    @property
+    def capacity(self):
+        """The number of records the ring holds when full (a power of two)."""
+        return self._capacity
+
+    @property
+    def dtype(self):
+        """The numpy dtype of one record."""
+        return self._dtype
+
+    def __len__(self):
+        return self._tail - self._head
+
+    def __repr__(self):
+        return f"RecordRing(dtype={self._dtype}, capacity={self._capacity}, len={self._tail - self._head})"
+
+    def push(self, record, /):
+        """Append one record (anything numpy converts to the dtype); False when full. Producer only."""
+        cdef size_t tail = self._tail
+        if tail - self._head == self._capacity:
+            return False
+        self._records[tail & self._mask] = record
+        self._tail = tail + 1
+        return True
+
+    def pop(self, default=None, /):
+        """Remove and return the oldest record as numpy gives it, or ``default`` when empty.
+
+        A scalar dtype gives a numpy scalar, a structured one a ``numpy.void`` copy that stays valid
+        after the slot is reused. Consumer only.
+        """
+        cdef size_t head = self._head
+        if head == self._tail:
+            return default
+        record = self._records[head & self._mask]
+        if self._structured:
+            record = record.copy()
+        self._head = head + 1
+        return record
+
+    def write(self, array, /):
+        """Copy as many leading records of ``array`` as fit; return how many. Producer only.
+
+        ``array`` must be a one-dimensional numpy array of exactly this ring's dtype (another dtype
+        raises ``TypeError``).
+        """
+        cdef cnp.ndarray source = _contiguous(_v.record_array(array, self._dtype, "array"))
+        cdef size_t tail = self._tail
+        cdef size_t count = source.shape[0]
+        cdef size_t free_slots = self._capacity - (tail - self._head)
+        if count > free_slots:
+            count = free_slots
+        cdef size_t start = tail & self._mask
+        cdef size_t first = self._capacity - start
+        if first > count:
+            first = count
+        cdef char* src = <char*>cnp.PyArray_DATA(source)
+        memcpy(self._data + start * self._itemsize, src, first * self._itemsize)
+        if count > first:
+            memcpy(self._data, src + first * self._itemsize, (count - first) * self._itemsize)
+        self._tail = tail + count
+        return count
+
+    def read(self, max_records=None, /):
+        """Remove up to ``max_records`` records (all when None); return them as a new array, oldest first.
+
+        Consumer only.
+        """
+        cdef Py_ssize_t limit = _limit(max_records, "max_records") if max_records is not None else -1
+        cdef size_t head = self._head
+        cdef size_t count = self._tail - head
+        if limit >= 0 and <size_t>limit < count:
+            count = limit
+        cdef cnp.ndarray out = np.empty(count, dtype=self._dtype)
+        self._copy_out(head, count, <char*>cnp.PyArray_DATA(out))
+        self._head = head + count
+        return out
+
+    def read_into(self, out, /):
+        """Move up to ``len(out)`` oldest records into ``out``; return how many. Consumer only.
+
+        ``out`` must be a writable one-dimensional array of this ring's dtype.
+        """
+        cdef cnp.ndarray target = _v.record_array(out, self._dtype, "out", True)
+        cdef size_t head = self._head
+        cdef size_t count = self._tail - head
+        if <size_t>target.shape[0] < count:
+            count = target.shape[0]
+        if count == 0:
+            return 0
+        if cnp.PyArray_IS_C_CONTIGUOUS(target):
+            self._copy_out(head, count, <char*>cnp.PyArray_DATA(target))
+        else:
+            target[:count] = self.read(count)  # strided target: copy through a contiguous batch
+            return count
+        self._head = head + count
+        return count
+
+    cdef void _copy_out(self, size_t head, size_t count, char* dest) noexcept:
+        cdef size_t start = head & self._mask
+        cdef size_t first = self._capacity - start
+        if first > count:
+            first = count
+        memcpy(dest, self._data + start * self._itemsize, first * self._itemsize)
+        if count > first:
+            memcpy(dest + first * self._itemsize, self._data, (count - first) * self._itemsize)
+
+
+@cython.final
+@cython.freelist(16)
+@cython.auto_pickle(False)
+cdef class _Borrow:
+    """Context manager returned by ``ObjectPool.borrow()``: acquire on enter, release on exit."""
+
+    cdef ObjectPool _pool
+    cdef object _item
+    cdef bint _entered
+
+    def __enter__(self):
+        if self._entered:
+            raise RuntimeError("this borrow() context is already entered")
+        self._item = self._pool._acquire()
+        self._entered = True
+        return self._item
+
+    def __exit__(self, exc_type, exc, tb):
+        if self._entered:
+            item = self._item
+            self._item = None
+            self._entered = False
+            self._pool._release(item)
+        return False
+
+
+cdef inline size_t _pointer_hash(void* p, int shift) noexcept nogil:
+    # Fibonacci hashing of the address: objects are 16-byte aligned, the multiply spreads the rest.
+    return (<size_t>p * <size_t>0x9E3779B97F4A7C15ULL) >> shift
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class ObjectPool:
+    """ObjectPool(factory, size, *, reset=None, max_size=None)
+--
+
+Pool of reusable objects made by ``factory()``; ``size`` of them are made up front.
+
+    ``acquire()`` hands out a pooled object, or when none is left a new ``factory()`` one (counted
+    in ``.allocated``) unless ``max_size`` objects exist already: then it raises
+    ``PoolExhausted``. ``release(obj)`` calls ``reset(obj)`` when given and takes the object back.
+    Objects are tracked by identity, so they need not be hashable. One thread at a time.
+    """
+
+    cdef object _factory
+    cdef object _reset
+    cdef int64_t _max_size
+    # Every object the pool made, strong references, by index. The pool keeps them alive, so an
+    # address can never be reused by another object: an identity table keyed on it is exact.
+    cdef PyObject** _objects
+    cdef Py_ssize_t _count
+    cdef Py_ssize_t _room
+    cdef Py_ssize_t* _free  # stack of free indices
+    cdef Py_ssize_t _nfree
+    cdef unsigned char* _out  # 1 while handed out
+    cdef Py_ssize_t* _table  # open addressing: address -> index, -1 when empty
+    cdef int _shift
+    cdef size_t _table_mask
+    cdef Py_ssize_t _allocated
+
+    def __cinit__(self, factory, size, *, reset=None, max_size=None):
+        if not callable(factory):
+            raise TypeError(f"factory must be callable, not {type(factory).__name__}")
+        cdef Py_ssize_t count = _v.bounded_count(size, "size", 0)
+        self._reset = _v.callable_or_none(reset, "reset")
+        if max_size is None:
+            self._max_size = -1
+        else:
+            self._max_size = _v.bounded_count(max_size, "max_size", max(count, 1), _v.INT64_MAX)
+        self._factory = factory
+        self._grow(count if count > 8 else 8)
+        cdef Py_ssize_t i
+        for i in range(count):
+            self._adopt(factory())
+        for i in range(count):
+            self._free[i] = count - 1 - i
+        self._nfree = count
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self._objects != NULL:
+            for i in range(self._count):
+                Py_XDECREF(self._objects[i])
+        free(self._objects)
+        free(self._free)
+        free(self._out)
+        free(self._table)
+
+    cdef int _grow(self, Py_ssize_t room) except -1:
+        cdef Py_ssize_t i
+        cdef size_t table_size = 16
+        cdef int bits = 4
+        cdef void* p
+        p = realloc(self._objects, room * sizeof(PyObject*))
+        if p == NULL:
+            raise MemoryError()
+        self._objects = <PyObject**>p
+        p = realloc(self._free, room * sizeof(Py_ssize_t))
+        if p == NULL:
+            raise MemoryError()
+        self._free = <Py_ssize_t*>p
+        p = realloc(self._out, room)
+        if p == NULL:
+            raise MemoryError()
+        self._out = <unsigned char*>p
+        self._room = room
+        while table_size < <size_t>(2 * room):
+            table_size <<= 1
+            bits += 1
+        p = malloc(table_size * sizeof(Py_ssize_t))
+        if p == NULL:
+            raise MemoryError()
+        free(self._table)
+        self._table = <Py_ssize_t*>p
+        self._table_mask = table_size - 1
+        self._shift = 64 - bits
+        for i in range(<Py_ssize_t>table_size):
+            self._table[i] = -1
+        for i in range(self._count):
+            self._insert(i)
+        return 0
+
+    cdef inline void _insert(self, Py_ssize_t index) noexcept:
+        cdef size_t h = _pointer_hash(self._objects[index], self._shift)
+        while self._table[h] != -1:
+            h = (h + 1) & self._table_mask
+        self._table[h] = index
+
+    cdef inline Py_ssize_t _find(self, PyObject* p) noexcept:
+        cdef size_t h = _pointer_hash(p, self._shift)
+        cdef Py_ssize_t index = self._table[h]
+        while index != -1:
+            if self._objects[index] == p:
+                return index
+            h = (h + 1) & self._table_mask
+            index = self._table[h]
+        return -1
+
+    cdef Py_ssize_t _adopt(self, item) except -1:
+        if self._find(<PyObject*>item) != -1:
+            raise ValueError("factory returned an object this pool already holds")
+        if self._count == self._room:
+            self._grow(2 * self._room)
+        cdef Py_ssize_t index = self._count
+        Py_INCREF(item)
+        self._objects[index] = <PyObject*>item
+        self._out[index] = 0
+        self._count = index + 1
+        self._insert(index)
+        return index
+
+    @property
+    def allocated(self):
+        """How many objects ``acquire()`` had to make because the pool was empty."""
+        return self._allocated
+
+    @property
+    def in_use(self):
+        """How many objects are handed out now."""
+        return self._count - self._nfree
+
+    def __len__(self):
+        return self._nfree
+
+    def __repr__(self):
+        return f"ObjectPool(available={self._nfree}, in_use={self._count - self._nfree}, allocated={self._allocated})"
+
+    cdef inline object _acquire(self):
+        cdef Py_ssize_t index
+        if self._nfree:
+            self._nfree -= 1
+            index = self._free[self._nfree]
+        else:
+            if 0 <= self._max_size <= self._count:
+                raise PoolExhausted(f"all {self._count} objects of this pool are in use (max_size)")
+            index = self._adopt(self._factory())
+            self._allocated += 1
+        self._out[index] = 1
+        return <object>self._objects[index]
+
+    cdef inline int _release(self, obj) except -1:
+        cdef Py_ssize_t index = self._find(<PyObject*>obj)
+        if index < 0:
+            raise ValueError("object was not handed out by this pool")
+        if not self._out[index]:
+            raise ValueError("object released twice: it is not in use")
+        if self._reset is not None:
+            self._reset(obj)
+            index = self._find(<PyObject*>obj)  # reset may have re-entered this pool
+            if index < 0 or not self._out[index]:
+                raise ValueError("object released twice: it is not in use")
+        self._out[index] = 0
+        self._free[self._nfree] = index
+        self._nfree += 1
+        return 0
+
+    def acquire(self):
+        """Return a free pooled object, making a new one when none is free.
+
+        Raises ``PoolExhausted`` when none is free and ``max_size`` objects exist already.
+        """
+        return self._acquire()
+
+    def release(self, obj, /):
+        """Take back ``obj``, calling ``reset(obj)`` first when a reset was given.
+
+        Raises ``ValueError`` (pool unchanged) for an object this pool did not hand out or one
+        released twice. If ``reset`` raises, the exception propagates and the object stays out.
+        """
+        self._release(obj)
+
+    def borrow(self):
+        """Return a context manager that acquires on enter and releases on exit, even on exceptions."""
+        cdef _Borrow context = _Borrow.__new__(_Borrow)
+        context._pool = self
+        return context
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class RecordPool:
+    """RecordPool(dtype, size)
+--
+
+``size`` slots of a numpy ``dtype`` in one array, handed out by index.
+
+    ``acquire()`` returns a free slot's index (``PoolExhausted`` when none is free); the record is
+    ``pool.records[index]``. ``release(index)`` frees it. One thread at a time; O(1) each.
+    """
+
+    cdef cnp.ndarray _records
+    cdef Py_ssize_t _size
+    cdef Py_ssize_t* _free
+    cdef Py_ssize_t _nfree
+    cdef unsigned char* _in_use
+
+    def __cinit__(self, dtype, size):
+        record_type = _v.record_dtype(dtype)
+        cdef Py_ssize_t count = _v.bounded_count(size, "size", 1)
+        self._records = np.zeros(count, dtype=record_type)
+        self._free = <Py_ssize_t*>malloc(count * sizeof(Py_ssize_t))
+        self._in_use = <unsigned char*>calloc(count, 1)
+        if self._free == NULL or self._in_use == NULL:
+            raise MemoryError()
+        cdef Py_ssize_t i
+        for i in range(count):
+            self._free[i] = count - 1 - i
+        self._size = count
+        self._nfree = count
+
+    def __dealloc__(self):
+        free(self._free)
+        free(self._in_use)
+
+    @property
+    def records(self):
+        """The whole array of records; slot ``i`` is ``records[i]``."""
+        return self._records
+
+    def __len__(self):
+        return self._nfree
+
+    def __repr__(self):
+        return f"RecordPool(dtype={self._records.dtype}, size={self._size}, free={self._nfree})"
+
+    def acquire(self):
+        """Return the index of a free slot; raise ``PoolExhausted`` when every slot is in use."""
+        if self._nfree == 0:
+            raise PoolExhausted(f"all {self._size} slots of this pool are in use")
+        self._nfree -= 1
+        cdef Py_ssize_t index = self._free[self._nfree]
+        self._in_use[index] = 1
+        return index
+
+    def release(self, index, /):
+        """Free slot ``index``; ``ValueError`` when it is out of range or already free."""
+        cdef Py_ssize_t slot
+        number = index if type(index) is int else _v.as_int(index, "index")
+        if not 0 <= number < self._size:
+            raise ValueError(f"index {number} is out of range for a pool of {self._size} slots")
+        slot = number
+        if not self._in_use[slot]:
+            raise ValueError(f"slot {slot} is already free")
+        self._in_use[slot] = 0
+        self._free[self._nfree] = slot
+        self._nfree += 1
+
+
+cdef struct _Stamped:
+    int64_t stamp
+    PyObject* message
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class TimestampedQueue:
+    """TimestampedQueue(capacity=65536, *, histogram=None)
+--
+
+Bounded FIFO of messages stamped with their enqueue time and a sequence number.
+
+    One producer thread (``enqueue``) and one consumer thread (``dequeue``). ``capacity`` is rounded
+    up to a power of two. Sequence numbers and stamps live beside the message slots; when a
+    ``histogram`` (anything with ``record(value_ns)``) is given, every dequeue records its latency
+    there (a stamp in the future records 0).
+    """
+
+    cdef _Stamped* _slots
+    cdef size_t _capacity
+    cdef size_t _mask
+    cdef size_t _head  # == dequeue count; consumer only
+    cdef size_t _tail  # == enqueue count == next sequence number; producer only
+    cdef size_t _drops  # producer only
+    cdef object _histogram
+
+    def __cinit__(self, capacity=65536, *, histogram=None):
+        cdef size_t size = _v.ring_capacity(capacity, "capacity")
+        self._histogram = _v.histogram_or_none(histogram)
+        self._slots = <_Stamped*>calloc(size, sizeof(_Stamped))
+        if self._slots == NULL:
+            raise MemoryError()
+        self._capacity = size
+        self._mask = size - 1
+
+    def __dealloc__(self):
+        if self._slots != NULL:
+            while self._head != self._tail:
+                Py_XDECREF(self._slots[self._head & self._mask].message)
+                self._head += 1
+            free(self._slots)
+
+    @property
+    def capacity(self):
+        """The number of messages the queue holds when full (a power of two)."""
+        return self._capacity
+
+    @property
+    def stats(self):
+        """Counters: ``{"enqueue_count", "dequeue_count", "drops"}``."""
+        return {"enqueue_count": self._tail, "dequeue_count": self._head, "drops": self._drops}
+
+    def __len__(self):
+        return self._tail - self._head
+
+    def __repr__(self):
+        return f"TimestampedQueue(capacity={self._capacity}, len={self._tail - self._head})"
+
+    def enqueue(self, message, timestamp_ns=None, /):
+        """Stamp ``message`` (with ``now_ns()`` unless ``timestamp_ns`` is given) and append it.
+
+        It gets the next sequence number (0, 1, 2, ... over accepted messages). When the queue is
+        full, return False and count a drop. Producer only.
+        """
+        cdef int64_t stamp
+        if timestamp_ns is None:
+            stamp = _now()
+        else:
+            stamp = _v.as_int64(timestamp_ns, "timestamp_ns")
+        cdef size_t tail = self._tail
+        if tail - self._head == self._capacity:
+            self._drops += 1
+            return False
+        cdef _Stamped* slot = &self._slots[tail & self._mask]
+        Py_INCREF(message)
+        slot.message = <PyObject*>message
+        slot.stamp = stamp
+        self._tail = tail + 1
+        return True
+
+    def dequeue(self):
+        """Remove the oldest message; return ``(seq, message, queue_latency_ns)`` or None when empty.
+
+        The latency is ``now_ns()`` minus the enqueue stamp. Consumer only.
+        """
+        cdef size_t head = self._head
+        if head == self._tail:
+            return None
+        cdef _Stamped* slot = &self._slots[head & self._mask]
+        message = <object>slot.message
+        Py_DECREF(message)  # the slot's reference; `message` holds its own
+        slot.message = NULL
+        cdef int64_t latency = _now() - slot.stamp
+        self._head = head + 1
+        if self._histogram is not None:
+            self._histogram.record(latency if latency > 0 else 0)
+        return (head, message, latency)
+
+
+cdef struct _Entry:
+    int64_t priority
+    uint64_t sequence
+    int64_t stamp
+    PyObject* message
+
+
+cdef inline bint _before(_Entry* a, _Entry* b) noexcept nogil:
+    return a.priority < b.priority or (a.priority == b.priority and a.sequence < b.sequence)
+
+
+@cython.final
+@cython.auto_pickle(False)
+cdef class PriorityQueue:
+    """PriorityQueue(capacity=None)
+--
+
+Priority queue of messages: lowest ``priority`` first, FIFO among equal priorities.
+
+    A binary heap, O(log n) per operation. ``capacity`` None means unbounded; otherwise
+    ``enqueue`` returns False when full. Each message is stamped on enqueue. One thread at a time.
+    """
+
+    cdef _Entry* _heap
+    cdef Py_ssize_t _len
+    cdef Py_ssize_t _room
+    cdef Py_ssize_t _capacity  # -1: unbounded
+    cdef uint64_t _sequence
+
+    def __cinit__(self, capacity=None):
+        self._capacity = -1 if capacity is None else _v.bounded_count(capacity, "capacity", 1)
+        self._room = 64 if self._capacity < 0 or self._capacity > 64 else self._capacity
+        self._heap = <_Entry*>malloc(self._room * sizeof(_Entry))
+        if self._heap == NULL:
+            raise MemoryError()
+
+    def __dealloc__(self):
+        cdef Py_ssize_t i
+        if self._heap != NULL:
+            for i in range(self._len):
+                Py_XDECREF(self._heap[i].message)
+            free(self._heap)
+
+    @property
+    def capacity(self):
+        """The bound on the number of messages, or None when unbounded."""
+        return None if self._capacity < 0 else self._capacity
+
+    def __len__(self):
+        return self._len
+
+    def __repr__(self):
+        return f"PriorityQueue(capacity={self.capacity}, len={self._len})"
+
+    def enqueue(self, priority, message, /):
+        """Add ``message`` with int ``priority`` (lower leaves first); False when bounded and full."""
+        cdef int64_t key
+        if type(priority) is int:
+            try:
+                key = priority
+            except OverflowError:
+                key = _v.as_int64(priority, "priority")  # raises ValueError naming the argument
+        else:
+            key = _v.as_int64(priority, "priority")
+        if self._len == self._capacity:
+            return False
+        cdef Py_ssize_t room
+        cdef void* p
+        if self._len == self._room:
+            room = self._room * 2
+            if self._capacity >= 0 and room > self._capacity:
+                room = self._capacity
+            p = realloc(self._heap, room * sizeof(_Entry))
+            if p == NULL:
+                raise MemoryError()
+            self._heap = <_Entry*>p
+            self._room = room
+        cdef _Entry entry
+        entry.priority = key
+        entry.sequence = self._sequence
+        entry.stamp = _now()
+        entry.message = <PyObject*>message
+        Py_INCREF(message)
+        self._sequence += 1
+        # Sift up with a hole: move parents down until the entry's place is found.
+        cdef _Entry* heap = self._heap
+        cdef Py_ssize_t pos = self._len
+        cdef Py_ssize_t parent
+        while pos > 0:
+            parent = (pos - 1) >> 1
+            if not _before(&entry, &heap[parent]):
+                break
+            heap[pos] = heap[parent]
+            pos = parent
+        heap[pos] = entry
+        self._len += 1
+        return True
+
+    def dequeue(self):
+        """Remove the first message; return ``(priority, message, latency_ns)`` or None when empty."""
+        if self._len == 0:
+            return None
+        cdef _Entry* heap = self._heap
+        cdef _Entry top = heap[0]
+        cdef Py_ssize_t n = self._len - 1
+        cdef _Entry last = heap[n]
+        cdef Py_ssize_t pos = 0
+        cdef Py_ssize_t child
+        self._len = n
+        # Sift the last entry down from the root with a hole.
+        while True:
+            child = 2 * pos + 1
+            if child >= n:
+                break
+            if child + 1 < n and _before(&heap[child + 1], &heap[child]):
+                child += 1
+            if not _before(&heap[child], &last):
+                break
+            heap[pos] = heap[child]
+            pos = child
+        if n > 0:
+            heap[pos] = last
+        message = <object>top.message
+        Py_DECREF(message)  # the heap's reference; `message` holds its own
+        return (top.priority, message, _now() - top.stamp)

@@ -1,0 +1,308 @@
+"""Differential property tests: hypothesis drives one operation sequence through both backends
+and a plain model (deque, heapq, set), comparing results *and* exceptions."""
+
+import heapq
+from collections import deque
+
+import numpy as np
+import pytest
+from hypothesis import settings, strategies as st
+from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, precondition, rule
+
+from conftest import BACKENDS, load_backend
+
+SETTINGS = settings(max_examples=60, stateful_step_count=60, deadline=None)
+ints = st.integers(min_value=-(2**70), max_value=2**70)
+bad_limits = st.one_of(st.integers(-3, 10), st.none(), st.just(1.5), st.just("2"))
+
+
+def outcome(fn, *args):
+    """Return ('ok', result) or ('error', exception type) so backends can be compared."""
+    try:
+        return ("ok", fn(*args))
+    except Exception as exc:  # noqa: BLE001 - the type is what is compared
+        return ("error", type(exc))
+
+
+class SpscRingMachine(RuleBasedStateMachine):
+    @initialize(capacity=st.integers(1, 9))
+    def setup(self, capacity):
+        self.rings = [load_backend(b).SpscRing(capacity) for b in BACKENDS]
+        self.capacity = self.rings[0].capacity
+        self.model = deque()
+
+    def same(self, method, *args):
+        results = [outcome(getattr(r, method), *args) for r in self.rings]
+        assert results[0] == results[1], (method, args, results)
+        return results[0]
+
+    @rule(item=ints)
+    def push(self, item):
+        assert self.same("push", item) == ("ok", len(self.model) < self.capacity)
+        if len(self.model) < self.capacity:
+            self.model.append(item)
+
+    @rule(items=st.lists(ints, max_size=12), as_generator=st.booleans())
+    def push_many(self, items, as_generator):
+        results = [outcome(r.push_many, (x for x in items) if as_generator else list(items)) for r in self.rings]
+        assert results[0] == results[1]
+        taken = min(len(items), self.capacity - len(self.model))
+        assert results[0] == ("ok", taken)
+        self.model.extend(items[:taken])
+
+    @rule()
+    def pop(self):
+        expected = self.model.popleft() if self.model else "empty"
+        assert self.same("pop", "empty") == ("ok", expected)
+
+    @rule()
+    def peek(self):
+        assert self.same("peek") == ("ok", self.model[0] if self.model else None)
+
+    @rule(limit=bad_limits)
+    def pop_many(self, limit):
+        result = self.same("pop_many", limit)
+        if result[0] == "ok":
+            n = len(self.model) if limit is None else min(limit, len(self.model))
+            assert result[1] == [self.model.popleft() for _ in range(n)]
+
+    @precondition(lambda self: len(self.model) > 0)
+    @rule()
+    def clear(self):
+        self.same("clear")
+        self.model.clear()
+
+    @invariant()
+    def lengths(self):
+        if hasattr(self, "model"):
+            assert [len(r) for r in self.rings] == [len(self.model)] * 2
+
+
+class RecordRingMachine(RuleBasedStateMachine):
+    dtype = np.dtype([("seq", "i8"), ("px", "f4")])
+
+    @initialize(capacity=st.integers(1, 9))
+    def setup(self, capacity):
+        self.rings = [load_backend(b).RecordRing(self.dtype, capacity) for b in BACKENDS]
+        self.capacity = self.rings[0].capacity
+        self.model = deque()
+        self.counter = 0
+
+    def batch(self, n):
+        arr = np.zeros(n, dtype=self.dtype)
+        arr["seq"] = np.arange(self.counter, self.counter + n)
+        arr["px"] = arr["seq"] * 0.5
+        self.counter += n
+        return arr
+
+    @rule(n=st.integers(0, 12))
+    def write(self, n):
+        arr = self.batch(n)
+        results = [r.write(arr) for r in self.rings]
+        taken = min(n, self.capacity - len(self.model))
+        assert results == [taken, taken]
+        self.model.extend(arr["seq"][:taken].tolist())
+
+    @rule()
+    def push(self):
+        rec = self.batch(1)[0]
+        results = [r.push(tuple(rec)) for r in self.rings]
+        ok = len(self.model) < self.capacity
+        assert results == [ok, ok]
+        if ok:
+            self.model.append(int(rec["seq"]))
+
+    @rule()
+    def pop(self):
+        got = [r.pop() for r in self.rings]
+        if self.model:
+            seq = self.model.popleft()
+            assert [int(g["seq"]) for g in got] == [seq, seq]
+        else:
+            assert got == [None, None]
+
+    @rule(limit=bad_limits)
+    def read(self, limit):
+        results = [outcome(r.read, limit) for r in self.rings]
+        assert [k for k, _ in results] == [results[0][0]] * 2
+        if results[0][0] == "error":
+            assert results[0] == results[1]
+            return
+        n = len(self.model) if limit is None else min(limit, len(self.model))
+        expected = [self.model.popleft() for _ in range(n)]
+        assert [r["seq"].tolist() for _, r in results] == [expected, expected]
+
+    @rule(size=st.integers(0, 10))
+    def read_into(self, size):
+        outs = [np.zeros(size, dtype=self.dtype) for _ in self.rings]
+        results = [r.read_into(o) for r, o in zip(self.rings, outs)]
+        n = min(size, len(self.model))
+        expected = [self.model.popleft() for _ in range(n)]
+        assert results == [n, n]
+        assert [o["seq"][:n].tolist() for o in outs] == [expected, expected]
+
+
+class ObjectPoolMachine(RuleBasedStateMachine):
+    @initialize(size=st.integers(0, 4), max_extra=st.one_of(st.none(), st.integers(0, 3)))
+    def setup(self, size, max_extra):
+        max_size = None if max_extra is None else max(size, 1) + max_extra
+        self.pools = [load_backend(b).ObjectPool(list, size, max_size=max_size) for b in BACKENDS]
+        self.max_size = max_size
+        self.free = size
+        self.total = size
+        self.allocated = 0
+        self.out = [[], []]  # objects handed out, per backend, in acquisition order
+        self.released = [[], []]
+
+    @rule()
+    def acquire(self):
+        results = [outcome(p.acquire) for p in self.pools]
+        assert [k for k, _ in results] == [results[0][0]] * 2
+        can = self.free > 0 or self.max_size is None or self.total < self.max_size
+        if not can:
+            assert results[0][0] == "error" and results[0] == results[1]
+            return
+        assert results[0][0] == "ok"
+        if self.free:
+            self.free -= 1
+        else:
+            self.total += 1
+            self.allocated += 1
+        for out, (_, obj), rel in zip(self.out, results, self.released):
+            out.append(obj)
+            if any(obj is r for r in rel):
+                rel[:] = [r for r in rel if r is not obj]
+
+    @precondition(lambda self: self.out[0])
+    @rule(data=st.data())
+    def release(self, data):
+        i = data.draw(st.integers(0, len(self.out[0]) - 1))
+        for pool, out, rel in zip(self.pools, self.out, self.released):
+            obj = out.pop(i)
+            pool.release(obj)
+            rel.append(obj)
+        self.free += 1
+
+    @precondition(lambda self: self.released[0])
+    @rule(data=st.data())
+    def release_twice(self, data):
+        i = data.draw(st.integers(0, len(self.released[0]) - 1))
+        results = [outcome(p.release, rel[i]) for p, rel in zip(self.pools, self.released)]
+        assert results == [("error", ValueError)] * 2
+
+    @rule()
+    def release_foreign(self):
+        assert [outcome(p.release, []) for p in self.pools] == [("error", ValueError)] * 2
+
+    @invariant()
+    def counts(self):
+        if hasattr(self, "pools"):
+            assert [len(p) for p in self.pools] == [self.free] * 2
+            assert [p.in_use for p in self.pools] == [len(self.out[0])] * 2
+            assert [p.allocated for p in self.pools] == [self.allocated] * 2
+
+
+class RecordPoolMachine(RuleBasedStateMachine):
+    @initialize(size=st.integers(1, 6))
+    def setup(self, size):
+        self.pools = [load_backend(b).RecordPool("i8", size) for b in BACKENDS]
+        self.size = size
+        self.used = set()
+
+    @rule()
+    def acquire(self):
+        results = [outcome(p.acquire) for p in self.pools]
+        assert results[0] == results[1]
+        if len(self.used) == self.size:
+            assert results[0][0] == "error"
+        else:
+            index = results[0][1]
+            assert 0 <= index < self.size and index not in self.used
+            self.used.add(index)
+
+    @rule(index=st.one_of(st.integers(-2, 8), st.just(2**65), st.just("1")))
+    def release(self, index):
+        results = [outcome(p.release, index) for p in self.pools]
+        assert results[0] == results[1]
+        if index in self.used:
+            assert results[0] == ("ok", None)
+            self.used.discard(index)
+        else:
+            assert results[0][0] == "error"
+
+    @invariant()
+    def free_count(self):
+        if hasattr(self, "pools"):
+            assert [len(p) for p in self.pools] == [self.size - len(self.used)] * 2
+
+
+class QueueMachine(RuleBasedStateMachine):
+    @initialize(capacity=st.integers(1, 9), bounded=st.booleans())
+    def setup(self, capacity, bounded):
+        self.tq = [load_backend(b).TimestampedQueue(capacity) for b in BACKENDS]
+        self.tq_capacity = self.tq[0].capacity
+        self.tq_model = deque()
+        self.tq_seq = 0
+        self.drops = 0
+        self.pq = [load_backend(b).PriorityQueue(capacity if bounded else None) for b in BACKENDS]
+        self.pq_bound = capacity if bounded else None
+        self.pq_model = []
+        self.pq_seq = 0
+
+    @rule(message=ints, stamp=st.one_of(st.none(), st.integers(-(2**64), 2**64)))
+    def enqueue(self, message, stamp):
+        results = [outcome(q.enqueue, message, stamp) for q in self.tq]
+        assert results[0] == results[1]
+        if results[0][0] == "error":
+            return
+        if len(self.tq_model) < self.tq_capacity:
+            assert results[0] == ("ok", True)
+            self.tq_model.append((self.tq_seq, message))
+            self.tq_seq += 1
+        else:
+            assert results[0] == ("ok", False)
+            self.drops += 1
+
+    @rule()
+    def dequeue(self):
+        got = [q.dequeue() for q in self.tq]
+        if self.tq_model:
+            expected = self.tq_model.popleft()
+            assert [g[:2] for g in got] == [expected, expected]
+        else:
+            assert got == [None, None]
+
+    @rule(priority=st.one_of(ints, st.just(1.0)), message=ints)
+    def pq_enqueue(self, priority, message):
+        results = [outcome(q.enqueue, priority, message) for q in self.pq]
+        assert results[0] == results[1]
+        if results[0][0] == "error":
+            return
+        full = self.pq_bound is not None and len(self.pq_model) == self.pq_bound
+        assert results[0] == ("ok", not full)
+        if not full:
+            heapq.heappush(self.pq_model, (priority, self.pq_seq, message))
+            self.pq_seq += 1
+
+    @rule()
+    def pq_dequeue(self):
+        got = [q.dequeue() for q in self.pq]
+        if self.pq_model:
+            prio, _, message = heapq.heappop(self.pq_model)
+            assert [g[:2] for g in got] == [(prio, message)] * 2
+        else:
+            assert got == [None, None]
+
+    @invariant()
+    def stats(self):
+        if hasattr(self, "tq"):
+            expected = {"enqueue_count": self.tq_seq, "dequeue_count": self.tq_seq - len(self.tq_model), "drops": self.drops}
+            assert [q.stats for q in self.tq] == [expected, expected]
+            assert [len(q) for q in self.pq] == [len(self.pq_model)] * 2
+
+
+@pytest.mark.parametrize("machine", [SpscRingMachine, RecordRingMachine, ObjectPoolMachine, RecordPoolMachine, QueueMachine],
+                         ids=lambda m: m.__name__)
+def test_backends_agree_with_model(machine, backends):
+    machine.TestCase.settings = SETTINGS
+    machine.TestCase().runTest()

@@ -183,3 +183,57 @@ def test_threaded_spsc_stress_one_million_records(impl):
     assert not any(t.is_alive() for t in threads)
     assert not errors, errors
     assert done == [total] and len(ring) == 0
+
+
+MIXED = np.dtype([("a", "i1"), ("b", "u8"), ("c", "f4"), ("d", "f8"), ("e", "i4")])
+
+
+def _push_outcome(mod, dtype, record):
+    import warnings
+
+    ring = mod.RecordRing(dtype, 2)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        try:
+            accepted = ring.push(record)
+        except Exception as exc:  # noqa: BLE001 - compared across backends
+            return ("error", type(exc))
+    return ("ok", accepted, ring.read().tobytes())
+
+
+def _field_values():
+    from hypothesis import strategies as st
+
+    return st.one_of(
+        st.integers(-(2**70), 2**70), st.floats(allow_nan=True, allow_infinity=True), st.booleans(),
+        st.sampled_from(["1", "x", None, b"2", 1j]), st.integers(-300, 300).map(np.int64),
+        st.floats(-1e40, 1e40).map(np.float64),
+    )
+
+
+def test_push_conversion_matches_numpy_exactly(backends):
+    """The compiled fast paths (struct packing, scalar copies) must agree with numpy's assignment."""
+    from hypothesis import given, settings, strategies as st
+
+    @settings(max_examples=400, deadline=None)
+    @given(record=st.one_of(st.tuples(*[_field_values()] * 5), st.tuples(*[_field_values()] * 4),
+                            st.lists(_field_values(), min_size=5, max_size=5)))
+    def check_structured(record):
+        results = [_push_outcome(mod, MIXED, record) for mod in backends]
+        assert results[0] == results[1], (record, results)
+
+    @settings(max_examples=300, deadline=None)
+    @given(value=_field_values(), dtype=st.sampled_from(["i1", "u2", "i8", "u8", "f4", "f8", "?", ">i8"]))
+    def check_scalar(value, dtype):
+        results = [_push_outcome(mod, np.dtype(dtype), value) for mod in backends]
+        assert results[0] == results[1], (value, dtype, results)
+
+    check_structured()
+    check_scalar()
+
+
+def test_push_numpy_scalars_of_other_dtypes(backends):
+    for record in [np.zeros(1, dtype=MIXED)[0], np.zeros(1, dtype=[("a", "i8")])[0], np.float32(2.5), np.int8(-3)]:
+        for dtype in [MIXED, np.dtype("f8"), np.dtype("i2")]:
+            results = [_push_outcome(mod, dtype, record) for mod in backends]
+            assert results[0] == results[1], (record, dtype, results)

@@ -37,7 +37,7 @@ def _bench(args: argparse.Namespace) -> int:
     header = (
         f"lowlat {lowlat.__version__} bench ({'quick' if args.quick else 'full'}), backend live: {lowlat.BACKEND}, "
         f"Python {platform.python_version()}, {platform.machine()}, {elapsed:.1f} s; "
-        "medians of repeats, warm-up, gc off, empty-loop cost subtracted; ratio = value / first row of its group"
+        "medians of repeats, warm-up, gc off, empty-loop cost subtracted; ratio = value / first row of its group (for MB/s rows, higher is better)"
     )
     print(header)
     print(format_table(rows))

@@ -1,7 +1,7 @@
 from typing import Literal
 
 from lowlat._core import *
-from lowlat._core import __all__ as __all__
+from lowlat._errors import PoolExhausted as PoolExhausted
 
 BACKEND: Literal["cython", "python"]
 __version__: str

@@ -195,8 +195,8 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     add(group, "construct OrderMessage dataclass (6 fields)", _dataclass_loop())
     import threading
 
-    add(group, "floor: `with` on a C-level lock (threading.Lock)", _with_loop(threading.Lock()),
-        note="the interpreter's own cost of a with block")
+    add(group, "reference: `with threading.Lock()` (a C context manager)", _with_loop(threading.Lock()),
+        note="what a with block costs on a C type")
 
     progress.step("core: RecordRing batches")
     group = "RecordRing write+read, batches of 1024 x 32-byte records"

@@ -262,3 +262,23 @@ def test_record_pool_double_release(impl):
 def test_record_pool_bad_arguments(impl, dtype, size, error):
     with pytest.raises(error):
         impl.RecordPool(dtype, size)
+
+
+def test_objects_referring_to_their_pool_are_collected(impl):
+    class Node:
+        alive = 0
+
+        def __init__(self):
+            Node.alive += 1
+            self.pool = None
+
+        def __del__(self):
+            Node.alive -= 1
+
+    pool = impl.ObjectPool(Node, 4)
+    for _ in range(6):
+        node = pool.acquire()
+        node.pool = pool  # the self-releasing pattern: a back-reference
+    del pool, node
+    gc.collect()
+    assert Node.alive == 0

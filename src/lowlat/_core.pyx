@@ -11,7 +11,7 @@ an allocation, an iterator) leaves the container in a consistent state.
 """
 
 cimport cython
-from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.list cimport PyList_GET_ITEM, PyList_GET_SIZE, PyList_New, PyList_SET_ITEM
 from cpython.ref cimport PyObject, Py_DECREF, Py_INCREF, Py_XDECREF
 from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySequence_Fast_ITEMS
 from libc.stdint cimport int64_t, uint64_t
@@ -537,6 +537,7 @@ cdef inline size_t _pointer_hash(void* p, int shift) noexcept nogil:
 
 
 @cython.final
+@cython.no_gc_clear
 @cython.auto_pickle(False)
 cdef class ObjectPool:
     """ObjectPool(factory, size, *, reset=None, max_size=None)
@@ -553,9 +554,10 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
     cdef object _factory
     cdef object _reset
     cdef int64_t _max_size
-    # Every object the pool made, strong references, by index. The pool keeps them alive, so an
-    # address can never be reused by another object: an identity table keyed on it is exact.
-    cdef PyObject** _objects
+    # Every object the pool made, by index, in a list the cycle collector can see (a pooled
+    # object that refers back to its pool must not make the pair immortal). The pool keeps them
+    # alive, so an address can never be reused by another object: an identity table is exact.
+    cdef list _objects
     cdef Py_ssize_t _count
     cdef Py_ssize_t _room
     cdef Py_ssize_t* _free  # stack of free indices
@@ -576,6 +578,7 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
         else:
             self._max_size = _v.bounded_count(max_size, "max_size", max(count, 1), _v.INT64_MAX)
         self._factory = factory
+        self._objects = []
         self._grow(count if count > 8 else 8)
         cdef Py_ssize_t i
         for i in range(count):
@@ -585,11 +588,6 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
         self._nfree = count
 
     def __dealloc__(self):
-        cdef Py_ssize_t i
-        if self._objects != NULL:
-            for i in range(self._count):
-                Py_XDECREF(self._objects[i])
-        free(self._objects)
         free(self._free)
         free(self._out)
         free(self._table)
@@ -599,10 +597,6 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
         cdef size_t table_size = 16
         cdef int bits = 4
         cdef void* p
-        p = realloc(self._objects, room * sizeof(PyObject*))
-        if p == NULL:
-            raise MemoryError()
-        self._objects = <PyObject**>p
         p = realloc(self._free, room * sizeof(Py_ssize_t))
         if p == NULL:
             raise MemoryError()
@@ -629,7 +623,7 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
         return 0
 
     cdef inline void _insert(self, Py_ssize_t index) noexcept:
-        cdef size_t h = _pointer_hash(self._objects[index], self._shift)
+        cdef size_t h = _pointer_hash(PyList_GET_ITEM(self._objects, index), self._shift)
         while self._table[h] != -1:
             h = (h + 1) & self._table_mask
         self._table[h] = index
@@ -638,7 +632,7 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
         cdef size_t h = _pointer_hash(p, self._shift)
         cdef Py_ssize_t index = self._table[h]
         while index != -1:
-            if self._objects[index] == p:
+            if index < PyList_GET_SIZE(self._objects) and PyList_GET_ITEM(self._objects, index) == p:
                 return index
             h = (h + 1) & self._table_mask
             index = self._table[h]
@@ -650,8 +644,7 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
         if self._count == self._room:
             self._grow(2 * self._room)
         cdef Py_ssize_t index = self._count
-        Py_INCREF(item)
-        self._objects[index] = <PyObject*>item
+        self._objects.append(item)
         self._out[index] = 0
         self._count = index + 1
         self._insert(index)
@@ -684,7 +677,9 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
             index = self._adopt(self._factory())
             self._allocated += 1
         self._out[index] = 1
-        return <object>self._objects[index]
+        if index >= PyList_GET_SIZE(self._objects):  # emptied by the collector while torn down
+            raise RuntimeError("this pool is being destroyed")
+        return <object>PyList_GET_ITEM(self._objects, index)
 
     cdef inline int _release(self, obj) except -1:
         cdef Py_ssize_t index = self._find(<PyObject*>obj)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._benchkit import Progress, Row, loop_overhead_ns, per_op_ns, time_loop
+from ._benchkit import Case, Progress, Row, compare, loop_overhead_ns
 
 STEPS = 8
 
@@ -134,90 +134,96 @@ def _dataclass_loop():
 
 def run(quick: bool, progress: Progress) -> list[Row]:
     """Run the section; return its rows."""
-    n = 50_000 if quick else 400_000
+    n = 50_000 if quick else 300_000
     repeats = 3 if quick else 9
     backends = _backends()
     rows: list[Row] = []
     overhead = loop_overhead_ns(n, repeats=repeats)
     rows.append(Row("loop overhead", "empty for-loop iteration (subtracted below)", overhead, "ns/iter"))
 
-    def add(group, label, loop, ops=1, note="", count=n):
-        rows.append(Row(group, label, per_op_ns(loop, count, repeats=repeats, ops_per_iteration=ops), "ns/op", note=note))
+    def group(title: str, cases: list[Case]) -> None:
+        for case, ns in zip(cases, compare(cases, repeats=repeats)):
+            rows.append(Row(title, case.label, ns, "ns/op", note=case.note))
 
     progress.step("core: SpscRing push+pop")
-    group = "SpscRing push+pop (one pair)"
+    cases = []
     for label, mod in backends:
         ring = mod.SpscRing(1024)
-        add(group, f"{label} SpscRing", _push_pop_loop(ring.push, ring.pop))
+        cases.append(Case(f"{label} SpscRing", _push_pop_loop(ring.push, ring.pop), n))
     d = deque()
-    add(group, "collections.deque append+popleft", _push_pop_loop(d.append, d.popleft))
+    cases.append(Case("collections.deque append+popleft", _push_pop_loop(d.append, d.popleft), n))
     sq = queue.SimpleQueue()
-    add(group, "queue.SimpleQueue put+get_nowait", _push_pop_loop(sq.put, sq.get_nowait))
+    cases.append(Case("queue.SimpleQueue put+get_nowait", _push_pop_loop(sq.put, sq.get_nowait), n))
     q = queue.Queue(1024)
-    add(group, "queue.Queue put_nowait+get_nowait", _push_pop_loop(q.put_nowait, q.get_nowait), count=n // 10)
+    cases.append(Case("queue.Queue put_nowait+get_nowait", _push_pop_loop(q.put_nowait, q.get_nowait), n // 10))
+    group("SpscRing push+pop (one pair)", cases)
 
     progress.step("core: SpscRing batches of 64")
-    group = "SpscRing push_many+pop_many, batches of 64 (per item)"
+    cases = []
     for label, mod in backends:
         ring = mod.SpscRing(1024)
-        add(group, f"{label} SpscRing", _batch_loop(ring.push_many, ring.pop_many, 64), ops=64, count=n // 64)
-    add(group, "collections.deque extend+popleft", _deque_batch_loop(64), ops=64, count=n // 64)
+        cases.append(Case(f"{label} SpscRing", _batch_loop(ring.push_many, ring.pop_many, 64), n // 64, ops=64))
+    cases.append(Case("collections.deque extend+popleft", _deque_batch_loop(64), n // 64, ops=64))
+    group("SpscRing push_many+pop_many, batches of 64 (per item)", cases)
 
     progress.step("core: TimestampedQueue")
-    group = "TimestampedQueue enqueue+dequeue (one pair)"
+    cases = []
     for label, mod in backends:
         tq = mod.TimestampedQueue(1024)
-        add(group, f"{label} TimestampedQueue", _push_pop_loop(tq.enqueue, tq.dequeue))
+        cases.append(Case(f"{label} TimestampedQueue", _push_pop_loop(tq.enqueue, tq.dequeue), n))
+    group("TimestampedQueue enqueue+dequeue (one pair)", cases)
 
     progress.step("core: PriorityQueue")
+    now = backends[0][1].now_ns if backends else None
     for backlog in (0, 1024):
-        group = f"PriorityQueue enqueue+dequeue at a backlog of {backlog}"
+        cases = []
         for label, mod in backends:
             pq = mod.PriorityQueue()
             for i in range(backlog):
                 pq.enqueue(i, i)
-            add(group, f"{label} PriorityQueue", _pq_loop(pq.enqueue, pq.dequeue))
+            cases.append(Case(f"{label} PriorityQueue", _pq_loop(pq.enqueue, pq.dequeue), n))
         heap: list = []
         for i in range(backlog):
             heapq.heappush(heap, (i, i, 0, i))
-        add(group, "heapq with (priority, seq, ts, msg) tuples", _heapq_loop(heap, backends[0][1].now_ns if backends else None))
+        cases.append(Case("heapq with (priority, seq, ts, msg) tuples", _heapq_loop(heap, now), n))
+        group(f"PriorityQueue enqueue+dequeue at a backlog of {backlog}", cases)
 
     progress.step("core: ObjectPool")
-    group = "ObjectPool (one cycle)"
+    cases = []
     for label, mod in backends:
         pool = mod.ObjectPool(lambda: OrderMessage(0, "", "", 0.0, 0, 0), 64)
-        add(group, f"{label} acquire+release", _pool_loop(pool.acquire, pool.release))
+        cases.append(Case(f"{label} acquire+release", _pool_loop(pool.acquire, pool.release), n))
     free = deque(OrderMessage(0, "", "", 0.0, 0, 0) for _ in range(64))
-    add(group, "bare deque-of-objects pool pop+append (no checks)", _pool_loop(free.pop, free.append))
+    cases.append(Case("bare deque-of-objects pool pop+append (no checks)", _pool_loop(free.pop, free.append), n))
     for label, mod in backends:
         pool = mod.ObjectPool(lambda: OrderMessage(0, "", "", 0.0, 0, 0), 64)
-        add(group, f"{label} with pool.borrow()", _borrow_loop(pool.borrow))
-    add(group, "construct OrderMessage dataclass (6 fields)", _dataclass_loop())
+        cases.append(Case(f"{label} with pool.borrow()", _borrow_loop(pool.borrow), n))
+    cases.append(Case("construct OrderMessage dataclass (6 fields)", _dataclass_loop(), n))
     import threading
 
-    add(group, "reference: `with threading.Lock()` (a C context manager)", _with_loop(threading.Lock()),
-        note="what a with block costs on a C type")
+    cases.append(Case("reference: `with threading.Lock()` (a C context manager)", _with_loop(threading.Lock()), n,
+                      note="what a with block costs on a C type"))
+    group("ObjectPool (one cycle)", cases)
 
     progress.step("core: RecordRing batches")
-    group = "RecordRing write+read, batches of 1024 x 32-byte records"
     dtype = np.dtype([("ts", "i8"), ("px", "f8"), ("qty", "i4"), ("side", "i4"), ("id", "i8")])
     batch = np.zeros(1024, dtype=dtype)
-    batches = max(n // 200, 50)
+    cases = []
     for label, mod in backends:
         ring = mod.RecordRing(dtype, 4096)
-        write, read = ring.write, ring.read
 
-        def loop(count, write=write, read=read):
+        def loop(count, write=ring.write, read=ring.read):
             for _ in range(count):
                 write(batch)
                 read()
 
-        ns = time_loop(loop, batches, repeats=repeats) / batches
-        rows.append(Row(group, f"{label} RecordRing", batch.nbytes / ns * 1e3, "MB/s", higher_is_better=True,
-                        note=f"{ns / 1024:.2f} ns/record"))
+        cases.append(Case(f"{label} RecordRing", loop, max(n // 200, 50), ops=1024))
+    for case, ns in zip(cases, compare(cases, repeats=repeats)):
+        rows.append(Row("RecordRing write+read, batches of 1024 x 32-byte records", case.label,
+                        dtype.itemsize / ns * 1e3, "MB/s", higher_is_better=True, note=f"{ns:.2f} ns/record"))
 
     progress.step("core: RecordRing single records")
-    group = "RecordRing push+pop of one 32-byte structured record"
+    cases = []
     for kind, rec in (("numpy.void", batch[0]), ("tuple", (1, 4500.25, 10, 1, 7))):
         for label, mod in backends:
             ring = mod.RecordRing(dtype, 1024)
@@ -227,15 +233,15 @@ def run(quick: bool, progress: Progress) -> list[Row]:
                     push(rec)
                     pop()
 
-            add(group, f"{label} RecordRing, push a {kind}", loop, count=n // 10)
+            cases.append(Case(f"{label} RecordRing, push a {kind}", loop, n // 10))
+    group("RecordRing push+pop of one 32-byte structured record", cases)
 
     progress.step("core: now_ns")
-    group = "clock read"
     import time as _time
 
-    for label, mod in backends:
-        add(group, f"{label} now_ns()", _call_loop(mod.now_ns))
-    add(group, "time.perf_counter_ns()", _call_loop(_time.perf_counter_ns))
+    cases = [Case(f"{label} now_ns()", _call_loop(mod.now_ns), n) for label, mod in backends]
+    cases.append(Case("time.perf_counter_ns()", _call_loop(_time.perf_counter_ns), n))
+    group("clock read", cases)
     return rows
 
 

@@ -14,7 +14,7 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
-__all__ = ["Row", "Progress", "time_loop", "per_op_ns", "loop_overhead_ns", "format_table"]
+__all__ = ["Row", "Progress", "Case", "compare", "time_loop", "per_op_ns", "loop_overhead_ns", "format_table"]
 
 
 @dataclass
@@ -102,6 +102,45 @@ def per_op_ns(loop: Callable[[int], object], n: int, *, repeats: int = 7, ops_pe
     """Return ns per operation of ``loop`` (one iteration = ``ops_per_iteration`` ops), loop cost removed."""
     total = time_loop(loop, n, repeats=repeats) / n
     return max(total - loop_overhead_ns(n, repeats=repeats), 0.0) / ops_per_iteration
+
+
+@dataclass
+class Case:
+    """One contender of a group: ``loop(count)`` performs ``count`` iterations of ``ops`` operations."""
+
+    label: str
+    loop: Callable[[int], object]
+    count: int
+    ops: int = 1
+    note: str = ""
+
+
+def compare(cases: list[Case], *, repeats: int = 7) -> list[float]:
+    """Return ns per operation for each case, timed round-robin so drift hits all alike.
+
+    Each case is warmed up once; then every repeat times each case in turn, ``gc`` disabled. The
+    figure is the median of a case's repeats minus the empty-loop cost of the same length.
+    """
+    samples: list[list[int]] = [[] for _ in cases]
+    overheads = [loop_overhead_ns(c.count, repeats=repeats) for c in cases]
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        for case in cases:
+            case.loop(case.count)
+        for _ in range(repeats):
+            for case, bucket in zip(cases, samples):
+                t0 = time.perf_counter_ns()
+                case.loop(case.count)
+                bucket.append(time.perf_counter_ns() - t0)
+    finally:
+        if was_enabled:
+            gc.enable()
+    return [
+        max(statistics.median(bucket) / case.count - overhead, 0.0) / case.ops
+        for case, bucket, overhead in zip(cases, samples, overheads)
+    ]
 
 
 def _fmt_value(value: float) -> str:

@@ -15,3 +15,8 @@ __all__ = ["PoolExhausted", "now_ns"]
 def now_ns() -> int:
     """Return the current time in nanoseconds on the clock of ``time.perf_counter_ns()``."""
     return _time.perf_counter_ns()
+
+from ._pure_hist import *  # noqa: E402,F401,F403  (latency histogram, tracker, timer calibration)
+from ._pure_hist import __all__ as _hist_all  # noqa: E402
+
+__all__ += _hist_all

@@ -652,3 +652,105 @@ def test_statistics_are_constant_memory_not_a_list(impl):
     t = impl.LatencyTracker("x", 0)
     assert not any(isinstance(getattr(t, a, None), list) for a in dir(t) if not a.startswith("__"))
     assert math.isfinite(t.histogram.nbytes)
+
+
+# --------------------------------------------------------------------- differential: both backends, any input
+_ANY_INT = st.one_of(st.integers(-5, 3 * 10**7), st.integers(-(2**70), 2**70), st.just(2**63 - 1))
+_ODD = st.sampled_from([1.5, "7", None, float("nan"), np.int64(9), np.uint8(3), True])
+_OPS = st.one_of(
+    st.tuples(st.just("record"), st.one_of(_ANY_INT, _ODD), st.one_of(st.integers(-2, 5), _ODD)),
+    st.tuples(st.just("record_many"), st.lists(st.integers(-3, 3 * 10**7), max_size=30), st.sampled_from(["int64", "uint32", "float64"])),
+    st.tuples(st.just("record_corrected"), st.one_of(_ANY_INT, _ODD), st.one_of(st.integers(-5, 10**6), _ODD)),
+    st.tuples(st.just("percentile"), st.one_of(st.floats(-10, 110), _ODD), st.none()),
+    st.tuples(st.just("percentiles"), st.lists(st.floats(-1, 101), max_size=4), st.none()),
+    st.tuples(st.just("merge_copy"), st.none(), st.none()),
+    st.tuples(st.just("stats"), st.none(), st.none()),
+)
+
+
+def _apply(h, op):
+    name, a, b = op
+    try:
+        if name == "record":
+            return h.record(a, b)
+        if name == "record_many":
+            return h.record_many(np.array(a, dtype=b) if b != "uint32" or min(a, default=0) >= 0 else np.array(a))
+        if name == "record_corrected":
+            return h.record_corrected(a, b)
+        if name == "percentile":
+            return h.percentile(a)
+        if name == "percentiles":
+            return h.percentiles(a)
+        if name == "merge_copy":
+            return h.merge(h.copy())
+        return (h.count, h.min, h.max, h.overflow, h.mean, h.stdev, h.percentiles([0, 50, 99.9, 100]))
+    except (TypeError, ValueError) as exc:
+        return type(exc)
+
+
+@given(ops=st.lists(_OPS, max_size=25))
+@HYPOTHESIS
+def test_backends_agree_on_any_operation_sequence(backends, ops):
+    histograms = [impl.LatencyHistogram(**SMALL) for impl in backends]
+    for op in ops:
+        results = [_apply(h, op) for h in histograms]
+        assert results[0] == results[1], op
+    assert histograms[0].to_bytes() == histograms[1].to_bytes()
+    assert histograms[0].encode() == histograms[1].encode()
+
+
+def test_read_only_and_strided_arrays(impl):
+    data = _lognormal(10_000, 12)
+    data.setflags(write=False)
+    a, b = impl.LatencyHistogram(), impl.LatencyHistogram()
+    a.record_many(data)
+    a.record_many(data[::3])
+    b.record_many(data.astype(">i8"))
+    b.record_many(data[::3].copy())
+    assert a.to_bytes() == b.to_bytes()
+
+
+def test_uninitialised_objects_raise_not_crash(impl):
+    for cls in (impl.LatencyHistogram, impl.LatencyTracker):
+        bare = cls.__new__(cls)
+        for call in (lambda o: o.record(5), lambda o: o.count, lambda o: o.reset(), lambda o: repr(o)):
+            try:
+                call(bare)
+            except (ValueError, AttributeError):
+                pass
+    h = impl.LatencyHistogram.__new__(impl.LatencyHistogram)
+    for call in (lambda: h.percentile(50), lambda: h.to_bytes(), lambda: h.copy(), lambda: h.merge(impl.LatencyHistogram())):
+        with pytest.raises((ValueError, AttributeError)):
+            call()
+    orphan = type(impl.LatencyTracker("x").measure())
+    try:
+        with orphan.__new__(orphan):
+            pass
+    except (ValueError, AttributeError, TypeError):
+        pass
+
+
+def test_public_package_exports_the_live_backend():
+    import lowlat
+
+    for name in HIST_NAMES:
+        assert name in lowlat.__all__
+    h = lowlat.LatencyHistogram()
+    assert type(h).__module__ == ("lowlat._core" if lowlat.BACKEND == "cython" else "lowlat._pure_hist")
+
+
+def test_bench_section_reports_every_step():
+    from lowlat import _bench_hist
+    from lowlat._benchkit import Progress
+
+    stream = io.StringIO()
+    progress = Progress(_bench_hist.STEPS, stream=stream)
+    rows = _bench_hist.run(True, progress)
+    assert progress.done == _bench_hist.STEPS
+    labels = {r.label for r in rows}
+    assert "hdrhistogram record_value" in labels and "seed list tracker, 1M samples" in labels
+    assert all(r.value >= 0 for r in rows)
+    seed = _bench_hist.SeedListTracker("s", 2)
+    for v in (5, 5, 1, 2, 3):
+        seed.record(v)
+    assert seed.get_statistics()["count"] == 3 and seed.get_statistics()["max_ns"] == 3

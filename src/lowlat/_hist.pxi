@@ -107,8 +107,9 @@ cdef class LatencyHistogram:
 An HDR histogram of integer nanoseconds: constant memory, fixed relative precision.
 
     Values in ``[0, highest]`` are counted in HdrHistogram's bucket layout: every value is kept
-    to ``significant_figures`` decimal digits (a bucket is at most ``2**-floor(log2(2 * 10**sf) - 1)``
-    of its value wide: 1/1024 at 3 figures) and exactly below ``2 * 10**sf`` times ``lowest``.
+    to ``significant_figures`` decimal digits -- a bucket is at most 1/1024 of its value wide at
+    3 figures (1/128 at 2, 1/16384 at 4) -- and exactly (buckets ``lowest`` wide, ``lowest``
+    rounded down to a power of 2) below ``2 * 10**significant_figures * lowest``.
     ``percentile()`` follows HdrHistogram's ``getValueAtPercentile``: it returns the highest value
     equivalent to the recorded value at rank ``max(1, int(p / 100 * count + 0.5))`` (the lowest
     equivalent one for ``p == 0``), so its answers equal the ``hdrhistogram`` package's on the same
@@ -831,6 +832,8 @@ cdef class _Measurement:
 
     def __exit__(self, exc_type, exc, tb):
         cdef int64_t end = _now()
+        if self._tracker is None:  # made by type(m)() rather than measure()
+            raise ValueError("this measurement was not made by LatencyTracker.measure()")
         if exc_type is None:
             self._tracker._record_sample(end - self._start)
         return False
@@ -903,14 +906,22 @@ Time operations into a :class:`LatencyHistogram`: constant memory however many s
     @property
     def histogram(self):
         """The histogram the samples go to (after warm-up)."""
+        self._ready()
         return self._histogram
 
     @property
     def count(self):
         """Number of samples recorded after warm-up."""
+        self._ready()
         return self._histogram._total
 
+    cdef inline int _ready(self) except -1:
+        if self._histogram is None:
+            raise ValueError("LatencyTracker is not initialised (__init__ was not called)")
+        return 0
+
     cdef inline int _record_sample(self, int64_t latency_ns) except -1:
+        self._ready()
         if self._skipped < self._warmup:
             self._skipped += 1
             return 0
@@ -938,6 +949,7 @@ Time operations into a :class:`LatencyHistogram`: constant memory however many s
 
     def reset(self):
         """Forget all samples and start warming up again."""
+        self._ready()
         self._histogram.reset()
         self._skipped = 0
 
@@ -949,6 +961,7 @@ Time operations into a :class:`LatencyHistogram`: constant memory however many s
         Percentiles are HdrHistogram's (3 significant figures by default); ``min_ns``/``max_ns``
         are exact; ``mean_ns``/``std_ns`` are floats. With no samples every figure is ``None``.
         """
+        self._ready()
         h = self._histogram
         stats = {"name": self._name, "count": h.count}
         if h.count:
@@ -992,7 +1005,8 @@ Time operations into a :class:`LatencyHistogram`: constant memory however many s
         print("\n".join(lines), file=out)
 
     def __repr__(self):
-        return f"LatencyTracker({self._name!r}, warmup_iterations={self._warmup}) with {self.count} samples"
+        count = self._histogram._total if self._histogram is not None else 0
+        return f"LatencyTracker({self._name!r}, warmup_iterations={self._warmup}) with {count} samples"
 
 
 @cython.binding(True)  # the wrapper it makes must take attributes (functools.wraps, .benchmark)

@@ -754,3 +754,24 @@ def test_bench_section_reports_every_step():
     for v in (5, 5, 1, 2, 3):
         seed.record(v)
     assert seed.get_statistics()["count"] == 3 and seed.get_statistics()["max_ns"] == 3
+
+
+def test_decode_accepts_java_style_single_zeros(impl):
+    # HdrHistogram (Java) writes a lone empty bucket as the count 0; hdrh writes it as a run (-1).
+    def zigzag(values):
+        out = bytearray()
+        for v in values:
+            z = ((v << 1) ^ (v >> 63)) & 0xFFFFFFFFFFFFFFFF
+            while z >= 0x80:
+                out.append((z & 0x7F) | 0x80)
+                z >>= 7
+            out.append(z)
+        return bytes(out)
+
+    counts = zigzag([0, 2, -3, 1, 0, 4])  # indices 0..7: 0, 2, 0, 0, 0, 1, 0, 4
+    header = struct.pack(">IIIIqqd", 0x1C849313, len(counts), 0, 3, 1, HOUR_NS, 1.0)
+    h = impl.LatencyHistogram.decode(_rewrap(zlib.compress(header + counts)))
+    assert (h.count, h.min, h.max) == (7, 1, 7)
+    assert h.percentiles([0, 30, 50, 100]) == {0: 1, 30: 1, 50: 7, 100: 7}
+    ref = hdrh_with([1, 1, 5, 7, 7, 7, 7])
+    assert h.encode() == ref.encode().decode()

@@ -119,6 +119,15 @@ def _pair_loop(clock: Any) -> Any:
     return loop
 
 
+def _pair_record_loop(clock: Any, record: Any) -> Any:
+    def loop(n: int) -> None:
+        for _ in range(n):
+            start = clock()
+            record(clock() - start)
+
+    return loop
+
+
 def _with_loop(measure: Any) -> Any:
     def loop(n: int) -> None:
         for _ in range(n):
@@ -201,6 +210,10 @@ def run(quick: bool, progress: Progress) -> list[Row]:
                                                                          repeats=repeats), "ns", reference=True))
     for label, impl in backends:
         tracker = impl.LatencyTracker("bench", 0)
+        if label == "cython":
+            rows.append(Row(group, "bare perf_counter_ns() pair + LatencyTracker.record() (cython)",
+                            per_op_ns(_pair_record_loop(time.perf_counter_ns, tracker.record), n, repeats=repeats),
+                            "ns"))
         rows.append(Row(group, f"with LatencyTracker.measure() ({label})",
                         per_op_ns(_with_loop(tracker.measure), n, repeats=repeats), "ns"))
     seed = SeedListTracker("bench", 0)

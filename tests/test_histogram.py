@@ -213,6 +213,16 @@ def test_decode_other_layouts_and_empty(impl):
     h = impl.LatencyHistogram.decode(ref.encode())
     assert (h.lowest, h.highest, h.significant_figures, h.count) == (1000, 10**9, 2, 5)
     assert h.percentiles(ALL_PS) == {p: ref.get_value_at_percentile(p) for p in ALL_PS}
+    # The package also counts values above `highest` that fit its top bucket: kept, not overflow.
+    ref = HdrHistogram(1, 1000, 3)
+    for v in (1500, 1600, 2000):
+        assert ref.record_value(v)
+    h = impl.LatencyHistogram.decode(ref.encode())
+    assert (h.count, h.overflow, h.min, h.max) == (3, 0, 1500, 2000)
+    assert h.percentiles(ALL_PS) == {p: ref.get_value_at_percentile(p) for p in ALL_PS}
+    assert [h.percentile(p) for p in ALL_PS] == [ref.get_value_at_percentile(p) for p in ALL_PS]
+    h.record(1700)  # above highest for lowlat: overflow
+    assert (h.count, h.overflow, h.percentile(0), h.percentile(100)) == (4, 1, 1500, 2000)
     empty = impl.LatencyHistogram()
     assert empty.encode() == HdrHistogram(1, HOUR_NS, 3).encode().decode()
     again = impl.LatencyHistogram.decode(empty.encode())
@@ -480,6 +490,13 @@ def test_from_bytes_rejects_corrupt_input(impl):
         bad = bytearray(header)
         bad[offset : offset + len(patch)] = patch
         with pytest.raises(ValueError):
+            impl.LatencyHistogram.from_bytes(bytes(bad))
+    inside = impl.LatencyHistogram()
+    inside.record_many(np.array([10, 500, 90_000]))
+    for offset, value in [(32, 9), (32, 11), (40, 500), (40, 10**6)]:  # min / max off their buckets
+        bad = bytearray(inside.to_bytes())
+        bad[offset : offset + 8] = struct.pack("<q", value)
+        with pytest.raises(ValueError, match="inconsistent"):
             impl.LatencyHistogram.from_bytes(bytes(bad))
     for bad in (None, "text", 12):
         with pytest.raises(TypeError):

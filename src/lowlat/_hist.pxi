@@ -32,6 +32,7 @@ cdef extern from *:
 cdef int64_t _HIST_INT64_MAX = 0x7FFFFFFFFFFFFFFF
 cdef int64_t _HIST_HIGHEST_LIMIT = (<int64_t>1) << 62
 cdef int _HIST_TIMER_PAIRS = 10001
+cdef object _HIST_ONE = 1  # CPython's cached small int: `count is _HIST_ONE` is the default count
 
 _HIST_V2_ENCODING_COOKIE = 0x1C849303 | 0x10
 _HIST_V2_COMPRESSION_COOKIE = 0x1C849304 | 0x10
@@ -41,6 +42,10 @@ _HIST_V2_PAYLOAD_HEADER = _hist_struct.Struct(">IIIIqqd")
 _HIST_LL_MAGIC = b"LLHG"
 _HIST_LL_VERSION = 1
 _HIST_LL_HEADER = _hist_struct.Struct("<4sBBxxqqqqqqdd")
+
+
+cdef inline int64_t _hist_sum8(const int64_t* c) noexcept nogil:
+    return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]))
 
 
 def _hist_as_int(obj, name):
@@ -246,7 +251,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         would pass 2**63 - 1; nothing is recorded then.
         """
         cdef int64_t v = _hist_value(value, "value")
-        cdef int64_t c = _hist_value(count, "count")
+        cdef int64_t c = 1 if count is _HIST_ONE else _hist_value(count, "count")  # skip converting the default
         self._ready()
         if c == 0:
             return
@@ -359,17 +364,55 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
             target = self._total
         return target
 
+    cdef inline Py_ssize_t _first_index(self) noexcept:
+        # No bucket below min's can be non-empty (min is exact, or a bucket bound after decode(),
+        # which may also leave counts above `highest`, in buckets from highest's up).
+        return self._index(self._min if self._min <= self._highest else self._highest)
+
+    cdef inline Py_ssize_t _last_index(self) noexcept:
+        # decode() may leave counts above `highest` (another implementation's top bucket): scan those.
+        return self._index(self._max) if self._max <= self._highest else self._counts_len - 1
+
+    cdef inline int64_t _value_of(self, Py_ssize_t i, double p) noexcept:
+        if p != 0.0:
+            return self._low(i) + ((<int64_t>1) << self._shift(i)) - 1
+        return self._low(i)
+
     cdef inline int64_t _value_at(self, double p) noexcept:
-        cdef int64_t target = self._target(p), seen = 0
+        # The first bucket whose cumulative count reaches the target rank. High ranks are found
+        # walking down from max's bucket, so p99.9 touches the tail only.
+        cdef int64_t target = self._target(p), in_range = self._total - self._overflow, seen = 0, room, block
         cdef Py_ssize_t i
         cdef int64_t* counts = self._counts
-        for i in range(self._counts_len):
+        if target > in_range:
+            return self._max  # the rank lies among overflow values
+        cdef Py_ssize_t end = self._counts_len
+        if 2 * (target - 1) < in_range:
+            i = self._first_index()
+            while i + 8 <= end:  # skip whole blocks of 8 buckets (counts >= 0: no rank inside is missed)
+                block = _hist_sum8(counts + i)
+                if seen + block >= target:
+                    break
+                seen += block
+                i += 8
+            while i < end:
+                seen += counts[i]
+                if seen >= target:
+                    return self._value_of(i, p)
+                i += 1
+            return self._max  # unreachable: the in-range counts lie in the buckets
+        room = in_range - target  # counts that may lie strictly above the answer's bucket
+        i = self._last_index()
+        while i >= 8:  # consume blocks counts[i-7..i] that fit entirely, never bucket 0
+            block = _hist_sum8(counts + i - 7)
+            if seen + block > room:
+                break
+            seen += block
+            i -= 8
+        while i > 0 and seen + counts[i] <= room:
             seen += counts[i]
-            if seen >= target:
-                if p != 0.0:
-                    return self._low(i) + ((<int64_t>1) << self._shift(i)) - 1
-                return self._low(i)
-        return self._max  # the rank lies among overflow values
+            i -= 1
+        return self._value_of(i, p)
 
     def percentile(self, p):
         """Return the value at percentile ``p`` (0 to 100) as HdrHistogram's ``getValueAtPercentile`` does.
@@ -386,34 +429,18 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         return self._value_at(q)
 
     def percentiles(self, ps):
-        """Return ``{p: percentile(p)}`` for every ``p`` of ``ps`` (in their order) in one pass.
+        """Return ``{p: percentile(p)}`` for every ``p`` of ``ps`` (in their order).
 
         Raise as ``percentile()`` does for any bad ``p`` (before computing anything).
         """
         self._ready()
         items = list(ps)
-        cdef Py_ssize_t n = len(items), k, i, j
+        cdef Py_ssize_t n = len(items), k
         checked = [_hist_percentile(p) for p in items]
         if self._total == 0:
             return {p: 0 for p in items}
-        # Answer in increasing order of rank with one walk over the counts.
-        order = sorted(range(n), key=checked.__getitem__)
-        results = [None] * n
-        cdef int64_t seen = 0, target
-        cdef double q
-        i = 0
-        seen = self._counts[0] if self._counts_len else 0
-        for k in order:
-            q = checked[k]
-            target = self._target(q)
-            while seen < target and i + 1 < self._counts_len:
-                i += 1
-                seen += self._counts[i]
-            if seen >= target:
-                results[k] = self._low(i) + ((<int64_t>1) << self._shift(i)) - 1 if q != 0.0 else self._low(i)
-            else:
-                results[k] = self._max
-        return {items[k]: results[k] for k in range(n)}
+        # Each query walks from the nearer end of the distribution (see _value_at).
+        return {items[k]: self._value_at(checked[k]) for k in range(n)}
 
     @property
     def count(self):
@@ -683,7 +710,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
                 last -= 1
             _hist_check_extremes(
                 low, high, overflow, h._low(first), h._low(first) + ((<int64_t>1) << h._shift(first)) - 1,
-                h._low(last) + ((<int64_t>1) << h._shift(last)) - 1,
+                h._low(last), h._low(last) + ((<int64_t>1) << h._shift(last)) - 1,
             )
         h._total = total
         h._min = low if total else _HIST_INT64_MAX
@@ -744,8 +771,8 @@ def _hist_check_restored(total, low, high, overflow, in_range, highest):
         raise ValueError("data is inconsistent: overflow values but max <= highest")
 
 
-def _hist_check_extremes(low, high, overflow, first_low, first_high, last_high):
-    if not first_low <= low <= first_high or (not overflow and not first_low <= high <= last_high):
+def _hist_check_extremes(low, high, overflow, first_low, first_high, last_low, last_high):
+    if not first_low <= low <= first_high or (not overflow and not last_low <= high <= last_high):
         raise ValueError("data is inconsistent: min or max lies outside the recorded buckets")
 
 

@@ -327,7 +327,7 @@ class LatencyHistogram:
         return self._value_at_count(self._target(p), p, np.cumsum(self._counts))
 
     def percentiles(self, ps: Iterable[float]) -> dict[float, int]:
-        """Return ``{p: percentile(p)}`` for every ``p`` of ``ps`` (in their order) in one pass.
+        """Return ``{p: percentile(p)}`` for every ``p`` of ``ps`` (in their order).
 
         Raise as ``percentile()`` does for any bad ``p`` (before computing anything).
         """
@@ -580,7 +580,9 @@ class LatencyHistogram:
         if nonzero.size:
             first_low, first_width = histogram._bucket_bounds(int(nonzero[0]))
             last_low, last_width = histogram._bucket_bounds(int(nonzero[-1]))
-            _check_extremes(low, high, overflow, first_low, first_low + first_width - 1, last_low + last_width - 1)
+            _check_extremes(
+                low, high, overflow, first_low, first_low + first_width - 1, last_low, last_low + last_width - 1
+            )
         histogram._total = total
         histogram._min = low if total else _INT64_MAX
         histogram._max = high if total else 0
@@ -605,9 +607,11 @@ def _check_restored(total: int, low: int, high: int, overflow: int, in_range: in
         raise ValueError("data is inconsistent: overflow values but max <= highest")
 
 
-def _check_extremes(low: int, high: int, overflow: int, first_low: int, first_high: int, last_high: int) -> None:
+def _check_extremes(
+    low: int, high: int, overflow: int, first_low: int, first_high: int, last_low: int, last_high: int
+) -> None:
     """Raise ``ValueError`` unless min/max lie in the first/last non-empty buckets (max above them if overflow)."""
-    if not first_low <= low <= first_high or (not overflow and not first_low <= high <= last_high):
+    if not first_low <= low <= first_high or (not overflow and not last_low <= high <= last_high):
         raise ValueError("data is inconsistent: min or max lies outside the recorded buckets")
 
 

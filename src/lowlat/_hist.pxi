@@ -73,7 +73,7 @@ cdef inline int64_t _hist_value(object obj, str name) except? -1:
 
 def _hist_percentile_slow(obj):
     if isinstance(obj, (str, bytes)) or not hasattr(obj, "__float__"):
-        raise TypeError(f"percentile must be a real number, not {type(obj).__name__}")
+        raise TypeError(f"p must be a real number (a percentile), not {type(obj).__name__}")
     return float(obj)
 
 
@@ -84,7 +84,7 @@ cdef inline double _hist_percentile(object obj) except? -1.0:
     else:
         p = _hist_percentile_slow(obj)
     if not (0.0 <= p <= 100.0):  # also rejects NaN
-        raise ValueError(f"percentile must be in [0, 100], got {obj!r}")
+        raise ValueError(f"p must be a percentile in [0, 100], got {obj!r}")
     return p
 
 
@@ -466,7 +466,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         cdef _hist_int128 total = 0
         cdef Py_ssize_t i
         cdef int shift
-        for i in range(self._counts_len):
+        for i in range(self._first_index(), self._last_index() + 1):  # the non-empty span
             if self._counts[i]:
                 shift = self._shift(i)
                 total += <_hist_int128>self._counts[i] * <_hist_int128>(self._low(i) + (((<int64_t>1) << shift) >> 1))
@@ -490,7 +490,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
             return 0.0
         cdef double mean = self._mean(), total = 0.0, deviation
         cdef Py_ssize_t i
-        for i in range(self._counts_len):
+        for i in range(self._first_index(), self._last_index() + 1):  # the non-empty span
             if self._counts[i]:
                 deviation = <double>(self._low(i) + (((<int64_t>1) << self._shift(i)) >> 1)) - mean
                 total += deviation * deviation * <double>self._counts[i]

@@ -71,10 +71,10 @@ def _as_value(obj: object, name: str) -> int:
 def _as_percentile(obj: object) -> float:
     """Return ``obj`` as a float in [0, 100], else raise ``TypeError``/``ValueError``."""
     if isinstance(obj, (str, bytes)) or not hasattr(obj, "__float__"):
-        raise TypeError(f"percentile must be a real number, not {type(obj).__name__}")
+        raise TypeError(f"p must be a real number (a percentile), not {type(obj).__name__}")
     p = float(obj)  # type: ignore[arg-type]
     if not 0.0 <= p <= 100.0:  # also rejects NaN
-        raise ValueError(f"percentile must be in [0, 100], got {obj!r}")
+        raise ValueError(f"p must be a percentile in [0, 100], got {obj!r}")
     return p
 
 

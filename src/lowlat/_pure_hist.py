@@ -828,13 +828,16 @@ class LatencyTracker:
 
         Keys: ``name``, ``count``, ``mean_ns``, ``median_ns``, ``std_ns``, ``min_ns``, ``max_ns``,
         ``p50_ns``, ``p90_ns``, ``p99_ns``, ``p999_ns``, ``p9999_ns`` and ``timer_overhead_ns``.
-        Percentiles are HdrHistogram's (3 significant figures by default); ``min_ns``/``max_ns``
-        are exact; ``mean_ns``/``std_ns`` are floats. With no samples every figure is ``None``.
+        Percentiles are HdrHistogram's (3 significant figures by default) capped at the exact
+        ``max_ns`` (a bucket's highest value can pass it by up to the bucket width); ``min_ns`` and
+        ``max_ns`` are exact; ``mean_ns``/``std_ns`` are floats. With no samples every figure is
+        ``None``.
         """
         h = self._histogram
         stats: dict[str, Any] = {"name": self._name, "count": h.count}
         if h.count:
-            values = h.percentiles([50.0, 90.0, 99.0, 99.9, 99.99])
+            top = h.max
+            values = {p: min(v, top) for p, v in h.percentiles([50.0, 90.0, 99.0, 99.9, 99.99]).items()}
             figures = {
                 "mean_ns": h.mean,
                 "median_ns": values[50.0],

@@ -793,3 +793,21 @@ def test_decode_accepts_java_style_single_zeros(impl):
     assert h.percentiles([0, 30, 50, 100]) == {0: 1, 30: 1, 50: 7, 100: 7}
     ref = hdrh_with([1, 1, 5, 7, 7, 7, 7])
     assert h.encode() == ref.encode().decode()
+
+
+@pytest.mark.parametrize("lowest,figures", [(1, 1), (1, 2), (1, 3), (3, 3), (1000, 4), (1, 5)])
+def test_stated_precision(impl, lowest, figures):
+    relative = {1: 1 / 16, 2: 1 / 128, 3: 1 / 1024, 4: 1 / 16384, 5: 1 / 131072}[figures]
+    unit = 1 << (lowest.bit_length() - 1)
+    h = impl.LatencyHistogram(lowest, 10**12, figures)
+    rng = np.random.default_rng(figures)
+    values = [*rng.integers(0, 10**figures * lowest, 50).tolist(), *np.unique(rng.lognormal(12, 4, 200).astype(np.int64) % 10**12).tolist()]
+    for v in values:
+        h.reset()
+        h.record(v)
+        low, high = h.percentile(0), h.percentile(100)
+        assert low <= v <= high
+        if v < 10**figures * lowest:
+            assert high - low + 1 == unit, v
+        else:
+            assert high - low + 1 <= max(unit, v * relative), v

@@ -99,10 +99,11 @@ def _layout(lowest: int, highest: int, significant_figures: int) -> tuple[int, i
 class LatencyHistogram:
     """An HDR histogram of integer nanoseconds: constant memory, fixed relative precision.
 
-    Values in ``[0, highest]`` are counted in HdrHistogram's bucket layout: every value is kept
-    to ``significant_figures`` decimal digits -- a bucket is at most 1/1024 of its value wide at
-    3 figures (1/128 at 2, 1/16384 at 4) -- and exactly (buckets ``lowest`` wide, ``lowest``
-    rounded down to a power of 2) below ``2 * 10**significant_figures * lowest``.
+    Values in ``[0, highest]`` are counted in HdrHistogram's bucket layout: every value
+    is kept to ``significant_figures`` decimal digits -- a bucket is at most 1/1024 of its value
+    wide at 3 figures (1/128 at 2, 1/16384 at 4) -- and buckets are one unit (``lowest`` rounded
+    down to a power of 2) wide up to at least ``10**significant_figures * lowest``: with the
+    defaults every value below 2,048 ns is kept exactly.
     ``percentile()`` follows HdrHistogram's ``getValueAtPercentile``: it returns the highest value
     equivalent to the recorded value at rank ``max(1, int(p / 100 * count + 0.5))`` (the lowest
     equivalent one for ``p == 0``), so its answers equal the ``hdrhistogram`` package's on the same

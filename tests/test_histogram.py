@@ -811,3 +811,21 @@ def test_stated_precision(impl, lowest, figures):
             assert high - low + 1 == unit, v
         else:
             assert high - low + 1 <= max(unit, v * relative), v
+
+
+@given(body=st.binary(max_size=80), highest=st.sampled_from([10**4, HOUR_NS]))
+@HYPOTHESIS
+def test_backends_agree_on_arbitrary_v2_counts(backends, body, highest):
+    # A valid header and zlib stream around arbitrary varint bytes: reaches the counts decoder.
+    header = struct.pack(">IIIIqqd", 0x1C849313, len(body), 0, 3, 1, highest, 1.0)
+    text = _rewrap(zlib.compress(header + body))
+    outcomes = []
+    for impl in backends:
+        try:
+            h = impl.LatencyHistogram.decode(text)
+        except ValueError:
+            outcomes.append(ValueError)
+            continue
+        outcomes.append((h.count, h.min, h.max, h.percentiles([0, 50, 100]), h.mean, h.to_bytes()))
+        assert impl.LatencyHistogram.from_bytes(h.to_bytes()).encode() == h.encode()
+    assert outcomes[0] == outcomes[1]

@@ -244,7 +244,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
 
     # ----------------------------------------------------------------- recording
     def record(self, value, count=1):
-        """Record ``count`` occurrences of ``value`` ns; O(1), no allocation.
+        """Record ``count`` occurrences of ``value`` ns; O(1), the histogram's memory never grows.
 
         A value above ``highest`` is counted in ``overflow`` (and ``count``, ``max``), never lost.
         ``count == 0`` records nothing. Raise ``TypeError`` if an argument is not an integer,

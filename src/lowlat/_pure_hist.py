@@ -214,7 +214,7 @@ class LatencyHistogram:
 
     # ----------------------------------------------------------------- recording
     def record(self, value: int, count: int = 1) -> None:
-        """Record ``count`` occurrences of ``value`` ns; O(1), no allocation.
+        """Record ``count`` occurrences of ``value`` ns; O(1), the histogram's memory never grows.
 
         A value above ``highest`` is counted in ``overflow`` (and ``count``, ``max``), never lost.
         ``count == 0`` records nothing. Raise ``TypeError`` if an argument is not an integer,

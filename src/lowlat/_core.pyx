@@ -1021,3 +1021,5 @@ Priority queue of messages: lowest ``priority`` first, FIFO among equal prioriti
         message = <object>top.message
         Py_DECREF(message)  # the heap's reference; `message` holds its own
         return (top.priority, message, _elapsed_ns(_ticks() - top.stamp))
+
+include "_hist.pxi"

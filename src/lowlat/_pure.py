@@ -555,3 +555,8 @@ class PriorityQueue:
             return None
         key, _, stamp, message = _heapq.heappop(self._heap)
         return (key, message, _now() - stamp)
+
+from ._pure_hist import *  # noqa: E402,F401,F403  (latency histogram, tracker, timer calibration)
+from ._pure_hist import __all__ as _hist_all  # noqa: E402
+
+__all__ += _hist_all

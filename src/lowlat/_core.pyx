@@ -20,3 +20,5 @@ cdef inline int64_t _now() noexcept nogil:
 def now_ns():
     """Return the current time in nanoseconds on the clock of ``time.perf_counter_ns()``."""
     return _now()
+
+include "_shm.pxi"

@@ -15,6 +15,7 @@ from ._benchkit import Progress, Row, format_table
 # run(quick: bool, progress: Progress) -> list[Row].
 SECTIONS = {
     "core": "lowlat._bench_core",
+    "shm": "lowlat._bench_shm",
 }
 
 

@@ -136,6 +136,19 @@ cdef bint _shm_wait_change(const uint64_t *position, uint64_t seen, _ShmWaiter *
     return True
 
 
+cdef inline int64_t _shm_budget(object timeout) except -1:
+    # A wait budget in ns (0: do not wait); float seconds take the fast path, anything else the
+    # pure backend's checks (same errors, same words).
+    cdef double seconds
+    if timeout is None:
+        return 0
+    if type(timeout) is float:
+        seconds = timeout
+        if 0.0 <= seconds < 1e9:
+            return <int64_t>(seconds * 1e9)
+    return _shm_py.timeout_ns(timeout)
+
+
 cdef inline int _shm_get_buffer(object data, Py_buffer *view, str name, bint writable) except -1:
     # Borrow ``data``'s bytes; raise the pure backend's TypeError (same words) when it cannot lend them.
     try:
@@ -418,9 +431,7 @@ cdef class ShmRing(_ShmSegment):
     cdef bint _put_raw(self, const char *source, Py_ssize_t length, object timeout) except -1:
         cdef uint64_t record
         cdef int64_t offset
-        cdef int64_t budget = 0
-        if timeout is not None:
-            budget = _shm_py.timeout_ns(timeout)
+        cdef int64_t budget = _shm_budget(timeout)
         if <uint64_t>length > self._max_message:
             raise ValueError(f"data is {length} bytes; this ring's max_message is {self._max_message}")
         record = (<uint64_t>length + 15) & ~(<uint64_t>7)
@@ -575,11 +586,8 @@ cdef class ShmRing(_ShmSegment):
             PyErr_CheckSignals()
 
     cdef int64_t _next_or_wait(self, object timeout) except -2:
-        cdef int64_t budget = 0
-        cdef int64_t offset
-        if timeout is not None:
-            budget = _shm_py.timeout_ns(timeout)
-        offset = self._next()
+        cdef int64_t budget = _shm_budget(timeout)
+        cdef int64_t offset = self._next()
         if offset >= 0 or budget == 0:
             return offset
         return self._wait_message(budget)

@@ -362,6 +362,40 @@ def test_wait_wakes_when_the_other_side_moves(impl, ring_pair):
         timer.cancel()
 
 
+@pytest.mark.parametrize("side", ["consumer", "producer"])
+def test_close_from_another_thread_during_a_wait(impl, segments, side):
+    import threading
+
+    producer = impl.ShmRing.create(capacity_bytes=64)
+    segments.append(producer.name)
+    consumer = impl.ShmRing.attach(producer.name)
+    if side == "producer":
+        while producer.put(b"fill"):
+            pass
+        waiting, call = producer, lambda: producer.put(b"more", timeout=10)
+    else:
+        waiting, call = consumer, lambda: consumer.get(timeout=10)
+    outcome = []
+
+    def wait() -> None:
+        try:
+            outcome.append(call())
+        except Exception as exc:
+            outcome.append(exc)
+
+    thread = threading.Thread(target=wait)
+    thread.start()
+    time.sleep(0.1)
+    started = time.perf_counter()
+    waiting.close()
+    thread.join(5)
+    assert not thread.is_alive()
+    assert time.perf_counter() - started < 5
+    assert len(outcome) == 1 and isinstance(outcome[0], ValueError), outcome
+    producer.close()
+    consumer.close()
+
+
 def record_size(length: int) -> int:
     return (length + 15) & ~7
 
@@ -733,7 +767,7 @@ def raw_segment(segments):
         (b"\x00" * 4096, "not a lowlat ring"),
         (os.urandom(4096), "not a lowlat ring"),
         (b"LOWLATRG" + b"\x00" * 100, "not a lowlat ring"),  # too small for the header
-        (b"", ""),  # empty: cannot even be mapped
+        (b"", None),  # empty: cannot even be mapped
     ],
 )
 def test_foreign_segments_refused(impl, raw_segment, contents, words):

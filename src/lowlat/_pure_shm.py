@@ -656,6 +656,8 @@ class ShmRing(_Segment):
     def _wait_space(self, record: int, budget_ns: int) -> int:
         waiter = _Waiter(self._strategy, budget_ns)
         while waiter.pause():
+            if self._role != PRODUCER:  # closed by another thread meanwhile
+                raise self._closed_error(PRODUCER)
             offset = self._claim_space(record)
             if offset >= 0:
                 return offset
@@ -760,6 +762,8 @@ class ShmRing(_Segment):
     def _wait_message(self, budget_ns: int) -> int:
         waiter = _Waiter(self._strategy, budget_ns)
         while waiter.pause():
+            if self._role != CONSUMER:  # closed by another thread meanwhile
+                raise self._closed_error(CONSUMER)
             offset = self._next()
             if offset >= 0:
                 return offset

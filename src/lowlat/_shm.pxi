@@ -48,6 +48,8 @@ cdef extern from *:
     #endif
     }
     static inline void lowlat_shm_yield(void) { sched_yield(); }
+    static inline int lowlat_shm_load_flag(const int *p) { return __atomic_load_n(p, __ATOMIC_ACQUIRE); }
+    static inline void lowlat_shm_store_flag(int *p, int v) { __atomic_store_n(p, v, __ATOMIC_RELEASE); }
     static inline void lowlat_shm_sleep_ns(int64_t ns) {
         struct timespec ts;
         ts.tv_sec = (time_t)(ns / 1000000000);
@@ -60,6 +62,8 @@ cdef extern from *:
     int lowlat_shm_cas(uint64_t *p, uint64_t expected, uint64_t desired) noexcept nogil
     void lowlat_shm_relax() noexcept nogil
     void lowlat_shm_yield() noexcept nogil
+    int lowlat_shm_load_flag(const int *p) noexcept nogil
+    void lowlat_shm_store_flag(int *p, int v) noexcept nogil
     void lowlat_shm_sleep_ns(int64_t ns) noexcept nogil
 
 
@@ -122,12 +126,13 @@ cdef inline bint _shm_pause(_ShmWaiter *waiter, int64_t now) noexcept nogil:
     return True
 
 
-cdef bint _shm_wait_change(const uint64_t *position, uint64_t seen, _ShmWaiter *waiter) noexcept nogil:
+cdef bint _shm_wait_change(const uint64_t *position, uint64_t seen, _ShmWaiter *waiter, const int *closing) noexcept nogil:
     # Wait (without the GIL) until the other side moves its position away from ``seen``. Return
-    # False when the deadline passed first; True when it moved or a slice ended (signal check due).
+    # False when the deadline passed first; True when it moved, a slice ended (signal check due)
+    # or another thread started closing this end (the caller re-checks before touching memory).
     cdef int64_t now = _now()
     cdef int64_t slice_end = now + _SHM_SLICE_NS
-    while lowlat_shm_load_acquire(position) == seen:
+    while lowlat_shm_load_acquire(position) == seen and not lowlat_shm_load_flag(closing):
         if not _shm_pause(waiter, now):
             return False
         now = _now()
@@ -174,6 +179,8 @@ cdef class _ShmSegment:
     cdef uint64_t _pid
     cdef int _role
     cdef int _role_held
+    cdef int _waiters  # threads waiting without the GIL on this end (GIL-protected counter)
+    cdef int _closing  # set by close(); read without the GIL by waiters
     cdef uint64_t _capacity
     cdef uint64_t _mask
     cdef uint64_t _pos
@@ -226,12 +233,19 @@ cdef class _ShmSegment:
         return 0
 
     cdef object _closed_error(self, int needed):
-        if self._shm is None or self._role == 0:
+        if self._shm is None or self._role == 0 or self._closing:
             return ValueError(f"{type(self).__name__} {self._name!r} is closed")
         return RuntimeError(
             f"this is the {_shm_py.ROLE_NAMES[self._role]} end of {type(self).__name__} {self._name!r}; "
             f"only the {_shm_py.ROLE_NAMES[needed]} may call this"
         )
+
+    cdef inline int _require(self, int needed) except -1:
+        # Called again right before touching the mapping whenever Python code (a conversion, a
+        # buffer export, a signal handler) ran since the last check and might have closed this end.
+        if self._role != needed or self._closing:
+            raise self._closed_error(needed)
+        return 0
 
     @property
     def name(self):
@@ -256,6 +270,11 @@ cdef class _ShmSegment:
         if self._shm is None:
             return
         shm = self._shm
+        # A thread waiting without the GIL reads the mapping: make it leave before unmapping.
+        lowlat_shm_store_flag(&self._closing, 1)
+        while self._waiters > 0:
+            with nogil:
+                lowlat_shm_yield()
         self._unmap_on_error()
         self._shm = None
         shm.close()
@@ -418,20 +437,26 @@ cdef class ShmRing(_ShmSegment):
         cdef bint moved
         cdef uint64_t seen
         cdef const uint64_t *position = self._consumer_position
+        cdef const int *closing = &self._closing
         _shm_waiter_init(&waiter, self._strategy, budget_ns)
         while True:
             seen = self._cached
+            self._waiters += 1
             with nogil:
-                moved = _shm_wait_change(position, seen, &waiter)
+                moved = _shm_wait_change(position, seen, &waiter, closing)
+            self._waiters -= 1
+            self._require(_SHM_PRODUCER)
             offset = self._claim_space(record)
             if offset >= 0 or not moved:
                 return offset
             PyErr_CheckSignals()
+            self._require(_SHM_PRODUCER)
 
     cdef bint _put_raw(self, const char *source, Py_ssize_t length, object timeout) except -1:
         cdef uint64_t record
         cdef int64_t offset
         cdef int64_t budget = _shm_budget(timeout)
+        self._require(_SHM_PRODUCER)
         if <uint64_t>length > self._max_message:
             raise ValueError(f"data is {length} bytes; this ring's max_message is {self._max_message}")
         record = (<uint64_t>length + 15) & ~(<uint64_t>7)
@@ -486,6 +511,7 @@ cdef class ShmRing(_ShmSegment):
         if not isinstance(messages, (list, tuple)):
             raise TypeError(f"messages must be a list or tuple of bytes-like objects, not {type(messages).__name__}")
         items = tuple(messages)  # a stable snapshot: the checks below hold for the copy loop
+        count = 0
         for index in range(len(items)):
             data = items[index]
             if type(data) is bytes:
@@ -496,6 +522,7 @@ cdef class ShmRing(_ShmSegment):
                 PyBuffer_Release(&view)
             if <uint64_t>length > self._max_message:
                 raise ValueError(f"messages[{index}] is {length} bytes; this ring's max_message is {self._max_message}")
+        self._require(_SHM_PRODUCER)
         try:
             for index in range(len(items)):
                 data = items[index]
@@ -511,6 +538,7 @@ cdef class ShmRing(_ShmSegment):
                 else:
                     _shm_get_buffer(data, &view, f"messages[{index}]", False)
                     try:
+                        self._require(_SHM_PRODUCER)
                         length = view.len
                         if <uint64_t>length > self._max_message:  # the object changed size since the check
                             raise ValueError(f"messages[{index}] is {length} bytes; this ring's max_message is {self._max_message}")
@@ -526,7 +554,7 @@ cdef class ShmRing(_ShmSegment):
                 self._pos += record
                 count += 1
         finally:
-            if count:
+            if count and self._role == _SHM_PRODUCER:
                 lowlat_shm_store_release(self._producer_position, self._pos)
         return count
 
@@ -575,19 +603,26 @@ cdef class ShmRing(_ShmSegment):
         cdef bint moved
         cdef uint64_t seen
         cdef const uint64_t *position = self._producer_position
+        cdef const int *closing = &self._closing
         _shm_waiter_init(&waiter, self._strategy, budget_ns)
         while True:
             seen = self._cached
+            self._waiters += 1
             with nogil:
-                moved = _shm_wait_change(position, seen, &waiter)
+                moved = _shm_wait_change(position, seen, &waiter, closing)
+            self._waiters -= 1
+            self._require(_SHM_CONSUMER)
             offset = self._next()
             if offset >= 0 or not moved:
                 return offset
             PyErr_CheckSignals()
+            self._require(_SHM_CONSUMER)
 
     cdef int64_t _next_or_wait(self, object timeout) except -2:
         cdef int64_t budget = _shm_budget(timeout)
-        cdef int64_t offset = self._next()
+        cdef int64_t offset
+        self._require(_SHM_CONSUMER)
+        offset = self._next()
         if offset >= 0 or budget == 0:
             return offset
         return self._wait_message(budget)
@@ -655,6 +690,7 @@ cdef class ShmRing(_ShmSegment):
             if limit < 0:
                 raise ValueError(f"max_messages must be >= 0 or None, got {limit}")
         messages = []
+        self._require(_SHM_CONSUMER)
         try:
             while limit < 0 or taken < limit:
                 offset = self._next()
@@ -818,6 +854,7 @@ cdef class ShmRecordRing(_ShmSegment):
         value = _shm_np.asarray(record, dtype=self._dtype)
         if value.ndim != 0:
             raise ValueError(f"record must be a single record of dtype {self._dtype}, got shape {value.shape}")
+        self._require(_SHM_PRODUCER)
         if self._free(1) == 0:
             return False
         PyObject_GetBuffer(value, &view, PyBUF_SIMPLE)
@@ -847,6 +884,7 @@ cdef class ShmRecordRing(_ShmSegment):
         if array.ndim != 1:
             raise ValueError(f"array must be one-dimensional, got shape {array.shape}")
         count = len(array)
+        self._require(_SHM_PRODUCER)
         count = min(count, self._free(count))
         if count == 0:
             return 0
@@ -854,6 +892,7 @@ cdef class ShmRecordRing(_ShmSegment):
             array = _shm_np.ascontiguousarray(array[:count])
         PyObject_GetBuffer(array, &view, PyBUF_SIMPLE)
         try:
+            self._require(_SHM_PRODUCER)
             if <uint64_t>view.len < count * <uint64_t>self._itemsize:
                 raise ValueError("array's buffer is shorter than its shape says")
             self._copy_in(<const char *>view.buf, count)
@@ -888,6 +927,7 @@ cdef class ShmRecordRing(_ShmSegment):
         if count:
             PyObject_GetBuffer(out, &view, PyBUF_WRITABLE)
             try:
+                self._require(_SHM_CONSUMER)
                 self._copy_out(<char *>view.buf, count)
             finally:
                 PyBuffer_Release(&view)
@@ -918,6 +958,7 @@ cdef class ShmRecordRing(_ShmSegment):
             if requested < 0:
                 raise ValueError(f"max_records must be >= 0 or None, got {requested}")
             limit = min(<uint64_t>requested, self._capacity)
+        self._require(_SHM_CONSUMER)
         available = min(self._available(limit), limit)
         return self._take(available)
 
@@ -941,11 +982,13 @@ cdef class ShmRecordRing(_ShmSegment):
         if out.ndim != 1 or not flags.c_contiguous or not flags.writeable:
             raise ValueError("out must be a writable, C-contiguous, one-dimensional array")
         count = len(out)
+        self._require(_SHM_CONSUMER)
         count = min(count, self._available(count))
         if count == 0:
             return 0
         PyObject_GetBuffer(out, &view, PyBUF_WRITABLE)
         try:
+            self._require(_SHM_CONSUMER)
             if <uint64_t>view.len < count * <uint64_t>self._itemsize:
                 raise ValueError("out's buffer is shorter than its shape says")
             self._copy_out(<char *>view.buf, count)

@@ -1105,3 +1105,32 @@ def test_public_names_exported():
 
     assert {"ShmRing", "ShmRecordRing"} <= set(lowlat.__all__)
     assert lowlat.ShmRing.__module__ in ("lowlat._core", "lowlat._pure_shm")
+
+
+@pytest.mark.parametrize("kind", ["ShmRing", "ShmRecordRing"])
+def test_type_stubs_match(backends, kind):
+    """The ``.pyi`` stubs list the same methods and parameters as the implementation."""
+    import ast
+
+    import lowlat
+
+    stub_path = os.path.join(os.path.dirname(lowlat.__file__), "_core.pyi")
+    tree = ast.parse(open(stub_path).read())
+    stub = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == kind)
+    stubbed = {}
+    for node in stub.body:
+        if isinstance(node, ast.FunctionDef):
+            arguments = node.args
+            names = [a.arg for a in arguments.posonlyargs + arguments.args + arguments.kwonlyargs][1:]
+            stubbed[node.name] = names
+    cls = getattr(backends[1], kind)
+    for name, parameters in stubbed.items():
+        member = inspect.getattr_static(cls, name)
+        if isinstance(member, property) or name in ("__enter__", "__exit__", "__len__"):
+            continue
+        actual = list(inspect.signature(getattr(cls, name)).parameters)
+        if not isinstance(member, classmethod):
+            actual = actual[1:]  # self
+        assert actual == parameters, name
+    public = {n for n in dir(cls) if not n.startswith("_")}
+    assert public <= set(stubbed), public - set(stubbed)

@@ -5,9 +5,9 @@ so all figures come from the same pair of processes in one run:
 
 * throughput, 16-byte and 256-byte messages: ``multiprocessing.Queue`` (the reference row),
   ``multiprocessing.Pipe`` (``send_bytes``), ``faster-fifo`` (when installed; it pickles, as its
-  users do) and ``ShmRing`` of both backends, one message per call and batched
-  (``put_many``/``get_many``). Time runs from the first put to the consumer's report that it
-  has taken the last message.
+  users do) and ``ShmRing`` of both backends (1 MiB ring, "yield" wait strategy), one message per
+  call and batched (``put_many``/``get_many``). Time runs from the first put to the consumer's
+  report that it has taken the last message; the median of 3 runs (1 run with ``--quick``).
 * one-way latency: a ping-pong of round trips, each halved, with both sides busy-waiting on the
   ShmRings (blocking calls for the peers, which have no busy-wait mode), summarised in
   ``lowlat.LatencyHistogram`` when the package has it, else ``numpy.percentile``.
@@ -16,7 +16,9 @@ so all figures come from the same pair of processes in one run:
 
 from __future__ import annotations
 
+import gc
 import multiprocessing
+import statistics
 import time
 
 import numpy as np
@@ -29,6 +31,10 @@ RECORD_BATCH = 1024
 RECORD_DTYPE = np.dtype([("ts", "<i8"), ("price", "<f4"), ("size", "<i4")])
 BACKEND_MODULES = {"cython": "lowlat._core", "python": "lowlat._pure"}
 WAIT = 30.0  # no single wait in the benchmark may take longer (a stuck peer fails loudly)
+# Throughput runs wait (when the ring is full or empty) by spinning, then yielding: on a machine
+# with as many busy processes as cores, a pure busy-spin keeps the other end off the CPU it needs
+# (measured here: 10-100x slower whenever the ring fills). Latency runs busy-spin.
+THROUGHPUT_WAIT = "yield"
 
 # Progress steps: per message size, one per throughput transport; then latency, records.
 _THROUGHPUT = ("mp.Queue", "mp.Pipe", "faster-fifo", "faster-fifo many", "ShmRing python", "ShmRing python many",
@@ -82,7 +88,7 @@ def _serve(control, queue_in, queue_out, pipe, fifo_in, fifo_out) -> None:
 def _consume(control, transport, batched, count, name, queue_in, pipe, fifo_in) -> None:
     taken = 0
     if transport.startswith("shm-"):
-        ring = _backend(transport[4:]).ShmRing.attach(name)
+        ring = _backend(transport[4:]).ShmRing.attach(name, wait_strategy=THROUGHPUT_WAIT)
         get, get_many = ring.get, ring.get_many
         control.send("ready")
         if batched:
@@ -213,7 +219,7 @@ def _throughput(worker: _Worker, transport: str, batched: bool, size: int, count
     ring = None
     name = None
     if transport.startswith("shm-"):
-        ring = _backend(transport[4:]).ShmRing.create(capacity_bytes=1 << 20)
+        ring = _backend(transport[4:]).ShmRing.create(capacity_bytes=1 << 20, wait_strategy=THROUGHPUT_WAIT)
         name = ring.name
     try:
         worker.control.send(("consume", transport, batched, count, name))
@@ -360,24 +366,43 @@ def _record_throughput(worker: _Worker, backend: str, count: int) -> float:
 
 
 def _plan(quick: bool) -> dict:
-    scale = 1 if quick else 5
+    scale = 1 if quick else 8
     return {
-        # messages per throughput run, by transport speed class
-        "slow": 20_000 * scale,
-        "pure": 60_000 * scale,
-        "fast": 300_000 * scale,
-        "batched": 1_000_000 * scale,
-        # ping-pong round trips (the issue's 100,000 for the rings in a full run; fewer for the
-        # peers, whose round trips cost 30-250 us each)
+        # messages per throughput run, by transport speed class (about 0.1 s each when quick)
+        "slow": 12_000 * scale,
+        "pure": 50_000 * scale,
+        "fast": 250_000 * scale,
+        "batched": 500_000 * scale,
+        # ping-pong round trips: 100,000 for the rings in a full run; fewer for the peers, whose
+        # round trips cost 30-250 us each
         "rounds_ring": 10_000 if quick else 100_000,
-        "rounds_peer": 2_000 if quick else 20_000,
-        "records": 2_000_000 * scale,
+        "rounds_peer": 1_000 if quick else 10_000,
+        "records": 1_000_000 * scale,
     }
+
+
+def _without_gc(measure):
+    """Return ``measure()`` run with the garbage collector off."""
+    was_enabled = gc.isenabled()
+    gc.collect()
+    gc.disable()
+    try:
+        return measure()
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
+def _median_rate(measure, repeats: int) -> float:
+    """Return the median of ``repeats`` runs of ``measure()``, each with the garbage collector off."""
+    return statistics.median(_without_gc(measure) for _ in range(repeats))
 
 
 def run(quick: bool, progress) -> list[Row]:
     """Measure every transport between this process and one spawned worker; return the table rows."""
     plan = _plan(quick)
+    repeats = 1 if quick else 3
+    runs = "1 run" if quick else f"median of {repeats} runs"
     have_fifo = _faster_fifo() is not None
     rows: list[Row] = []
     progress.step("shm: starting the worker process")
@@ -401,7 +426,7 @@ def run(quick: bool, progress) -> list[Row]:
                         count = plan["batched"] if backend == "cython" else plan["pure"]
                     else:
                         count = plan["fast"] if backend == "cython" else plan["pure"]
-                rate = _throughput(worker, transport, batched, size, count)
+                rate = _median_rate(lambda: _throughput(worker, transport, batched, size, count), repeats)
                 shown = label.replace("many", "put_many/get_many") if batched else label
                 rows.append(
                     Row(
@@ -411,7 +436,7 @@ def run(quick: bool, progress) -> list[Row]:
                         "msg/s",
                         higher_is_better=True,
                         reference=label == "mp.Queue",
-                        note=f"{rate * size / 1e6:,.1f} MB/s, {count:,} msgs",
+                        note=f"{rate * size / 1e6:,.1f} MB/s; {count:,} msgs, {runs}",
                     )
                 )
         latency_rows: dict[float, list[Row]] = {50.0: [], 99.0: [], 99.9: []}
@@ -425,7 +450,7 @@ def run(quick: bool, progress) -> list[Row]:
                 transport, rounds = "faster-fifo", plan["rounds_peer"]
             else:
                 transport, rounds = f"shm-{label.split()[1]}", plan["rounds_ring"]
-            figures = _percentiles(_ping_pong(worker, transport, rounds))
+            figures = _percentiles(_without_gc(lambda: _ping_pong(worker, transport, rounds)))
             mode = "busy-spin" if transport.startswith("shm-") else "blocking"
             for point, value in figures.items():
                 latency_rows[point].append(
@@ -443,7 +468,7 @@ def run(quick: bool, progress) -> list[Row]:
         for backend in ("python", "cython"):
             progress.step(f"shm: ShmRecordRing {backend}")
             count = plan["records"] // (4 if backend == "python" else 1)
-            rate = _record_throughput(worker, backend, count)
+            rate = _median_rate(lambda: _record_throughput(worker, backend, count), repeats)
             rows.append(
                 Row(
                     "shm: ShmRecordRing, 16-byte records in batches of 1024, two processes (records/s)",
@@ -451,7 +476,7 @@ def run(quick: bool, progress) -> list[Row]:
                     rate,
                     "records/s",
                     higher_is_better=True,
-                    note=f"{rate * 16 / 1e6:,.0f} MB/s",
+                    note=f"{rate * 16 / 1e6:,.0f} MB/s; {count:,} records, {runs}",
                 )
             )
     finally:

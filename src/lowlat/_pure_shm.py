@@ -137,7 +137,9 @@ def timeout_ns(timeout: object) -> int:
     """Return a wait budget in ns: 0 for ``None`` (do not wait), ``FOREVER_NS`` for ``inf``."""
     if timeout is None:
         return 0
-    if isinstance(timeout, bool) or not isinstance(timeout, (int, float)):
+    if isinstance(timeout, bool):
+        raise TypeError("timeout must be None or a number of seconds, not bool")
+    if not isinstance(timeout, (int, float)):
         try:
             timeout = float(timeout)  # type: ignore[arg-type]
         except (TypeError, ValueError):
@@ -256,8 +258,10 @@ def open_segment(name: object, create: bool, size: int = 0) -> _shared_memory.Sh
     """Create (0600, random name when ``name`` is None) or open a segment, untracked by the resource tracker."""
     if name is not None and not isinstance(name, str):
         raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-    if isinstance(name, str) and (not name or "/" in name.lstrip("/") or "\0" in name):
-        raise ValueError(f"name must be a non-empty segment name without '/', got {name!r}")
+    if isinstance(name, str):
+        if not name.lstrip("/") or "/" in name.lstrip("/") or "\0" in name or len(name) > 250:
+            raise ValueError(f"name must be a non-empty segment name without '/' (at most 250 characters), got {name!r}")
+        name = name.lstrip("/")
     kwargs: dict[str, Any] = {"track": False} if sys.version_info >= (3, 13) else {}
     if not create:
         shm = _shared_memory.SharedMemory(name=name, create=False, **kwargs)

@@ -1143,3 +1143,25 @@ def test_type_stubs_match(backends, kind):
         assert actual == parameters, name
     public = {n for n in dir(cls) if not n.startswith("_")}
     assert public <= set(stubbed), public - set(stubbed)
+
+
+def test_forked_child_does_not_give_back_the_parents_role(impl, segments):
+    if not hasattr(os, "fork"):
+        pytest.skip("needs fork")
+    ring = impl.ShmRing.create(capacity_bytes=256)
+    segments.append(ring.name)
+    try:
+        pid = os.fork()
+        if pid == 0:  # the child drops its inherited copy the way interpreter exit would
+            try:
+                ring.close()
+                del ring
+            finally:
+                os._exit(0)
+        _, status = os.waitpid(pid, 0)
+        assert status == 0
+        assert peek(ring.name, W_PRODUCER_PID) == os.getpid()
+        with pytest.raises(RuntimeError, match=str(os.getpid())):
+            impl.ShmRing.attach(ring.name, role="producer")
+    finally:
+        ring.close()

@@ -14,8 +14,7 @@ from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes
 from cpython.exc cimport PyErr_CheckSignals
 from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
-
-import os as _shm_os
+from posix.unistd cimport getpid
 
 import numpy as _shm_np
 
@@ -191,7 +190,7 @@ cdef class _ShmSegment:
 
     def __dealloc__(self):
         if self._has_view:
-            if self._role:
+            if self._role and <uint64_t>getpid() == self._pid:  # not in a forked child
                 lowlat_shm_cas(self._pid_slot, self._pid, 0)
             PyBuffer_Release(&self._view)
             self._has_view = False
@@ -210,7 +209,7 @@ cdef class _ShmSegment:
         self._producer_position = <uint64_t *>(self._base + 8 * _SHM_W_PRODUCER_POSITION)
         self._consumer_position = <uint64_t *>(self._base + 8 * _SHM_W_CONSUMER_POSITION)
         self._pid_slot = <uint64_t *>(self._base + 8 * (_SHM_W_PRODUCER_PID if role == _SHM_PRODUCER else _SHM_W_CONSUMER_PID))
-        self._pid = <uint64_t>_shm_os.getpid()
+        self._pid = <uint64_t>getpid()
         while True:
             holder = lowlat_shm_load_acquire(self._pid_slot)
             error = _shm_py.role_refusal(kind, role, holder, force)
@@ -223,7 +222,8 @@ cdef class _ShmSegment:
 
     cdef int _unmap_on_error(self) except -1:
         if self._has_view:
-            if self._role:
+            # Give the role back (a forked child that inherited this object must not).
+            if self._role and <uint64_t>getpid() == self._pid:
                 lowlat_shm_cas(self._pid_slot, self._pid, 0)
             self._role = 0
             PyBuffer_Release(&self._view)

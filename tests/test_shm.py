@@ -292,6 +292,13 @@ def test_close_makes_calls_raise(impl, segments):
         producer.unlink()
 
 
+def test_ends_do_not_pickle(impl, ring_pair):
+    import pickle
+
+    with pytest.raises(TypeError, match="attach"):
+        pickle.dumps(ring_pair[0])
+
+
 def test_direct_construction_is_refused(impl):
     with pytest.raises(TypeError, match="create"):
         impl.ShmRing()

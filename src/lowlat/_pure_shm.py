@@ -505,6 +505,9 @@ class _Segment:
         """
         unlink_segment(self._name)
 
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object: pass its .name and attach() in the other process")
+
     def __enter__(self):  # type: ignore[no-untyped-def]
         return self
 

@@ -163,6 +163,7 @@ cdef inline int _shm_get_buffer(object data, Py_buffer *view, str name, bint wri
     return 0
 
 
+@cython.auto_pickle(False)
 cdef class _ShmSegment:
     """Shared machinery of ShmRing and ShmRecordRing: the mapping, the role slot, close and unlink."""
 
@@ -184,9 +185,6 @@ cdef class _ShmSegment:
     cdef uint64_t _mask
     cdef uint64_t _pos
     cdef uint64_t _cached
-
-    def __init__(self, *args, **kwargs):
-        raise TypeError(f"use {type(self).__name__}.create() or {type(self).__name__}.attach() to make one")
 
     def __dealloc__(self):
         if self._has_view:
@@ -288,6 +286,9 @@ cdef class _ShmSegment:
         """
         _shm_py.unlink_segment(self._name)
 
+    def __reduce_ex__(self, protocol):
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object: pass its .name and attach() in the other process")
+
     def __enter__(self):
         return self
 
@@ -296,8 +297,12 @@ cdef class _ShmSegment:
 
 
 @cython.final
+@cython.auto_pickle(False)
 cdef class ShmRing(_ShmSegment):
-    """A single-producer single-consumer ring of variable-length byte messages in shared memory.
+    """ShmRing(*args, **kwargs)
+--
+
+A single-producer single-consumer ring of variable-length byte messages in shared memory.
 
     One process holds the producer role and only it may ``put``; one process holds the consumer role
     and only it may ``get``. Nothing on the hot path takes a lock or makes a system call: the
@@ -309,6 +314,9 @@ cdef class ShmRing(_ShmSegment):
     cdef uint64_t _max_message
     cdef uint64_t _length
     cdef int _strategy
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError(f"use {type(self).__name__}.create() or {type(self).__name__}.attach() to make one")
 
     @classmethod
     def create(cls, name=None, capacity_bytes=1 << 20, *, max_message=None, role="producer", wait_strategy="spin"):
@@ -706,8 +714,12 @@ cdef class ShmRing(_ShmSegment):
 
 
 @cython.final
+@cython.auto_pickle(False)
 cdef class ShmRecordRing(_ShmSegment):
-    """A single-producer single-consumer ring of fixed-size numpy records in shared memory.
+    """ShmRecordRing(*args, **kwargs)
+--
+
+A single-producer single-consumer ring of fixed-size numpy records in shared memory.
 
     ``RecordRing``'s interface across processes: the producer ``write``s whole arrays (or
     ``push``es one record), the consumer ``read``s them back in order as new arrays (or
@@ -717,6 +729,9 @@ cdef class ShmRecordRing(_ShmSegment):
 
     cdef object _dtype
     cdef Py_ssize_t _itemsize
+
+    def __init__(self, *args, **kwargs):
+        raise TypeError(f"use {type(self).__name__}.create() or {type(self).__name__}.attach() to make one")
 
     @classmethod
     def create(cls, dtype, capacity, name=None, *, role="producer"):

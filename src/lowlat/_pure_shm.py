@@ -879,7 +879,7 @@ class ShmRecordRing(_Segment):
         record_dtype = record_dtype_of(dtype)
         records = record_capacity_of(capacity)
         descriptor = encode_dtype(record_dtype)
-        header_size = BASE_HEADER + -(-len(descriptor) // BLOCK) * BLOCK
+        header_size = BASE_HEADER + (len(descriptor) + BLOCK - 1) // BLOCK * BLOCK
         shm = open_segment(name, True, header_size + records * record_dtype.itemsize)
         try:
             write_header(shm.buf, KIND_RECORDS, header_size, records, record_dtype.itemsize, descriptor)

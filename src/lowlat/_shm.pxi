@@ -745,7 +745,8 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         record_dtype = _shm_py.record_dtype_of(dtype)
         records = _shm_py.record_capacity_of(capacity)
         descriptor = _shm_py.encode_dtype(record_dtype)
-        header_size = _SHM_BASE_HEADER + -(-len(descriptor) // 128) * 128
+        # Positive operands only: the module may be compiled with cdivision=True (C division).
+        header_size = _SHM_BASE_HEADER + (len(descriptor) + 127) // 128 * 128
         shm = _shm_py.open_segment(name, True, header_size + records * record_dtype.itemsize)
         cdef ShmRecordRing ring
         try:

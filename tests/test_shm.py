@@ -336,8 +336,12 @@ def test_put_many_get_many(impl, segments):
         assert producer.put_many(messages) == 0
         assert consumer.get_many(0) == []
         assert consumer.get_many(3) == messages[:3]
-        assert producer.put_many(tuple(messages[16:])) == 3
-        assert consumer.get_many() == messages[3:19]
+        assert consumer.get_many(1 << 70) == messages[3:16]
+        assert producer.put_many(messages[:3]) == 3
+        assert consumer.get_many(1 << 70) == messages[:3]
+        assert producer.put_many(messages[:3]) == 3
+        assert producer.put_many(tuple(messages[16:])) == 13
+        assert consumer.get_many() == messages[:3] + messages[16:29]
         assert consumer.get_many() == []
     producer.close()
 
@@ -968,6 +972,7 @@ def test_record_ring_errors(impl, record_pair, segments):
         consumer.read(-1)
     with pytest.raises(TypeError, match="max_records"):
         consumer.read(1.5)
+    assert len(consumer.read(1 << 70)) == 0
     with pytest.raises(RuntimeError, match="producer"):
         consumer.write(ticks(0, 1))
     with pytest.raises(RuntimeError, match="consumer"):

@@ -829,8 +829,9 @@ class ShmRing(_Segment):
     def get_many(self, max_messages: int | None = None) -> list[bytes]:
         """Remove up to ``max_messages`` messages (all that are published when None) and return them.
 
-        Consumer only; never waits (an empty list when the ring is empty). The consumer position is
-        stored once for the whole batch.
+        Consumer only; never waits (an empty list when the ring is empty). With None the call still
+        ends: it takes at most one ring's worth even if the producer keeps publishing. The consumer
+        position is stored once for the whole batch.
         """
         if self._role != CONSUMER:
             raise self._closed_error(CONSUMER)
@@ -842,8 +843,10 @@ class ShmRing(_Segment):
                 raise ValueError(f"max_messages must be >= 0 or None, got {limit}")
         messages: list[bytes] = []
         data = self._data
+        start = self._pos
         try:
-            while limit < 0 or len(messages) < limit:
+            # None: what is published, but never more than one ring's worth (a bounded call).
+            while (len(messages) < limit) if limit >= 0 else (self._pos - start < self._capacity):
                 offset = self._next()
                 if offset < 0:
                     break

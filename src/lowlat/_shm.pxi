@@ -686,21 +686,25 @@ A single-producer single-consumer ring of variable-length byte messages in share
     def get_many(self, max_messages=None):
         """Remove up to ``max_messages`` messages (all that are published when None) and return them.
 
-        Consumer only; never waits (an empty list when the ring is empty). The consumer position is
-        stored once for the whole batch.
+        Consumer only; never waits (an empty list when the ring is empty). With None the call still
+        ends: it takes at most one ring's worth even if the producer keeps publishing. The consumer
+        position is stored once for the whole batch.
         """
         cdef Py_ssize_t limit = -1, taken = 0
         cdef int64_t offset
         if self._role != _SHM_CONSUMER:
             raise self._closed_error(_SHM_CONSUMER)
         if max_messages is not None:
-            limit = _shm_py.as_int(max_messages, "max_messages")
-            if limit < 0:
-                raise ValueError(f"max_messages must be >= 0 or None, got {limit}")
+            requested = _shm_py.as_int(max_messages, "max_messages")
+            if requested < 0:
+                raise ValueError(f"max_messages must be >= 0 or None, got {requested}")
+            limit = min(requested, self._capacity)  # no more messages than 8-byte records fit
         messages = []
         self._require(_SHM_CONSUMER)
+        cdef uint64_t start = self._pos
         try:
-            while limit < 0 or taken < limit:
+            # None: what is published, but never more than one ring's worth (a bounded call).
+            while (taken < limit) if limit >= 0 else (self._pos - start < self._capacity):
                 offset = self._next()
                 if offset < 0:
                     break
@@ -973,7 +977,7 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
             requested = _shm_py.as_int(max_records, "max_records")
             if requested < 0:
                 raise ValueError(f"max_records must be >= 0 or None, got {requested}")
-            limit = min(<uint64_t>requested, self._capacity)
+            limit = min(requested, self._capacity)
         self._require(_SHM_CONSUMER)
         available = min(self._available(limit), limit)
         return self._take(available)

@@ -138,6 +138,18 @@ def test_create_attach_round_trip(impl, segments):
     assert producer.closed
 
 
+def test_max_message_is_recorded_and_enforced(impl, segments):
+    producer = impl.ShmRing.create(capacity_bytes=4096, max_message=100)
+    segments.append(producer.name)
+    with impl.ShmRing.attach(producer.name) as consumer:
+        assert producer.max_message == consumer.max_message == 100
+        assert producer.put(bytes(100))
+        with pytest.raises(ValueError, match="101 bytes"):
+            producer.put(bytes(101))
+        assert consumer.get() == bytes(100)
+    producer.close()
+
+
 def test_named_segment_and_name_errors(impl, segments):
     name = f"lowlat_test_{os.getpid()}_named"
     ring = impl.ShmRing.create(name, 256)

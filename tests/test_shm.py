@@ -428,6 +428,27 @@ def test_close_from_another_thread_during_a_wait(impl, segments, side):
     consumer.close()
 
 
+def test_a_signal_interrupts_a_long_wait(impl, ring_pair):
+    """Ctrl-C (here: a timer's handler raising) gets through a wait that runs without the GIL."""
+    producer, consumer = ring_pair
+
+    def interrupt(signum, frame):
+        raise KeyboardInterrupt("timer")
+
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    try:
+        signal.setitimer(signal.ITIMER_REAL, 0.1)
+        started = time.perf_counter()
+        with pytest.raises(KeyboardInterrupt):
+            consumer.get(timeout=10)
+        assert time.perf_counter() - started < 5
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert producer.put(b"still works")
+    assert consumer.get() == b"still works"
+
+
 def record_size(length: int) -> int:
     return (length + 15) & ~7
 

@@ -16,6 +16,7 @@ from ._benchkit import Progress, Row, format_table
 SECTIONS = {
     "core": "lowlat._bench_core",
     "hist": "lowlat._bench_hist",
+    "shm": "lowlat._bench_shm",
 }
 
 

@@ -1023,3 +1023,5 @@ Priority queue of messages: lowest ``priority`` first, FIFO among equal prioriti
         return (top.priority, message, _elapsed_ns(_ticks() - top.stamp))
 
 include "_hist.pxi"
+
+include "_shm.pxi"

@@ -560,3 +560,8 @@ from ._pure_hist import *  # noqa: E402,F401,F403  (latency histogram, tracker, 
 from ._pure_hist import __all__ as _hist_all  # noqa: E402
 
 __all__ += _hist_all
+
+from ._pure_shm import *  # noqa: E402,F401,F403
+from ._pure_shm import __all__ as _shm_all  # noqa: E402
+
+__all__ += _shm_all

@@ -1,0 +1,1108 @@
+"""Pure-Python twin of lowlat's shared-memory rings: ``ShmRing`` and ``ShmRecordRing``.
+
+This module is the source of truth for the interface and the segment layout; the compiled
+``lowlat._core`` (``_shm.pxi``) implements the same protocol with C11 acquire/release atomics, so a
+compiled producer and a pure consumer (or the reverse) can share one segment.
+
+Segment layout (native byte order, every field an aligned unsigned 64-bit word)::
+
+    block 0 (bytes   0..127)  magic "LOWLATRG", layout version, kind (1 = ShmRing, 2 = ShmRecordRing),
+                              header size, capacity (bytes, or records), max_message (or itemsize),
+                              length of the dtype descriptor, flags          -- written once, read-only
+    block 1 (bytes 128..255)  producer pid, consumer pid                    -- role ownership
+    block 2 (bytes 256..383)  producer position                             -- written by the producer only
+    block 3 (bytes 384..511)  consumer position                             -- written by the consumer only
+    bytes 512..               ShmRecordRing: the dtype descriptor (``repr`` of numpy's ``.npy`` descr)
+    header size..             the data area (``capacity`` bytes, or ``capacity * itemsize`` bytes)
+
+Each hot position sits alone on a 128-byte block, because two cores writing neighbouring words of
+one cache line (or of the pair the adjacent-line prefetcher fetches together) would steal the line
+from each other on every message. Positions are monotonically increasing counters (bytes for
+``ShmRing``, records for ``ShmRecordRing``); the offset in the data area is the position modulo the
+capacity, and ``producer position - consumer position`` is the amount in flight.
+
+``ShmRing`` records are 8-byte aligned: an 8-byte length word, then the payload, padded to 8 bytes.
+A message never straddles the end of the data area: when it would, the producer writes a padding
+word (all ones) and the message starts again at offset 0. The producer writes records, then
+publishes them by storing its position (release); the consumer loads that position (acquire), reads
+the records, then stores its own position (release) to hand the space back. Each side keeps a cached
+copy of the other's position and reads the shared line only when the cache says full or empty.
+
+Memory ordering in this pure twin: it writes and reads the positions through a ``memoryview`` cast to
+``'Q'``, which CPython turns into one aligned 8-byte ``memcpy`` -- a single load or store on x86-64
+and ARM64, so a position is never torn. On x86-64 (total store order) program order then gives the
+release/acquire ordering the protocol needs. On ARM64 the hardware may reorder plain stores, so the
+pure backend is *not* guaranteed correct across processes there: use the compiled backend (which
+issues real acquire/release instructions) on ARM64.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import secrets
+import sys
+import time
+from multiprocessing import shared_memory as _shared_memory
+from typing import Any, Union
+
+import numpy as np
+
+__all__ = ["ShmRing", "ShmRecordRing"]
+
+# A bytes-like object: anything exporting a C-contiguous buffer (bytes, bytearray, memoryview, numpy array).
+BytesLike = Union[bytes, bytearray, memoryview, Any]
+
+MAGIC = int.from_bytes(b"LOWLATRG", "little")
+VERSION = 1
+KIND_BYTES = 1
+KIND_RECORDS = 2
+KIND_NAMES = {KIND_BYTES: "ShmRing", KIND_RECORDS: "ShmRecordRing"}
+BLOCK = 128
+BASE_HEADER = 4 * BLOCK
+MAX_DESCRIPTOR = 1 << 16
+PADDING = (1 << 64) - 1
+MIN_CAPACITY_BYTES = 64
+MAX_CAPACITY_BYTES = 1 << 40
+MAX_CAPACITY_RECORDS = 1 << 30
+
+# Word indices (u64) in the header.
+W_MAGIC = 0
+W_VERSION = 1
+W_KIND = 2
+W_HEADER_SIZE = 3
+W_CAPACITY = 4
+W_MAX_MESSAGE = 5  # ShmRing: longest payload; ShmRecordRing: itemsize
+W_DESCRIPTOR_LENGTH = 6
+W_FLAGS = 7
+W_PRODUCER_PID = 16
+W_CONSUMER_PID = 17
+W_PRODUCER_POSITION = 32
+W_CONSUMER_POSITION = 48
+
+PRODUCER = 1
+CONSUMER = 2
+ROLE_NAMES = {PRODUCER: "producer", CONSUMER: "consumer"}
+ROLE_SLOTS = {PRODUCER: W_PRODUCER_PID, CONSUMER: W_CONSUMER_PID}
+
+# Wait strategies (the Disruptor's busy-spin, yielding and sleeping strategies): every one polls
+# SPIN_POLLS times first; "yield" then yields the CPU between polls; "backoff" yields YIELD_POLLS
+# times, then sleeps, doubling from SLEEP_MIN_NS up to SLEEP_MAX_NS.
+WAIT_SPIN = 0
+WAIT_YIELD = 1
+WAIT_BACKOFF = 2
+WAIT_STRATEGIES = {"spin": WAIT_SPIN, "yield": WAIT_YIELD, "backoff": WAIT_BACKOFF}
+WAIT_NAMES = {code: name for name, code in WAIT_STRATEGIES.items()}
+SPIN_POLLS = 2000
+YIELD_POLLS = 200
+SLEEP_MIN_NS = 10_000
+SLEEP_MAX_NS = 1_000_000
+FOREVER_NS = 1 << 62
+
+
+# ---------------------------------------------------------------------------------------------
+# Helpers shared with the compiled backend (it imports them): segment handling, argument checks.
+# ---------------------------------------------------------------------------------------------
+
+
+def as_int(value: object, name: str) -> int:
+    """Return ``value`` as an int, or raise ``TypeError`` naming the argument (bool is refused)."""
+    if isinstance(value, bool) or not hasattr(value, "__index__"):
+        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    return value.__index__()  # type: ignore[attr-defined]
+
+
+def role_code(role: object) -> int:
+    """Return the code of ``role`` (``"producer"`` or ``"consumer"``), or raise naming the argument."""
+    if not isinstance(role, str):
+        raise TypeError(f"role must be 'producer' or 'consumer', not {type(role).__name__}")
+    if role == "producer":
+        return PRODUCER
+    if role == "consumer":
+        return CONSUMER
+    raise ValueError(f"role must be 'producer' or 'consumer', got {role!r}")
+
+
+def wait_code(strategy: object) -> int:
+    """Return the code of a wait strategy name (``"spin"``, ``"yield"`` or ``"backoff"``)."""
+    if not isinstance(strategy, str):
+        raise TypeError(f"wait_strategy must be 'spin', 'yield' or 'backoff', not {type(strategy).__name__}")
+    try:
+        return WAIT_STRATEGIES[strategy]
+    except KeyError:
+        raise ValueError(f"wait_strategy must be 'spin', 'yield' or 'backoff', got {strategy!r}") from None
+
+
+def timeout_ns(timeout: object) -> int:
+    """Return a wait budget in ns: 0 for ``None`` (do not wait), ``FOREVER_NS`` for ``inf``."""
+    if timeout is None:
+        return 0
+    if isinstance(timeout, bool):
+        raise TypeError("timeout must be None or a number of seconds, not bool")
+    if not isinstance(timeout, (int, float)):
+        try:
+            timeout = float(timeout)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            raise TypeError(f"timeout must be None or a number of seconds, not {type(timeout).__name__}") from None
+    if not timeout >= 0:  # also refuses NaN
+        raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
+    if timeout >= FOREVER_NS / 1e9:
+        return FOREVER_NS
+    return int(timeout * 1e9)
+
+
+def capacity_bytes_of(value: object) -> int:
+    """Return ``capacity_bytes`` rounded up to a power of two, checking its range."""
+    number = as_int(value, "capacity_bytes")
+    if not MIN_CAPACITY_BYTES <= number <= MAX_CAPACITY_BYTES:
+        raise ValueError(f"capacity_bytes must be between {MIN_CAPACITY_BYTES} and 2**40, got {number}")
+    return 1 << (number - 1).bit_length()
+
+
+def max_message_of(value: object, capacity: int) -> int:
+    """Return the longest payload allowed: ``capacity // 2 - 8`` by default (so an empty ring always fits one)."""
+    limit = capacity // 2 - 8
+    if value is None:
+        return limit
+    number = as_int(value, "max_message")
+    if not 0 <= number <= limit:
+        raise ValueError(f"max_message must be between 0 and capacity // 2 - 8 = {limit}, got {number}")
+    return number
+
+
+def record_capacity_of(value: object) -> int:
+    """Return a record capacity rounded up to a power of two, checking 1 <= capacity <= 2**30."""
+    number = as_int(value, "capacity")
+    if not 1 <= number <= MAX_CAPACITY_RECORDS:
+        raise ValueError(f"capacity must be between 1 and 2**30, got {number}")
+    return 1 << (number - 1).bit_length()
+
+
+def record_dtype_of(value: object) -> np.dtype:
+    """Return ``value`` as a numpy dtype fit for raw copies between processes."""
+    try:
+        dtype = np.dtype(value)  # type: ignore[call-overload]
+    except Exception as exc:
+        raise TypeError(f"dtype must be a numpy dtype, got {value!r} ({exc})") from None
+    if dtype.hasobject:
+        raise TypeError(f"dtype must not hold Python objects (pointers mean nothing in another process): {dtype}")
+    if dtype.itemsize == 0:
+        raise ValueError(f"dtype must have a nonzero itemsize: {dtype}")
+    return dtype
+
+
+def encode_dtype(dtype: np.dtype) -> bytes:
+    """Return the descriptor stored in the header: the ``repr`` of numpy's ``.npy`` descr of ``dtype``."""
+    descriptor = repr(np.lib.format.dtype_to_descr(dtype)).encode("ascii")
+    if len(descriptor) > MAX_DESCRIPTOR:
+        raise ValueError(f"dtype descriptor is too long for the header ({len(descriptor)} > {MAX_DESCRIPTOR} bytes)")
+    return descriptor
+
+
+def decode_dtype(descriptor: bytes) -> np.dtype:
+    """Rebuild a dtype from a header descriptor; anything malformed raises ``ValueError``."""
+    try:
+        return np.lib.format.descr_to_dtype(ast.literal_eval(descriptor.decode("ascii")))
+    except Exception as exc:  # a hostile segment may hold anything here
+        raise ValueError(f"segment's dtype descriptor is not valid: {exc.__class__.__name__}: {exc}") from None
+
+
+def pid_alive(pid: int) -> bool:
+    """Return whether ``pid`` names a running (not zombie) process."""
+    if pid <= 0 or pid >= 1 << 31:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    except OSError:
+        return False
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+        state = stat[stat.rindex(b")") + 2 : stat.rindex(b")") + 3]
+        if state in (b"Z", b"X"):  # exited, waiting to be reaped
+            return False
+    except (OSError, ValueError):
+        pass
+    return True
+
+
+def role_refusal(kind: str, role: int, holder: int, force: bool) -> Exception | None:
+    """Return the error for a role held by ``holder``, or ``None`` when it may be taken."""
+    if holder == 0:
+        return None
+    if pid_alive(holder):
+        return RuntimeError(f"the {ROLE_NAMES[role]} role of this {kind} is held by live process pid {holder}")
+    if not force:
+        return RuntimeError(
+            f"the {ROLE_NAMES[role]} role of this {kind} is held by pid {holder}, which is no longer running; "
+            "pass force=True to take it over"
+        )
+    return None
+
+
+def _untrack(shm: _shared_memory.SharedMemory) -> None:
+    # Before 3.13 every SharedMemory registers with the resource tracker, which unlinks the segment
+    # (and warns about a "leak") when this process exits -- wrong for a segment shared with another
+    # process, whose lifetime the creator manages with unlink().
+    if sys.version_info < (3, 13):
+        from multiprocessing import resource_tracker
+
+        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
+
+
+def open_segment(name: object, create: bool, size: int = 0) -> _shared_memory.SharedMemory:
+    """Create (0600, random name when ``name`` is None) or open a segment, untracked by the resource tracker."""
+    if name is not None and not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+    if isinstance(name, str):
+        if not name.lstrip("/") or "/" in name.lstrip("/") or "\0" in name or len(name) > 250:
+            raise ValueError(f"name must be a non-empty segment name without '/' (at most 250 characters), got {name!r}")
+        name = name.lstrip("/")
+    kwargs: dict[str, Any] = {"track": False} if sys.version_info >= (3, 13) else {}
+    if not create:
+        shm = _shared_memory.SharedMemory(name=name, create=False, **kwargs)
+        _untrack(shm)
+        return shm
+    while True:
+        chosen = name if name is not None else "lowlat_" + secrets.token_hex(8)
+        try:
+            shm = _shared_memory.SharedMemory(name=chosen, create=True, size=size, **kwargs)
+        except FileExistsError:
+            if name is not None:
+                raise
+            continue
+        _untrack(shm)
+        return shm
+
+
+def unlink_segment(name: str) -> None:
+    """Remove a segment's name (mappings stay valid until closed); ``FileNotFoundError`` if gone."""
+    import _posixshmem  # type: ignore[import-not-found]
+
+    # Not SharedMemory.unlink(): before 3.13 it also unregisters from the resource tracker, which
+    # prints a KeyError traceback for a segment that was never registered.
+    _posixshmem.shm_unlink("/" + name.lstrip("/"))
+
+
+def segment_name(shm: _shared_memory.SharedMemory) -> str:
+    """Return the name to pass to ``attach`` in another process (no leading slash)."""
+    return shm.name.lstrip("/")
+
+
+def write_header(buf: memoryview, kind: int, header_size: int, capacity: int, word5: int, descriptor: bytes) -> None:
+    """Fill a fresh (zeroed) segment's header; the magic goes last so a racing attach never sees half of it."""
+    words = buf[:BASE_HEADER].cast("Q")
+    try:
+        words[W_VERSION] = VERSION
+        words[W_KIND] = kind
+        words[W_HEADER_SIZE] = header_size
+        words[W_CAPACITY] = capacity
+        words[W_MAX_MESSAGE] = word5
+        words[W_DESCRIPTOR_LENGTH] = len(descriptor)
+        buf[BASE_HEADER : BASE_HEADER + len(descriptor)] = descriptor
+        words[W_MAGIC] = MAGIC
+    finally:
+        words.release()
+
+
+def read_header(shm: _shared_memory.SharedMemory, kind: int) -> tuple[int, int, int, bytes]:
+    """Validate a segment's header for ``kind``; return (header size, capacity, word 5, descriptor).
+
+    Every field is checked against the mapped size before it is used, so a segment that is not a
+    lowlat ring, has another layout version or is inconsistent raises ``ValueError`` saying which.
+    """
+    name = segment_name(shm)
+    size = shm.size
+    if size < BASE_HEADER:
+        raise ValueError(f"segment {name!r} is not a lowlat ring: {size} bytes is smaller than the {BASE_HEADER}-byte header")
+    words = shm.buf[:BASE_HEADER].cast("Q")
+    try:
+        fields = words.tolist()
+    finally:
+        words.release()
+    if fields[W_MAGIC] != MAGIC:
+        raise ValueError(f"segment {name!r} is not a lowlat ring: bad magic {fields[W_MAGIC]:#018x}")
+    if fields[W_VERSION] != VERSION:
+        raise ValueError(f"segment {name!r} has layout version {fields[W_VERSION]}; this lowlat reads version {VERSION}")
+    if fields[W_KIND] != kind:
+        found = KIND_NAMES.get(fields[W_KIND], f"unknown kind {fields[W_KIND]}")
+        raise ValueError(f"segment {name!r} is inconsistent: it holds a {found}, not a {KIND_NAMES[kind]}")
+    header_size = fields[W_HEADER_SIZE]
+    capacity = fields[W_CAPACITY]
+    word5 = fields[W_MAX_MESSAGE]
+    descriptor_length = fields[W_DESCRIPTOR_LENGTH]
+    if header_size < BASE_HEADER or header_size % BLOCK or header_size > size:
+        raise ValueError(f"segment {name!r} is inconsistent: header size {header_size} (segment has {size} bytes)")
+    if kind == KIND_BYTES:
+        if not MIN_CAPACITY_BYTES <= capacity <= MAX_CAPACITY_BYTES or capacity & (capacity - 1):
+            raise ValueError(f"segment {name!r} is inconsistent: capacity {capacity} is not a power of two in range")
+        data_bytes = capacity
+        if word5 > capacity // 2 - 8:
+            raise ValueError(f"segment {name!r} is inconsistent: max_message {word5} exceeds capacity // 2 - 8")
+        descriptor = b""
+    else:
+        if not 1 <= capacity <= MAX_CAPACITY_RECORDS or capacity & (capacity - 1):
+            raise ValueError(f"segment {name!r} is inconsistent: capacity {capacity} is not a power of two in range")
+        if not 1 <= word5 <= 1 << 30:
+            raise ValueError(f"segment {name!r} is inconsistent: itemsize {word5}")
+        data_bytes = capacity * word5
+        if not 1 <= descriptor_length <= header_size - BASE_HEADER:
+            raise ValueError(f"segment {name!r} is inconsistent: dtype descriptor length {descriptor_length}")
+        descriptor = bytes(shm.buf[BASE_HEADER : BASE_HEADER + descriptor_length])
+    if header_size + data_bytes > size:
+        raise ValueError(
+            f"segment {name!r} is inconsistent: capacity {capacity} needs {header_size + data_bytes} bytes, "
+            f"the segment has {size}"
+        )
+    produced = fields[W_PRODUCER_POSITION]
+    consumed = fields[W_CONSUMER_POSITION]
+    if not 0 <= produced - consumed <= capacity or (kind == KIND_BYTES and (produced | consumed) & 7):
+        raise ValueError(
+            f"segment {name!r} is inconsistent: positions out of range (producer {produced}, consumer {consumed}, "
+            f"capacity {capacity})"
+        )
+    return header_size, capacity, word5, descriptor
+
+
+def corrupt(what: str) -> ValueError:
+    """Return the error raised when a live segment's shared state stops making sense."""
+    return ValueError(f"corrupt segment: {what}")
+
+
+def bytes_view(data: object, name: str, writable: bool = False) -> memoryview:
+    """Return a flat unsigned-byte view of a C-contiguous buffer, or raise ``TypeError`` naming the argument."""
+    try:
+        view = memoryview(data)  # type: ignore[arg-type]
+    except TypeError:
+        kind = "a writable bytes-like object" if writable else "a bytes-like object"
+        raise TypeError(f"{name} must be {kind}, not {type(data).__name__}") from None
+    if writable and view.readonly:
+        raise TypeError(f"{name} must be a writable bytes-like object, not read-only {type(data).__name__}")
+    if not view.c_contiguous:
+        raise TypeError(f"{name} must be a C-contiguous bytes-like object")
+    if view.format != "B" or view.ndim != 1:
+        view = view.cast("B")
+    return view
+
+
+class _Waiter:
+    """The spin, then yield, then sleep loop of one wait; the caller polls between calls to ``pause``."""
+
+    __slots__ = ("strategy", "deadline", "polls", "sleep_ns")
+
+    def __init__(self, strategy: int, budget_ns: int) -> None:
+        self.strategy = strategy
+        self.deadline = time.perf_counter_ns() + budget_ns
+        self.polls = 0
+        self.sleep_ns = SLEEP_MIN_NS
+
+    def pause(self) -> bool:
+        """Wait a little according to the strategy; return False once the deadline has passed."""
+        now = time.perf_counter_ns()
+        if now >= self.deadline:
+            return False
+        self.polls += 1
+        if self.polls <= SPIN_POLLS or self.strategy == WAIT_SPIN:
+            return True
+        if self.strategy == WAIT_YIELD or self.polls <= SPIN_POLLS + YIELD_POLLS:
+            os.sched_yield()
+            return True
+        time.sleep(min(self.sleep_ns, self.deadline - now) / 1e9)
+        self.sleep_ns = min(self.sleep_ns * 2, SLEEP_MAX_NS)
+        return True
+
+
+class _Segment:
+    """What both ring kinds share: the mapping, the role slot, close/unlink and the context manager."""
+
+    _kind = 0
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        raise TypeError(f"use {type(self).__name__}.create() or {type(self).__name__}.attach() to make one")
+
+    def _open(self, shm: _shared_memory.SharedMemory, role: int, force: bool, creator: bool) -> None:
+        self._shm: _shared_memory.SharedMemory | None = shm
+        self._name = segment_name(shm)
+        self._creator = creator
+        self._role = 0
+        self._views: list[memoryview] = []
+        self._words = self._view(shm.buf[:BASE_HEADER].cast("Q"))
+        self._claim(role, force)
+        self._role = role
+
+    def _view(self, view: memoryview) -> memoryview:
+        self._views.append(view)
+        return view
+
+    def _claim(self, role: int, force: bool) -> None:
+        # Not atomic (Python has no compare-and-swap on shared memory): read, check, write, read back.
+        # The compiled backend claims with a real compare-and-swap; both use the same pid slot.
+        slot = ROLE_SLOTS[role]
+        holder = self._words[slot]
+        error = role_refusal(KIND_NAMES[self._kind], role, holder, force)
+        if error is not None:
+            raise error
+        pid = os.getpid()
+        self._words[slot] = pid
+        if self._words[slot] != pid:
+            raise RuntimeError(f"the {ROLE_NAMES[role]} role was claimed concurrently by pid {self._words[slot]}")
+
+    def _closed_error(self, needed: int) -> Exception:
+        if self._shm is None or self._role == 0:
+            return ValueError(f"{type(self).__name__} {self._name!r} is closed")
+        return RuntimeError(
+            f"this is the {ROLE_NAMES[self._role]} end of {type(self).__name__} {self._name!r}; "
+            f"only the {ROLE_NAMES[needed]} may call this"
+        )
+
+    @property
+    def name(self) -> str:
+        """The segment's name: pass it to ``attach`` in the other process."""
+        return self._name
+
+    @property
+    def role(self) -> str:
+        """``"producer"`` or ``"consumer"``: the role this end holds (kept after ``close``)."""
+        return ROLE_NAMES[self._role_held]
+
+    @property
+    def closed(self) -> bool:
+        """Whether ``close()`` has been called."""
+        return self._shm is None
+
+    def close(self) -> None:
+        """Release the role and unmap the segment; later calls raise ``ValueError``. Idempotent.
+
+        The segment itself stays (and keeps its contents) until someone calls ``unlink()``.
+        """
+        shm = self._shm
+        if shm is None:
+            return
+        if self._role:
+            slot = ROLE_SLOTS[self._role]
+            if self._words[slot] == os.getpid():
+                self._words[slot] = 0
+        self._role = 0
+        self._release_views()
+        self._shm = None
+        shm.close()
+
+    def _release_views(self) -> None:
+        for view in reversed(self._views):
+            view.release()
+        self._views.clear()
+
+    def unlink(self) -> None:
+        """Remove the segment's name so no one else can attach; callable before or after ``close()``.
+
+        Normally the creator calls this once both ends have attached (or at shutdown); any end may,
+        e.g. to clean up after a creator that died. Mapped ends keep working until they close.
+        Raise ``FileNotFoundError`` if the name is already gone.
+        """
+        unlink_segment(self._name)
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        raise TypeError(f"cannot pickle {type(self).__name__!r} object: pass its .name and attach() in the other process")
+
+    def __enter__(self):  # type: ignore[no-untyped-def]
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            if getattr(self, "_shm", None) is not None:
+                self.close()
+        except Exception:
+            pass
+
+
+class ShmRing(_Segment):
+    """A single-producer single-consumer ring of variable-length byte messages in shared memory.
+
+    One process holds the producer role and only it may ``put``; one process holds the consumer role
+    and only it may ``get``. Nothing on the hot path takes a lock or makes a system call: the
+    producer copies a message into the ring and publishes its position, the consumer copies it out
+    and publishes its own. Make one with ``ShmRing.create()`` and open it elsewhere with
+    ``ShmRing.attach(name)``. Messages are delivered in order, each exactly once, intact.
+    """
+
+    _kind = KIND_BYTES
+
+    @classmethod
+    def create(
+        cls,
+        name: str | None = None,
+        capacity_bytes: int = 1 << 20,
+        *,
+        max_message: int | None = None,
+        role: str = "producer",
+        wait_strategy: str = "spin",
+    ) -> ShmRing:
+        """Create a ring segment and return its ``role`` end (the producer by default).
+
+        ``capacity_bytes`` (rounded up to a power of two, at least 64) is the data area; each message
+        takes 8 bytes plus its length rounded up to 8. ``max_message`` (default and maximum
+        ``capacity // 2 - 8``) is the longest payload accepted. The segment is created with
+        permissions 0600 under ``name`` (a random ``lowlat_...`` name when None, read it from
+        ``.name``); ``FileExistsError`` if the name is taken. ``wait_strategy`` is what ``put``/``get``
+        do while waiting for a timeout: ``"spin"`` (busy-poll), ``"yield"`` (spin, then yield the
+        CPU) or ``"backoff"`` (spin, yield, then sleep with exponential backoff up to 1 ms).
+        """
+        code = role_code(role)
+        strategy = wait_code(wait_strategy)
+        capacity = capacity_bytes_of(capacity_bytes)
+        limit = max_message_of(max_message, capacity)
+        shm = open_segment(name, True, BASE_HEADER + capacity)
+        try:
+            write_header(shm.buf, KIND_BYTES, BASE_HEADER, capacity, limit, b"")
+            ring = object.__new__(cls)
+            ring._setup(shm, code, False, True, strategy)
+        except BaseException:
+            shm.close()
+            unlink_segment(segment_name(shm))
+            raise
+        return ring
+
+    @classmethod
+    def attach(cls, name: str, role: str = "consumer", *, force: bool = False, wait_strategy: str = "spin") -> ShmRing:
+        """Open the ring segment ``name`` made by ``create`` (in any process) and return its ``role`` end.
+
+        Raise ``FileNotFoundError`` if there is no such segment; ``ValueError`` saying which, if it is
+        not a lowlat ring, has another layout version or is inconsistent; ``RuntimeError`` naming the
+        pid if a live process holds ``role``. A role whose holder died is taken over only with
+        ``force=True``. Attaching never registers the segment with the resource tracker, so this
+        process exiting does not unlink it.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        code = role_code(role)
+        strategy = wait_code(wait_strategy)
+        shm = open_segment(name, False)
+        try:
+            ring = object.__new__(cls)
+            ring._setup(shm, code, bool(force), False, strategy)
+        except BaseException:
+            shm.close()
+            raise
+        return ring
+
+    def _setup(self, shm: _shared_memory.SharedMemory, role: int, force: bool, creator: bool, strategy: int) -> None:
+        self._shm = None
+        self._name = segment_name(shm)
+        self._views = []
+        header_size, capacity, max_message, _ = read_header(shm, KIND_BYTES)
+        self._capacity = capacity
+        self._mask = capacity - 1
+        self._max_message = max_message
+        self._strategy = strategy
+        self._role_held = role
+        try:
+            self._open(shm, role, force, creator)
+            data = self._view(shm.buf[header_size : header_size + capacity])
+            self._data = data
+            self._data_words = self._view(data.cast("Q"))
+        except BaseException:
+            self._release_views()
+            raise
+        if role == PRODUCER:
+            self._pos = self._words[W_PRODUCER_POSITION]
+            self._cached = self._words[W_CONSUMER_POSITION]
+        else:
+            self._pos = self._words[W_CONSUMER_POSITION]
+            self._cached = self._words[W_PRODUCER_POSITION]
+        self._length = 0
+
+    @property
+    def capacity(self) -> int:
+        """Size of the data area in bytes (a power of two)."""
+        return self._capacity
+
+    @property
+    def max_message(self) -> int:
+        """The longest payload ``put`` accepts, in bytes."""
+        return self._max_message
+
+    @property
+    def wait_strategy(self) -> str:
+        """How ``put``/``get`` wait when given a timeout: ``"spin"``, ``"yield"`` or ``"backoff"``."""
+        return WAIT_NAMES[self._strategy]
+
+    def __repr__(self) -> str:
+        state = "closed" if self._shm is None else "open"
+        return f"<ShmRing {self._name!r} {ROLE_NAMES[self._role_held]} capacity={self._capacity} {state}>"
+
+    # -- producer ---------------------------------------------------------------------------------
+
+    def _claim_space(self, record: int) -> int:
+        # Return the offset where a record of ``record`` bytes goes (writing the padding word first
+        # if it would straddle the end), or -1 when the ring is full now.
+        pos = self._pos
+        capacity = self._capacity
+        offset = pos & self._mask
+        contiguous = capacity - offset
+        need = record if record <= contiguous else contiguous + record
+        if pos + need - self._cached > capacity:
+            consumed = self._words[W_CONSUMER_POSITION]
+            if not 0 <= pos - consumed <= capacity or consumed & 7:
+                raise corrupt(f"consumer position {consumed} is out of range (producer at {pos})")
+            self._cached = consumed
+            if pos + need - consumed > capacity:
+                return -1
+        if record > contiguous:
+            self._data_words[offset >> 3] = PADDING
+            self._pos = pos + contiguous
+            return 0
+        return offset
+
+    def _wait_space(self, record: int, budget_ns: int) -> int:
+        waiter = _Waiter(self._strategy, budget_ns)
+        while waiter.pause():
+            if self._role != PRODUCER:  # closed by another thread meanwhile
+                raise self._closed_error(PRODUCER)
+            offset = self._claim_space(record)
+            if offset >= 0:
+                return offset
+        return -1
+
+    def put(self, data: BytesLike, timeout: float | None = None) -> bool:
+        """Copy one message into the ring and publish it; return False if it does not fit.
+
+        Producer only. ``data`` is any C-contiguous bytes-like object of at most ``max_message``
+        bytes (longer: ``ValueError``; not bytes-like: ``TypeError``). When the ring is full,
+        return False at once (``timeout=None`` or 0), or wait up to ``timeout`` seconds
+        (``float('inf')``: forever) with the ring's wait strategy, then return False with nothing
+        written. O(len(data)).
+        """
+        if self._role != PRODUCER:
+            raise self._closed_error(PRODUCER)
+        source = data if type(data) is bytes else bytes_view(data, "data")
+        budget = 0 if timeout is None else timeout_ns(timeout)
+        length = len(source)
+        if length > self._max_message:
+            raise ValueError(f"data is {length} bytes; this ring's max_message is {self._max_message}")
+        record = (length + 15) & ~7
+        offset = self._claim_space(record)
+        if offset < 0:
+            if budget == 0:
+                return False
+            offset = self._wait_space(record, budget)
+            if offset < 0:
+                return False
+        self._data_words[offset >> 3] = length
+        self._data[offset + 8 : offset + 8 + length] = source
+        self._pos += record
+        self._words[W_PRODUCER_POSITION] = self._pos  # publish: the record is complete before this store
+        return True
+
+    def put_many(self, messages: list[BytesLike]) -> int:
+        """Copy as many leading messages as fit, publish them once, and return how many were put.
+
+        Producer only; never waits. Every message is checked first (``TypeError`` or ``ValueError``
+        as for ``put``, and then nothing is written), so the count is exact. One position store
+        publishes the whole batch, the Disruptor's batching effect.
+        """
+        if self._role != PRODUCER:
+            raise self._closed_error(PRODUCER)
+        if not isinstance(messages, (list, tuple)):
+            raise TypeError(f"messages must be a list or tuple of bytes-like objects, not {type(messages).__name__}")
+        sources = []
+        for index, data in enumerate(messages):
+            source = data if type(data) is bytes else bytes_view(data, f"messages[{index}]")
+            if len(source) > self._max_message:
+                raise ValueError(f"messages[{index}] is {len(source)} bytes; this ring's max_message is {self._max_message}")
+            sources.append(source)
+        count = 0
+        data_words = self._data_words
+        data_bytes = self._data
+        for source in sources:
+            length = len(source)
+            record = (length + 15) & ~7
+            offset = self._claim_space(record)
+            if offset < 0:
+                break
+            data_words[offset >> 3] = length
+            data_bytes[offset + 8 : offset + 8 + length] = source
+            self._pos += record
+            count += 1
+        if count:
+            self._words[W_PRODUCER_POSITION] = self._pos
+        return count
+
+    # -- consumer ---------------------------------------------------------------------------------
+
+    def _next(self) -> int:
+        # Return the offset of the next message (its length in self._length), or -1 when empty.
+        pos = self._pos
+        capacity = self._capacity
+        while True:
+            if pos == self._cached:
+                produced = self._words[W_PRODUCER_POSITION]
+                if not 0 <= produced - pos <= capacity or produced & 7:
+                    raise corrupt(f"producer position {produced} is out of range (consumer at {pos})")
+                self._cached = produced
+                if produced == pos:
+                    self._pos = pos
+                    return -1
+            offset = pos & self._mask
+            length = self._data_words[offset >> 3]
+            if length == PADDING:
+                skip = capacity - offset
+                if skip > self._cached - pos:
+                    raise corrupt(f"padding at offset {offset} runs past the published data")
+                pos += skip
+                continue
+            if length > self._max_message:
+                raise corrupt(f"message length {length} at offset {offset} exceeds max_message {self._max_message}")
+            record = (length + 15) & ~7
+            if record > self._cached - pos or offset + record > capacity:
+                raise corrupt(f"message at offset {offset} runs past the published data")
+            self._pos = pos
+            self._length = length
+            return offset
+
+    def _wait_message(self, budget_ns: int) -> int:
+        waiter = _Waiter(self._strategy, budget_ns)
+        while waiter.pause():
+            if self._role != CONSUMER:  # closed by another thread meanwhile
+                raise self._closed_error(CONSUMER)
+            offset = self._next()
+            if offset >= 0:
+                return offset
+        return -1
+
+    def get(self, timeout: float | None = None) -> bytes | None:
+        """Remove the oldest message and return it as ``bytes``; None when there is none.
+
+        Consumer only. When the ring is empty, return None at once (``timeout=None`` or 0), or wait
+        up to ``timeout`` seconds (``float('inf')``: forever) with the ring's wait strategy.
+        Allocates the returned bytes; ``get_into`` does not. O(message length).
+        """
+        if self._role != CONSUMER:
+            raise self._closed_error(CONSUMER)
+        budget = 0 if timeout is None else timeout_ns(timeout)
+        offset = self._next()
+        if offset < 0:
+            if budget == 0:
+                return None
+            offset = self._wait_message(budget)
+            if offset < 0:
+                return None
+        length = self._length
+        message = bytes(self._data[offset + 8 : offset + 8 + length])
+        self._pos += (length + 15) & ~7
+        self._words[W_CONSUMER_POSITION] = self._pos  # hand the space back after the copy
+        return message
+
+    def get_into(self, buffer: BytesLike, timeout: float | None = None) -> int:
+        """Copy the oldest message into ``buffer``, remove it, and return its length; -1 when empty.
+
+        Consumer only; allocates nothing. ``buffer`` is a writable C-contiguous bytes-like object
+        (``TypeError`` otherwise); its first ``length`` bytes are overwritten. If the next message
+        is longer than ``buffer``, raise ``ValueError`` and leave the message in the ring. Waits
+        like ``get`` when ``timeout`` is given.
+        """
+        if self._role != CONSUMER:
+            raise self._closed_error(CONSUMER)
+        target = bytes_view(buffer, "buffer", writable=True)
+        budget = 0 if timeout is None else timeout_ns(timeout)
+        offset = self._next()
+        if offset < 0:
+            if budget == 0:
+                return -1
+            offset = self._wait_message(budget)
+            if offset < 0:
+                return -1
+        length = self._length
+        if length > len(target):
+            raise ValueError(f"buffer has {len(target)} bytes; the next message has {length} (left in the ring)")
+        target[:length] = self._data[offset + 8 : offset + 8 + length]
+        self._pos += (length + 15) & ~7
+        self._words[W_CONSUMER_POSITION] = self._pos
+        return length
+
+    def get_many(self, max_messages: int | None = None) -> list[bytes]:
+        """Remove up to ``max_messages`` messages (all that are published when None) and return them.
+
+        Consumer only; never waits (an empty list when the ring is empty). With None the call still
+        ends: it takes at most one ring's worth even if the producer keeps publishing. The consumer
+        position is stored once for the whole batch.
+        """
+        if self._role != CONSUMER:
+            raise self._closed_error(CONSUMER)
+        if max_messages is None:
+            limit = -1
+        else:
+            limit = as_int(max_messages, "max_messages")
+            if limit < 0:
+                raise ValueError(f"max_messages must be >= 0 or None, got {limit}")
+        messages: list[bytes] = []
+        data = self._data
+        start = self._pos
+        try:
+            # None: what is published, but never more than one ring's worth (a bounded call).
+            while (len(messages) < limit) if limit >= 0 else (self._pos - start < self._capacity):
+                offset = self._next()
+                if offset < 0:
+                    break
+                length = self._length
+                messages.append(bytes(data[offset + 8 : offset + 8 + length]))
+                self._pos += (length + 15) & ~7
+        finally:
+            if messages:
+                self._words[W_CONSUMER_POSITION] = self._pos
+        return messages
+
+
+class ShmRecordRing(_Segment):
+    """A single-producer single-consumer ring of fixed-size numpy records in shared memory.
+
+    ``RecordRing``'s interface across processes: the producer ``write``s whole arrays (or
+    ``push``es one record), the consumer ``read``s them back in order as new arrays (or
+    ``read_into`` its own, or ``pop``s one). The dtype is recorded in the segment's header, so
+    ``attach`` rebuilds it. Batches are copied with at most two block copies and published once.
+    """
+
+    _kind = KIND_RECORDS
+
+    @classmethod
+    def create(cls, dtype: Any, capacity: int, name: str | None = None, *, role: str = "producer") -> ShmRecordRing:
+        """Create a record ring segment for ``capacity`` records of ``dtype``; return its ``role`` end.
+
+        ``capacity`` is rounded up to a power of two (1 to 2**30). ``dtype`` is any numpy dtype
+        without Python objects (``TypeError`` otherwise). Naming and permissions as for
+        ``ShmRing.create``.
+        """
+        code = role_code(role)
+        record_dtype = record_dtype_of(dtype)
+        records = record_capacity_of(capacity)
+        descriptor = encode_dtype(record_dtype)
+        header_size = BASE_HEADER + (len(descriptor) + BLOCK - 1) // BLOCK * BLOCK
+        shm = open_segment(name, True, header_size + records * record_dtype.itemsize)
+        try:
+            write_header(shm.buf, KIND_RECORDS, header_size, records, record_dtype.itemsize, descriptor)
+            ring = object.__new__(cls)
+            ring._setup(shm, code, False, True, None)
+        except BaseException:
+            shm.close()
+            unlink_segment(segment_name(shm))
+            raise
+        return ring
+
+    @classmethod
+    def attach(cls, name: str, role: str = "consumer", *, dtype: Any = None, force: bool = False) -> ShmRecordRing:
+        """Open the record ring segment ``name`` and return its ``role`` end.
+
+        The dtype is rebuilt from the header; if ``dtype`` is given and differs, raise ``TypeError``.
+        Other errors and ``force`` as for ``ShmRing.attach``.
+        """
+        if not isinstance(name, str):
+            raise TypeError(f"name must be a str, not {type(name).__name__}")
+        code = role_code(role)
+        expected = None if dtype is None else record_dtype_of(dtype)
+        shm = open_segment(name, False)
+        try:
+            ring = object.__new__(cls)
+            ring._setup(shm, code, bool(force), False, expected)
+        except BaseException:
+            shm.close()
+            raise
+        return ring
+
+    def _setup(
+        self, shm: _shared_memory.SharedMemory, role: int, force: bool, creator: bool, expected: np.dtype | None
+    ) -> None:
+        self._shm = None
+        self._name = segment_name(shm)
+        self._views = []
+        header_size, capacity, itemsize, descriptor = read_header(shm, KIND_RECORDS)
+        dtype = decode_dtype(descriptor)
+        if dtype.itemsize != itemsize or dtype.hasobject:
+            raise ValueError(f"segment {self._name!r} is inconsistent: dtype {dtype} does not match itemsize {itemsize}")
+        if expected is not None and expected != dtype:
+            raise TypeError(f"segment {self._name!r} holds records of dtype {dtype}, not {expected}")
+        self._dtype = dtype
+        self._capacity = capacity
+        self._mask = capacity - 1
+        self._role_held = role
+        try:
+            self._open(shm, role, force, creator)
+            self._bytes = self._view(shm.buf[header_size : header_size + capacity * itemsize])
+        except BaseException:
+            self._release_views()
+            raise
+        # A numpy view of the data area; released (dropped) in close() before the unmap.
+        self._records: np.ndarray | None = np.frombuffer(self._bytes, dtype=dtype, count=capacity)
+        if role == PRODUCER:
+            self._pos = self._words[W_PRODUCER_POSITION]
+            self._cached = self._words[W_CONSUMER_POSITION]
+        else:
+            self._pos = self._words[W_CONSUMER_POSITION]
+            self._cached = self._words[W_PRODUCER_POSITION]
+
+    def _release_views(self) -> None:
+        self._records = None
+        super()._release_views()
+
+    @property
+    def capacity(self) -> int:
+        """How many records the ring holds (a power of two)."""
+        return self._capacity
+
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the records, as recorded in the segment."""
+        return self._dtype
+
+    def __repr__(self) -> str:
+        state = "closed" if self._shm is None else "open"
+        return (
+            f"<ShmRecordRing {self._name!r} {ROLE_NAMES[self._role_held]} dtype={self._dtype} "
+            f"capacity={self._capacity} {state}>"
+        )
+
+    def __len__(self) -> int:
+        """Return how many records are published and not yet consumed (a snapshot; either end)."""
+        if self._shm is None:
+            raise ValueError(f"ShmRecordRing {self._name!r} is closed")
+        consumed = self._words[W_CONSUMER_POSITION]
+        produced = self._words[W_PRODUCER_POSITION]
+        if not 0 <= produced - consumed <= self._capacity:
+            raise corrupt(f"positions out of range (producer {produced}, consumer {consumed})")
+        return produced - consumed
+
+    # -- producer ---------------------------------------------------------------------------------
+
+    def _free(self, wanted: int) -> int:
+        # How many records fit now; the consumer's line is read only when the cache says too few.
+        free = self._capacity - (self._pos - self._cached)
+        if free < wanted:
+            consumed = self._words[W_CONSUMER_POSITION]
+            if not 0 <= self._pos - consumed <= self._capacity:
+                raise corrupt(f"consumer position {consumed} is out of range (producer at {self._pos})")
+            self._cached = consumed
+            free = self._capacity - (self._pos - consumed)
+        return free
+
+    def push(self, record: Any) -> bool:
+        """Copy one record (anything ``numpy.asarray(record, dtype)`` accepts) into the ring.
+
+        Producer only. Return False when the ring is full. O(itemsize).
+        """
+        if self._role != PRODUCER:
+            raise self._closed_error(PRODUCER)
+        value = np.asarray(record, dtype=self._dtype)
+        if value.ndim != 0:
+            raise ValueError(f"record must be a single record of dtype {self._dtype}, got shape {value.shape}")
+        if self._free(1) == 0:
+            return False
+        self._records[self._pos & self._mask] = value  # type: ignore[index]
+        self._pos += 1
+        self._words[W_PRODUCER_POSITION] = self._pos
+        return True
+
+    def write(self, array: np.ndarray) -> int:
+        """Copy as many leading records of ``array`` as fit, publish them once, and return how many.
+
+        Producer only; never waits. ``array`` must be a one-dimensional ``numpy.ndarray`` of this
+        ring's dtype (another dtype: ``TypeError``). At most two block copies. O(records copied).
+        """
+        if self._role != PRODUCER:
+            raise self._closed_error(PRODUCER)
+        if not isinstance(array, np.ndarray):
+            raise TypeError(f"array must be a numpy.ndarray of dtype {self._dtype}, not {type(array).__name__}")
+        if array.dtype != self._dtype:
+            raise TypeError(f"array has dtype {array.dtype}; this ring holds {self._dtype}")
+        if array.ndim != 1:
+            raise ValueError(f"array must be one-dimensional, got shape {array.shape}")
+        count = min(len(array), self._free(len(array)))
+        if count == 0:
+            return 0
+        offset = self._pos & self._mask
+        first = min(count, self._capacity - offset)
+        records = self._records
+        records[offset : offset + first] = array[:first]  # type: ignore[index]
+        if count > first:
+            records[: count - first] = array[first:count]  # type: ignore[index]
+        self._pos += count
+        self._words[W_PRODUCER_POSITION] = self._pos
+        return count
+
+    # -- consumer ---------------------------------------------------------------------------------
+
+    def _available(self, wanted: int) -> int:
+        # How many records are readable now; the producer's line is read only when the cache says too few.
+        available = self._cached - self._pos
+        if available < wanted:
+            produced = self._words[W_PRODUCER_POSITION]
+            if not 0 <= produced - self._pos <= self._capacity:
+                raise corrupt(f"producer position {produced} is out of range (consumer at {self._pos})")
+            self._cached = produced
+            available = produced - self._pos
+        return available
+
+    def _copy_out(self, out: np.ndarray, count: int) -> None:
+        offset = self._pos & self._mask
+        first = min(count, self._capacity - offset)
+        records = self._records
+        out[:first] = records[offset : offset + first]  # type: ignore[index]
+        if count > first:
+            out[first:count] = records[: count - first]  # type: ignore[index]
+        self._pos += count
+        self._words[W_CONSUMER_POSITION] = self._pos
+
+    def pop(self, default: Any = None) -> Any:
+        """Remove the oldest record and return it (a numpy scalar, or a copied ``numpy.void``).
+
+        Consumer only. Return ``default`` when the ring is empty.
+        """
+        if self._role != CONSUMER:
+            raise self._closed_error(CONSUMER)
+        if self._available(1) == 0:
+            return default
+        out = np.empty(1, dtype=self._dtype)
+        self._copy_out(out, 1)
+        return out[0]
+
+    def read(self, max_records: int | None = None) -> np.ndarray:
+        """Remove up to ``max_records`` records (all published ones when None); return them as a new array.
+
+        Consumer only; never waits (an empty array when the ring is empty). Oldest first.
+        """
+        if self._role != CONSUMER:
+            raise self._closed_error(CONSUMER)
+        limit = self._capacity
+        if max_records is not None:
+            limit = as_int(max_records, "max_records")
+            if limit < 0:
+                raise ValueError(f"max_records must be >= 0 or None, got {limit}")
+        available = min(self._available(limit), limit)
+        out = np.empty(available, dtype=self._dtype)
+        if available:
+            self._copy_out(out, available)
+        return out
+
+    def read_into(self, out: np.ndarray) -> int:
+        """Move up to ``len(out)`` records into ``out`` (oldest first) and return how many.
+
+        Consumer only; allocates nothing. ``out`` must be a writable, C-contiguous, one-dimensional
+        ``numpy.ndarray`` of this ring's dtype (another dtype: ``TypeError``; other shapes:
+        ``ValueError``).
+        """
+        if self._role != CONSUMER:
+            raise self._closed_error(CONSUMER)
+        if not isinstance(out, np.ndarray):
+            raise TypeError(f"out must be a numpy.ndarray of dtype {self._dtype}, not {type(out).__name__}")
+        if out.dtype != self._dtype:
+            raise TypeError(f"out has dtype {out.dtype}; this ring holds {self._dtype}")
+        if out.ndim != 1 or not out.flags.c_contiguous or not out.flags.writeable:
+            raise ValueError("out must be a writable, C-contiguous, one-dimensional array")
+        count = min(len(out), self._available(len(out)))
+        if count:
+            self._copy_out(out, count)
+        return count

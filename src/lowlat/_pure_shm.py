@@ -48,6 +48,9 @@ from typing import Any, Union
 
 import numpy as np
 
+from . import _validate
+from ._validate import as_int
+
 __all__ = ["ShmRing", "ShmRecordRing"]
 
 # A bytes-like object: anything exporting a C-contiguous buffer (bytes, bytearray, memoryview, numpy array).
@@ -103,13 +106,6 @@ FOREVER_NS = 1 << 62
 # ---------------------------------------------------------------------------------------------
 # Helpers shared with the compiled backend (it imports them): segment handling, argument checks.
 # ---------------------------------------------------------------------------------------------
-
-
-def as_int(value: object, name: str) -> int:
-    """Return ``value`` as an int, or raise ``TypeError`` naming the argument (bool is refused)."""
-    if isinstance(value, bool) or not hasattr(value, "__index__"):
-        raise TypeError(f"{name} must be an int, not {type(value).__name__}")
-    return value.__index__()  # type: ignore[attr-defined]
 
 
 def role_code(role: object) -> int:
@@ -171,24 +167,13 @@ def max_message_of(value: object, capacity: int) -> int:
 
 
 def record_capacity_of(value: object) -> int:
-    """Return a record capacity rounded up to a power of two, checking 1 <= capacity <= 2**30."""
-    number = as_int(value, "capacity")
-    if not 1 <= number <= MAX_CAPACITY_RECORDS:
-        raise ValueError(f"capacity must be between 1 and 2**30, got {number}")
-    return 1 << (number - 1).bit_length()
+    """Return a record capacity rounded up to a power of two (1 .. 2**30 records)."""
+    return _validate.ring_capacity(value, "capacity")
 
 
 def record_dtype_of(value: object) -> np.dtype:
-    """Return ``value`` as a numpy dtype fit for raw copies between processes."""
-    try:
-        dtype = np.dtype(value)  # type: ignore[call-overload]
-    except Exception as exc:
-        raise TypeError(f"dtype must be a numpy dtype, got {value!r} ({exc})") from None
-    if dtype.hasobject:
-        raise TypeError(f"dtype must not hold Python objects (pointers mean nothing in another process): {dtype}")
-    if dtype.itemsize == 0:
-        raise ValueError(f"dtype must have a nonzero itemsize: {dtype}")
-    return dtype
+    """Return ``value`` as a numpy dtype fit for raw copies between processes (no Python objects)."""
+    return _validate.record_dtype(value)
 
 
 def encode_dtype(dtype: np.dtype) -> bytes:

@@ -42,3 +42,21 @@ def impl(request):
 def backends():
     """Both backend modules, for differential tests."""
     return [load_backend(name) for name in BACKENDS]
+
+
+def run_producer_consumer(producer, consumer, timeout=150.0):
+    """Run ``producer`` and ``consumer`` in two real threads, switching often; fail on a hang."""
+    import sys
+    import threading
+
+    threads = [threading.Thread(target=producer), threading.Thread(target=consumer)]
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-4)  # interleave the two threads finely, not in 5 ms slices
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout)
+    finally:
+        sys.setswitchinterval(old)
+    assert not any(t.is_alive() for t in threads), "producer/consumer threads hung"

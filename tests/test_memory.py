@@ -4,7 +4,6 @@ import gc
 import tracemalloc
 
 import numpy as np
-import pytest
 
 
 def _growth(cycle, rounds=5, per_round=2000):

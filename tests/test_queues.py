@@ -3,10 +3,11 @@
 import heapq
 import random
 import sys
-import threading
 import time
 
 import pytest
+
+from conftest import run_producer_consumer
 
 
 class RecordingHistogram:
@@ -129,17 +130,7 @@ def test_timestamped_threaded_stress_one_million(impl):
             expected += 1
         done.append(expected)
 
-    threads = [threading.Thread(target=producer), threading.Thread(target=consumer)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(150)
-    finally:
-        sys.setswitchinterval(old)
-    assert not any(t.is_alive() for t in threads)
+    run_producer_consumer(producer, consumer)
     assert not errors, errors
     assert done == [total]
     stats = q.stats

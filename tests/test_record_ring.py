@@ -1,11 +1,11 @@
 """RecordRing: records of a numpy dtype, single and batched, bad input, threaded stress."""
 
-import sys
-import threading
 import time
 
 import numpy as np
 import pytest
+
+from conftest import run_producer_consumer
 
 QUOTE = np.dtype([("ts", "i8"), ("px", "f8"), ("qty", "i4")])
 
@@ -170,17 +170,7 @@ def test_threaded_spsc_stress_one_million_records(impl):
             time.sleep(0)
         done.append(expected)
 
-    threads = [threading.Thread(target=producer), threading.Thread(target=consumer)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(150)
-    finally:
-        sys.setswitchinterval(old)
-    assert not any(t.is_alive() for t in threads)
+    run_producer_consumer(producer, consumer)
     assert not errors, errors
     assert done == [total] and len(ring) == 0
 

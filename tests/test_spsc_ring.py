@@ -2,10 +2,11 @@
 
 import gc
 import sys
-import threading
 import time
 
 import pytest
+
+from conftest import run_producer_consumer
 
 
 def test_capacity_rounds_up_to_power_of_two(impl):
@@ -245,17 +246,7 @@ def _spsc_stress(ring, total, batch):
             time.sleep(0)
         received.append(expected)
 
-    threads = [threading.Thread(target=producer), threading.Thread(target=consumer)]
-    old = sys.getswitchinterval()
-    sys.setswitchinterval(1e-4)
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(150)
-    finally:
-        sys.setswitchinterval(old)
-    assert not any(t.is_alive() for t in threads), "stress threads hung"
+    run_producer_consumer(producer, consumer)
     assert not errors, errors
     assert received == [total]
     assert len(ring) == 0

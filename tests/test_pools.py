@@ -282,3 +282,49 @@ def test_objects_referring_to_their_pool_are_collected(impl):
     del pool, node
     gc.collect()
     assert Node.alive == 0
+
+
+def test_borrow_contexts_are_never_shared(impl):
+    pool = impl.ObjectPool(Order, 4)
+    first = pool.borrow()
+    second = pool.borrow()  # `first` is still referenced: must be a different context
+    assert first is not second
+    with first as a, second as b:
+        assert a is not b and pool.in_use == 2
+    with first as a:  # a context can be entered again once it has exited
+        with pool.borrow() as b:
+            assert a is not b
+    del first, second
+    for _ in range(3):
+        with pool.borrow() as a:
+            with pool.borrow() as b:
+                assert a is not b and pool.in_use == 2
+    assert pool.in_use == 0 and len(pool) == 4
+
+
+def test_manually_entered_borrow_is_not_reused(impl):
+    pool = impl.ObjectPool(Order, 2)
+    ctx = pool.borrow()
+    held = ctx.__enter__()
+    del ctx  # entered, never exited, dropped
+    with pool.borrow() as other:
+        assert other is not held
+    assert pool.in_use == 1
+
+
+def test_pool_with_borrowed_context_is_collected(impl):
+    class Probe:
+        alive = 0
+
+        def __init__(self):
+            Probe.alive += 1
+
+        def __del__(self):
+            Probe.alive -= 1
+
+    pool = impl.ObjectPool(Probe, 2)
+    with pool.borrow():
+        pass
+    del pool
+    gc.collect()
+    assert Probe.alive == 0

@@ -220,3 +220,18 @@ def test_latency_agrees_with_the_perf_counter_clock(impl):
     elapsed = time.perf_counter_ns() - t0
     for value in (latency, pq_latency):
         assert 0.99 * 50_000_000 <= value <= elapsed * 1.01
+
+
+def test_stamp_clock_falls_back_to_clock_gettime():
+    """LOWLAT_NO_TSC=1 (or a kernel not clocked by the TSC) stamps with CLOCK_MONOTONIC instead."""
+    import os
+    import subprocess
+
+    from conftest import load_backend
+
+    load_backend("cython")  # skips (or fails when required) without the compiled core
+    code = ("import time, lowlat._core as c; print(c._calibrate_ticks()); q = c.TimestampedQueue(4); q.enqueue(1); "
+            "time.sleep(0.01); print(q.dequeue()[2] >= 10_000_000)")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LOWLAT_NO_TSC": "1"},
+                         capture_output=True, text=True, check=True).stdout.split("\n")
+    assert out[:2] == ["(False, 1.0)", "True"]

@@ -60,3 +60,19 @@ def run_producer_consumer(producer, consumer, timeout=150.0):
     finally:
         sys.setswitchinterval(old)
     assert not any(t.is_alive() for t in threads), "producer/consumer threads hung"
+
+
+def counted_class():
+    """Return a fresh class whose ``alive`` attribute counts its live instances (to test freeing)."""
+
+    class Probe:
+        alive = 0
+
+        def __init__(self):
+            Probe.alive += 1
+            self.pool = None  # room for a back-reference
+
+        def __del__(self):
+            Probe.alive -= 1
+
+    return Probe

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
+from conftest import counted_class
+
 
 @dataclass
 class Order:  # eq=True makes instances unhashable: the pool must track them by identity
@@ -203,14 +205,7 @@ def test_object_pool_reference_counts(impl):
 
 
 def test_object_pool_frees_objects_when_freed(impl):
-    class Probe:
-        alive = 0
-
-        def __init__(self):
-            Probe.alive += 1
-
-        def __del__(self):
-            Probe.alive -= 1
+    Probe = counted_class()
 
     pool = impl.ObjectPool(Probe, 3)
     held = pool.acquire()
@@ -265,15 +260,7 @@ def test_record_pool_bad_arguments(impl, dtype, size, error):
 
 
 def test_objects_referring_to_their_pool_are_collected(impl):
-    class Node:
-        alive = 0
-
-        def __init__(self):
-            Node.alive += 1
-            self.pool = None
-
-        def __del__(self):
-            Node.alive -= 1
+    Node = counted_class()
 
     pool = impl.ObjectPool(Node, 4)
     for _ in range(6):
@@ -313,14 +300,7 @@ def test_manually_entered_borrow_is_not_reused(impl):
 
 
 def test_pool_with_borrowed_context_is_collected(impl):
-    class Probe:
-        alive = 0
-
-        def __init__(self):
-            Probe.alive += 1
-
-        def __del__(self):
-            Probe.alive -= 1
+    Probe = counted_class()
 
     pool = impl.ObjectPool(Probe, 2)
     with pool.borrow():

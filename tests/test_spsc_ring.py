@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from conftest import run_producer_consumer
+from conftest import counted_class, run_producer_consumer
 
 
 def test_capacity_rounds_up_to_power_of_two(impl):
@@ -166,14 +166,7 @@ def test_reference_counts_exact(impl):
 
 
 def test_popped_items_are_freed(impl):
-    class Probe:
-        alive = 0
-
-        def __init__(self):
-            Probe.alive += 1
-
-        def __del__(self):
-            Probe.alive -= 1
+    Probe = counted_class()
 
     ring = impl.SpscRing(16)
     for _ in range(10):

@@ -235,3 +235,20 @@ def test_stamp_clock_falls_back_to_clock_gettime():
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LOWLAT_NO_TSC": "1"},
                          capture_output=True, text=True, check=True).stdout.split("\n")
     assert out[:2] == ["(False, 1.0)", "True"]
+
+
+def test_failing_histogram_loses_no_message(impl):
+    class Flaky:
+        fail = True
+
+        def record(self, value_ns):
+            if Flaky.fail:
+                raise OSError("histogram store unavailable")
+
+    q = impl.TimestampedQueue(4, histogram=Flaky())
+    q.enqueue("keep me")
+    with pytest.raises(OSError):
+        q.dequeue()
+    assert len(q) == 1 and q.stats["dequeue_count"] == 0
+    Flaky.fail = False
+    assert q.dequeue()[:2] == (0, "keep me")

@@ -811,7 +811,7 @@ Bounded FIFO of messages stamped with their enqueue time and a sequence number.
     One producer thread (``enqueue``) and one consumer thread (``dequeue``). ``capacity`` is rounded
     up to a power of two. Sequence numbers and stamps live beside the message slots; when a
     ``histogram`` (anything with ``record(value_ns)``) is given, every dequeue records its latency
-    there (a stamp in the future records 0).
+    there (a stamp in the future records 0); if ``record`` raises, the message stays queued.
     """
 
     cdef _Stamped* _slots
@@ -887,17 +887,18 @@ Bounded FIFO of messages stamped with their enqueue time and a sequence number.
         if head == self._tail:
             return None
         cdef _Stamped* slot = &self._slots[head & self._mask]
-        message = <object>slot.message
-        Py_DECREF(message)  # the slot's reference; `message` holds its own
-        slot.message = NULL
         cdef int64_t latency
         if slot.given:
             latency = _now() - slot.stamp
         else:
             latency = _elapsed_ns(_ticks() - slot.stamp)
-        self._head = head + 1
         if self._histogram is not None:
+            # Before the message leaves: if record() raises, the message stays queued.
             self._histogram.record(latency if latency > 0 else 0)
+        message = <object>slot.message
+        Py_DECREF(message)  # the slot's reference; `message` holds its own
+        slot.message = NULL
+        self._head = head + 1
         return (head, message, latency)
 
 

@@ -442,7 +442,7 @@ class TimestampedQueue:
     One producer thread (``enqueue``) and one consumer thread (``dequeue``). ``capacity`` is rounded
     up to a power of two. Sequence numbers and stamps live beside the message slots; when a
     ``histogram`` (anything with ``record(value_ns)``) is given, every dequeue records its latency
-    there (a stamp in the future records 0).
+    there (a stamp in the future records 0); if ``record`` raises, the message stays queued.
     """
 
     __slots__ = ("_messages", "_stamps", "_capacity", "_mask", "_head", "_tail", "_drops", "_histogram")
@@ -504,12 +504,13 @@ class TimestampedQueue:
         if head == self._tail:
             return None
         index = head & self._mask
+        latency = _now() - self._stamps[index]
+        if self._histogram is not None:
+            # Before the message leaves: if record() raises, the message stays queued.
+            self._histogram.record(latency if latency > 0 else 0)
         message = self._messages[index]
         self._messages[index] = None
-        latency = _now() - self._stamps[index]
         self._head = head + 1
-        if self._histogram is not None:
-            self._histogram.record(latency if latency > 0 else 0)
         return (head, message, latency)
 
 

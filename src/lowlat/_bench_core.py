@@ -7,7 +7,6 @@ loop's cost subtracted), run for the compiled core, its pure twin and the usual 
 from __future__ import annotations
 
 import heapq
-import importlib
 import queue
 from collections import deque
 from dataclasses import dataclass
@@ -15,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._benchkit import Case, Progress, Row, compare, loop_overhead_ns
+from ._benchkit import backends as available_backends
 
 STEPS = 8
 
@@ -29,16 +29,6 @@ class OrderMessage:
     price: float
     quantity: int
     timestamp_ns: int
-
-
-def _backends():
-    found = []
-    for label, module in (("cython", "lowlat._core"), ("python", "lowlat._pure")):
-        try:
-            found.append((label, importlib.import_module(module)))
-        except ImportError:
-            pass
-    return found
 
 
 # Loops: each takes n and performs n operation pairs, with methods bound to locals first so the
@@ -136,7 +126,7 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     """Run the section; return its rows."""
     n = 50_000 if quick else 300_000
     repeats = 3 if quick else 9
-    backends = _backends()
+    backends = available_backends()
     rows: list[Row] = []
     overhead = loop_overhead_ns(n, repeats=repeats)
     rows.append(Row("loop overhead", "empty for-loop iteration (subtracted below)", overhead, "ns/iter"))

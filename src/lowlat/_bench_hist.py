@@ -10,7 +10,6 @@ Every figure is a whole loop (warm-up, gc off, median of repeats, empty-loop cos
 
 from __future__ import annotations
 
-import importlib
 import sys
 import time
 from contextlib import contextmanager
@@ -19,6 +18,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from ._benchkit import Progress, Row, loop_overhead_ns, per_op_ns, time_loop
+from ._benchkit import backends as available_backends
 
 STEPS = 7
 
@@ -70,16 +70,6 @@ class SeedListTracker:
     def memory_bytes(self) -> int:
         """Bytes held for the samples: the list and its int objects."""
         return sys.getsizeof(self.latencies) + sum(map(sys.getsizeof, self.latencies))
-
-
-def _backends() -> list[tuple[str, Any]]:
-    found = []
-    for label, module in (("cython", "lowlat._core"), ("python", "lowlat._pure")):
-        try:
-            found.append((label, importlib.import_module(module)))
-        except ImportError:
-            pass
-    return found
 
 
 def _hdrh() -> Any:
@@ -167,7 +157,7 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     repeats = 3 if quick else 7
     slow_n = 2_000 if quick else 20_000  # loops over ~1 us operations (pure backend, hdrhistogram)
     big = 1_000_000
-    backends = _backends()
+    backends = available_backends()
     hdrh_cls = _hdrh()
     data = _samples(big)
     values = data[: max(n, slow_n)].tolist()

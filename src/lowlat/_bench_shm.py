@@ -23,13 +23,12 @@ import time
 
 import numpy as np
 
-from ._benchkit import Row
+from ._benchkit import BACKEND_MODULES, Row
 
 SIZES = (16, 256)
 BATCH = 256
 RECORD_BATCH = 1024
 RECORD_DTYPE = np.dtype([("ts", "<i8"), ("price", "<f4"), ("size", "<i4")])
-BACKEND_MODULES = {"cython": "lowlat._core", "python": "lowlat._pure"}
 WAIT = 30.0  # no single wait in the benchmark may take longer (a stuck peer fails loudly)
 # Throughput runs wait (when the ring is full or empty) by spinning, then yielding: on a machine
 # with as many busy processes as cores, a pure busy-spin keeps the other end off the CPU it needs

@@ -14,7 +14,23 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
-__all__ = ["Row", "Progress", "Case", "compare", "time_loop", "per_op_ns", "loop_overhead_ns", "format_table"]
+__all__ = ["BACKEND_MODULES", "backends", "Row", "Progress", "Case", "compare", "time_loop", "per_op_ns", "loop_overhead_ns", "format_table"]
+
+
+BACKEND_MODULES = {"cython": "lowlat._core", "python": "lowlat._pure"}
+
+
+def backends() -> list[tuple[str, object]]:
+    """Return ``(label, module)`` for each backend that imports here, compiled first."""
+    import importlib
+
+    found = []
+    for label, module in BACKEND_MODULES.items():
+        try:
+            found.append((label, importlib.import_module(module)))
+        except ImportError:
+            pass
+    return found
 
 
 @dataclass

@@ -3,18 +3,19 @@ PYTHON ?= python3
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.deps-installed
-SOURCES := $(wildcard src/lowlat/*.py src/lowlat/*.pyx src/lowlat/*.pxd src/lowlat/*.pyi) setup.py pyproject.toml
+
 PYTEST_ARGS ?=
 
 .PHONY: all venv build inplace wheel install test test-inplace test-wheel bench bench-quick clean
 
 all: test
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "setuptools>=70.1" wheel "Cython>=3.0.8" "numpy>=1.25" \
-		"pytest>=7" "hypothesis>=6.80" "hdrhistogram>=0.10" "build>=1.0"
+		"pytest>=7" "hypothesis>=6.80" "hdrhistogram>=0.10" "build>=1.0" \
+		"itchfeed>=1.6" "simplefix>=1.0.17"
 	-$(PY) -m pip install --quiet "faster-fifo>=1.4"
 	touch $(STAMP)
 

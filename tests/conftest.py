@@ -1,12 +1,10 @@
 """One suite, two backends: every test takes the implementation from the ``impl`` fixture."""
 
-import importlib
 import os
 
 import pytest
 
-BACKENDS = ["cython", "python"]
-_MODULES = {"cython": "lowlat._core", "python": "lowlat._pure"}
+from lowlat._backend import BACKENDS, env_flag, load
 
 
 def pytest_addoption(parser):
@@ -14,28 +12,34 @@ def pytest_addoption(parser):
 
 
 def _require_extensions():
-    return os.environ.get("LOWLAT_REQUIRE_EXTENSIONS", "") not in ("", "0")
+    return env_flag("LOWLAT_REQUIRE_EXTENSIONS")
 
 
-def load_backend(name):
-    """Import one backend module; a missing compiled core fails when it is required."""
+def load_backend(name, concept="lowlat"):
+    """Import ``concept``'s module for backend ``name``; a missing compiled half fails when required."""
     try:
-        return importlib.import_module(_MODULES[name])
+        return load(concept, name)
     except ImportError:
         if name == "cython" and not _require_extensions():
-            pytest.skip("lowlat._core is not built")
+            pytest.skip(f"the compiled half of {concept} is not built")
         raise
 
 
 @pytest.fixture(
     scope="session",
-    params=[pytest.param("cython", marks=pytest.mark.c_extension), "python"],
+    params=[pytest.param(name, marks=pytest.mark.c_extension) if name == "cython" else name for name in BACKENDS],
 )
-def impl(request):
-    """The backend module under test: ``lowlat._core`` or ``lowlat._pure``."""
+def backend_name(request):
+    """Each backend's name in turn (``"cython"``, ``"python"``); take concept modules through it."""
     if request.param == "cython" and request.config.getoption("--no-c-extensions"):
         pytest.skip("--no-c-extensions")
-    return load_backend(request.param)
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def impl(backend_name):
+    """The core backend module under test: ``lowlat._core`` or ``lowlat._pure``."""
+    return load_backend(backend_name)
 
 
 @pytest.fixture(scope="session")

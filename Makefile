@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet "setuptools>=70.1" wheel "Cython>=3.0.8" "numpy>=1.25" \
 		"pytest>=7" "hypothesis>=6.80" "hdrhistogram>=0.10" "build>=1.0" \
-		"itchfeed>=1.6" "simplefix>=1.0.17"
+		"itchfeed>=1.6" "simplefix>=1.0.17" "mypy>=1.8"
 	-$(PY) -m pip install --quiet "faster-fifo>=1.4"
 	touch $(STAMP)
 

@@ -1,7 +1,13 @@
 """The stubs describe the live API: every public name has a stub, and stubbed names exist."""
 
 import ast
+import os
+import re
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 import lowlat
 
@@ -37,3 +43,40 @@ def test_stub_methods_exist(impl):
             for item in node.body:
                 if isinstance(item, ast.FunctionDef) and (not item.name.startswith("_") or item.name == "__len__"):
                     assert hasattr(cls, item.name), f"{node.name}.{item.name}"
+
+
+def _readme_blocks():
+    readme = Path(__file__).resolve().parent.parent / "README.md"
+    if not readme.exists():
+        return []
+    return re.findall(r"^```python\n(.*?)^```", readme.read_text(encoding="utf-8"), flags=re.S | re.M)
+
+
+def test_readme_uses_every_public_name():
+    blocks = _readme_blocks()
+    if not blocks:
+        pytest.skip("needs the source tree's README.md")
+    text = "\n".join(blocks)
+    missing = [name for name in lowlat.__all__ if not re.search(rf"\b{name}\b", text)]
+    assert missing == [], f"public names the README never shows: {missing}"
+
+
+def test_readme_examples_type_check(tmp_path):
+    """mypy accepts every README example against the shipped stubs (as a user's checker would)."""
+    pytest.importorskip("mypy")
+    blocks = _readme_blocks()
+    if not blocks:
+        pytest.skip("needs the source tree's README.md")
+    files = []
+    for number, code in enumerate(blocks):
+        path = tmp_path / f"readme_block_{number}.py"
+        path.write_text(code, encoding="utf-8")
+        files.append(str(path))
+    package_root = Path(lowlat.__file__).resolve().parent.parent
+    env = {**os.environ, "MYPYPATH": str(package_root)}
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
+         "--python-executable", sys.executable, "--ignore-missing-imports", "--check-untyped-defs", *files],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

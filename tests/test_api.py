@@ -75,12 +75,12 @@ def _run(code, **env):
 def test_default_import_is_compiled():
     load_backend("cython")  # skips unless the extension is built (fails when it is required)
     assert _run("import lowlat; print(lowlat.BACKEND, type(lowlat.SpscRing).__module__, lowlat.SpscRing.__module__)",
-                LOWLAT_PURE_PYTHON="") == "cython builtins lowlat._core"
+                LOWLAT_PURE_PYTHON="") == "cython builtins lowlat.containers._c"
 
 
 def test_pure_python_forced_by_environment():
     out = _run("import lowlat; print(lowlat.BACKEND, lowlat.SpscRing.__module__)", LOWLAT_PURE_PYTHON="1")
-    assert out == "python lowlat._pure"
+    assert out == "python lowlat.containers._py"
 
 
 def _copy_tree(dest):

@@ -1,7 +1,7 @@
 """Pure-Python twin of lowlat's shared-memory rings: ``ShmRing`` and ``ShmRecordRing``.
 
 This module is the source of truth for the interface and the segment layout; the compiled
-``lowlat._core`` (``_shm.pxi``) implements the same protocol with C11 acquire/release atomics, so a
+``lowlat.shm._c`` implements the same protocol with C11 acquire/release atomics, so a
 compiled producer and a pure consumer (or the reverse) can share one segment.
 
 Segment layout (native byte order, every field an aligned unsigned 64-bit word)::
@@ -48,8 +48,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from . import _validate
-from ._validate import as_int
+from .. import _validate
+from .._validate import as_int
 
 __all__ = ["ShmRing", "ShmRecordRing"]
 

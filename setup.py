@@ -94,6 +94,8 @@ class optional_build_ext(build_ext):
             _give_up(f"{type(exc).__name__}: {exc}".splitlines()[0])
 
     def build_extension(self, ext):
+        if _state["failed"] is not None:  # all or nothing: one failure makes the whole wheel pure
+            return
         try:
             super().build_extension(ext)
         except Exception as exc:

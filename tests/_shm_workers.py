@@ -14,18 +14,19 @@ import signal
 import time
 import zlib
 
-MODULES = {"cython": "lowlat._core", "python": "lowlat._pure"}
+from lowlat._backend import module_name
+
 POOL = random.Random(1234).randbytes(1 << 16)
 
 
 def load(backend: str):
-    """Import one backend module by name."""
-    return importlib.import_module(MODULES[backend])
+    """Import one backend's shared-memory module by name."""
+    return importlib.import_module(module_name("lowlat.shm", backend))
 
 
 def backend_name(module) -> str:
     """Return "cython" or "python" for a backend module."""
-    return "cython" if module.__name__.endswith("_core") else "python"
+    return "cython" if module.ShmRing.__module__.endswith("._c") else "python"
 
 
 def make_message(seq: int, length: int) -> bytes:

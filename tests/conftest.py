@@ -38,7 +38,7 @@ def backend_name(request):
 
 @pytest.fixture(scope="session")
 def impl(backend_name):
-    """The core backend module under test: ``lowlat._core`` or ``lowlat._pure``."""
+    """Every name ``lowlat`` exports, from one backend (containers, histogram, shared-memory rings)."""
     return load_backend(backend_name)
 
 

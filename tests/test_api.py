@@ -75,12 +75,12 @@ def _run(code, **env):
 def test_default_import_is_compiled():
     load_backend("cython")  # skips unless the extension is built (fails when it is required)
     assert _run("import lowlat; print(lowlat.BACKEND, type(lowlat.SpscRing).__module__, lowlat.SpscRing.__module__)",
-                LOWLAT_PURE_PYTHON="") == "cython builtins lowlat._core"
+                LOWLAT_PURE_PYTHON="") == "cython builtins lowlat.containers._c"
 
 
 def test_pure_python_forced_by_environment():
     out = _run("import lowlat; print(lowlat.BACKEND, lowlat.SpscRing.__module__)", LOWLAT_PURE_PYTHON="1")
-    assert out == "python lowlat._pure"
+    assert out == "python lowlat.containers._py"
 
 
 def _copy_tree(dest):
@@ -89,13 +89,29 @@ def _copy_tree(dest):
         ".venv*", "build", "dist", "*.egg-info", "*.so", "*.c", ".git", ".pytest_cache", ".hypothesis", "__pycache__"))
 
 
-def _build_wheel(tmp_path, **env):
+def _plant_stale_binaries(src):
+    """Leave compiled modules in ``src/build`` as an earlier build of the checkout would."""
+    import sysconfig
+
+    suffix = sysconfig.get_config_var("EXT_SUFFIX")
+    planted = []
+    for build_lib in ("lib", f"lib.{sysconfig.get_platform()}-{sys.implementation.cache_tag}"):
+        target = src / "build" / build_lib / "lowlat" / "containers" / f"_c{suffix}"
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(b"\x7fELF stale")
+        planted.append(target)
+    return planted
+
+
+def _build_wheel(tmp_path, stale_build=False, **env):
     env = {**os.environ, **env}
     env.pop("LOWLAT_REQUIRE_EXTENSIONS", None)
     out = tmp_path / "dist"
     # A copy of the tree keeps the source tree's build/ and egg-info out of the test.
     src = tmp_path / "src-copy"
     _copy_tree(src)
+    if stale_build:
+        _plant_stale_binaries(src)
     proc = subprocess.run(
         [sys.executable, "-m", "pip", "wheel", "--no-build-isolation", "--no-deps", "-v", "-w", str(out), str(src)],
         env=env, capture_output=True, text=True,
@@ -129,8 +145,11 @@ def test_wheel_without_extensions_is_pure(tmp_path):
 
 @pytest.mark.skipif(not IN_SOURCE_TREE, reason="needs the source tree")
 def test_failed_compile_falls_back_with_one_warning(tmp_path):
-    wheel, log = _build_wheel(tmp_path, CC="false", LOWLAT_NO_EXTENSIONS="")
+    """A checkout built before, then built with no compiler: a pure wheel with no stale binary."""
+    wheel, log = _build_wheel(tmp_path, stale_build=True, CC="false", LOWLAT_NO_EXTENSIONS="")
     assert wheel.name.endswith("-py3-none-any.whl"), wheel.name
+    with zipfile.ZipFile(wheel) as zf:
+        assert not [n for n in zf.namelist() if n.endswith((".so", ".pyd"))], zf.namelist()
     warnings = [line for line in log.splitlines() if "lowlat: C extension not built" in line]
     assert len(warnings) == 1, warnings
     assert _import_from_wheel(tmp_path, wheel) == ("python", "1")

@@ -754,7 +754,7 @@ def test_public_package_exports_the_live_backend():
     for name in HIST_NAMES:
         assert name in lowlat.__all__
     h = lowlat.LatencyHistogram()
-    assert type(h).__module__ == ("lowlat._core" if lowlat.BACKEND == "cython" else "lowlat._pure_hist")
+    assert type(h).__module__ == ("lowlat.hist._c" if lowlat.BACKEND == "cython" else "lowlat.hist._py")
 
 
 def test_bench_section_reports_every_step():

@@ -230,7 +230,7 @@ def test_stamp_clock_falls_back_to_clock_gettime():
     from conftest import load_backend
 
     load_backend("cython")  # skips (or fails when required) without the compiled core
-    code = ("import time, lowlat._core as c; print(c._calibrate_ticks()); q = c.TimestampedQueue(4); q.enqueue(1); "
+    code = ("import time, lowlat.containers._c as c; print(c._calibrate_ticks()); q = c.TimestampedQueue(4); q.enqueue(1); "
             "time.sleep(0.01); print(q.dequeue()[2] >= 10_000_000)")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "LOWLAT_NO_TSC": "1"},
                          capture_output=True, text=True, check=True).stdout.split("\n")

@@ -4,6 +4,7 @@ import os
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -44,4 +45,8 @@ def test_readme_block_runs(code, backend_name, tmp_path):
     )
     assert done.returncode == 0, done.stderr
     assert done.stderr == "", f"the block printed to stderr:\n{done.stderr}"
-    assert _shm_names() - before == set(), "the block left shared-memory segments behind"
+    new = _shm_names() - before
+    if new:  # another process on the machine may be using segments of its own for a moment
+        time.sleep(2.0)
+        new &= _shm_names()
+    assert new == set(), "the block left shared-memory segments behind"

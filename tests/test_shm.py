@@ -770,7 +770,7 @@ def test_attaching_process_exit_does_not_unlink(impl, segments, close, kind):
     segments.append(ring.name)
     try:
         completed = subprocess.run(
-            [sys.executable, "-c", textwrap.dedent(ATTACH_AND_EXIT), impl.__name__, kind, ring.name, "1" if close else "0"],
+            [sys.executable, "-c", textwrap.dedent(ATTACH_AND_EXIT), impl.ShmRing.__module__, kind, ring.name, "1" if close else "0"],
             capture_output=True,
             text=True,
             timeout=60,
@@ -785,7 +785,7 @@ def test_attaching_process_exit_does_not_unlink(impl, segments, close, kind):
 
 def test_creating_process_exit_leaves_segment_for_others(impl, segments):
     code = "import sys, importlib; r = importlib.import_module(sys.argv[1]).ShmRing.create(); print(r.name)"
-    completed = subprocess.run([sys.executable, "-c", code, impl.__name__], capture_output=True, text=True, timeout=60)
+    completed = subprocess.run([sys.executable, "-c", code, impl.ShmRing.__module__], capture_output=True, text=True, timeout=60)
     assert completed.returncode == 0, completed.stderr
     name = completed.stdout.strip()
     segments.append(name)
@@ -1165,7 +1165,7 @@ def test_public_names_exported():
     import lowlat
 
     assert {"ShmRing", "ShmRecordRing"} <= set(lowlat.__all__)
-    assert lowlat.ShmRing.__module__ in ("lowlat._core", "lowlat._pure_shm")
+    assert lowlat.ShmRing.__module__ in ("lowlat.shm._c", "lowlat.shm._py")
 
 
 @pytest.mark.parametrize("kind", ["ShmRing", "ShmRecordRing"])
@@ -1175,7 +1175,7 @@ def test_type_stubs_match(backends, kind):
 
     import lowlat
 
-    stub_path = os.path.join(os.path.dirname(lowlat.__file__), "_core.pyi")
+    stub_path = os.path.join(os.path.dirname(lowlat.__file__), "shm", "_c.pyi")
     tree = ast.parse(open(stub_path).read())
     stub = next(node for node in tree.body if isinstance(node, ast.ClassDef) and node.name == kind)
     stubbed = {}

@@ -10,25 +10,36 @@ from pathlib import Path
 import pytest
 
 import lowlat
+from lowlat._backend import TOP_LEVEL_CONCEPTS
 
-STUB = Path(lowlat.__file__).with_name("_core.pyi")
+PACKAGE = Path(lowlat.__file__).parent
+STUBS = [PACKAGE.joinpath(*concept.split(".")[1:], "_c.pyi") for concept in TOP_LEVEL_CONCEPTS]
+
+
+def _stub_classes():
+    for stub in STUBS:
+        for node in ast.parse(stub.read_text()).body:
+            if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
+                yield node
 
 
 def _stub_names():
-    tree = ast.parse(STUB.read_text())
     names = set()
-    for node in tree.body:
-        if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
-            names.add(node.name)
-        elif isinstance(node, ast.ImportFrom):
-            names.update(alias.asname or alias.name for alias in node.names if alias.asname)
+    for stub in STUBS:
+        for node in ast.parse(stub.read_text()).body:
+            if isinstance(node, (ast.ClassDef, ast.FunctionDef)):
+                names.add(node.name)
+            elif isinstance(node, ast.ImportFrom):
+                names.update(alias.asname or alias.name for alias in node.names if alias.asname)
     return {n for n in names if not n.startswith("_")}
 
 
 def test_stubs_ship_with_the_package():
-    assert STUB.exists()
-    assert STUB.with_name("py.typed").exists()
-    assert STUB.with_name("__init__.pyi").exists()
+    for stub in STUBS:
+        assert stub.exists(), stub
+        assert stub.with_name("__init__.pyi").exists(), stub
+    assert PACKAGE.joinpath("py.typed").exists()
+    assert PACKAGE.joinpath("__init__.pyi").exists()
 
 
 def test_stub_names_match_public_names(impl):
@@ -36,13 +47,11 @@ def test_stub_names_match_public_names(impl):
 
 
 def test_stub_methods_exist(impl):
-    tree = ast.parse(STUB.read_text())
-    for node in tree.body:
-        if isinstance(node, ast.ClassDef) and not node.name.startswith("_"):
-            cls = getattr(impl, node.name)
-            for item in node.body:
-                if isinstance(item, ast.FunctionDef) and (not item.name.startswith("_") or item.name == "__len__"):
-                    assert hasattr(cls, item.name), f"{node.name}.{item.name}"
+    for node in _stub_classes():
+        cls = getattr(impl, node.name)
+        for item in node.body:
+            if isinstance(item, ast.FunctionDef) and (not item.name.startswith("_") or item.name == "__len__"):
+                assert hasattr(cls, item.name), f"{node.name}.{item.name}"
 
 
 def _readme_blocks():

@@ -1,10 +1,11 @@
 """lowlat: low-latency building blocks for Python trading systems.
 
-Every public name comes from one of two backends with the same interface: the compiled
-``lowlat._core`` (Cython over preallocated typed memory) when it is importable, else its
-pure-Python twin ``lowlat._pure``. Set ``LOWLAT_PURE_PYTHON=1`` in the environment to force
-the pure backend; ``lowlat.BACKEND`` says which one is live (``"cython"`` or ``"python"``).
-The choice is made in one place, :mod:`lowlat._backend`.
+Every concept is a compiled half (Cython over preallocated typed memory) and a pure-Python twin
+with the same interface; :mod:`lowlat._backend` takes the compiled one when it imports. Set
+``LOWLAT_PURE_PYTHON=1`` in the environment to force the pure backend; ``lowlat.BACKEND`` says
+which one is live (``"cython"`` or ``"python"``). The top level exports the containers
+(:mod:`lowlat.containers`), the latency histogram (:mod:`lowlat.hist`) and the shared-memory
+rings (:mod:`lowlat.shm`).
 """
 
 from ._backend import select as _select

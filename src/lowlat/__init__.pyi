@@ -1,7 +1,9 @@
 from typing import Literal
 
-from lowlat._core import *
 from lowlat._errors import PoolExhausted as PoolExhausted
+from lowlat.containers._c import *
+from lowlat.hist._c import *
+from lowlat.shm._c import *
 
 BACKEND: Literal["cython", "python"]
 __version__: str

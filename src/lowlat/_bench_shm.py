@@ -23,7 +23,8 @@ import time
 
 import numpy as np
 
-from ._benchkit import BACKEND_MODULES, Row
+from ._backend import load
+from ._benchkit import Row
 
 SIZES = (16, 256)
 BATCH = 256
@@ -43,9 +44,7 @@ STEPS = 1 + len(SIZES) * len(_THROUGHPUT) + len(_LATENCY) + 2
 
 
 def _backend(name: str):
-    import importlib
-
-    return importlib.import_module(BACKEND_MODULES[name])
+    return load("lowlat.shm", name)
 
 
 def _faster_fifo():

@@ -14,20 +14,17 @@ import time
 from dataclasses import asdict, dataclass, field
 from typing import Callable, Iterable
 
-__all__ = ["BACKEND_MODULES", "backends", "Row", "Progress", "Case", "compare", "time_loop", "per_op_ns", "loop_overhead_ns", "format_table"]
-
-
-BACKEND_MODULES = {"cython": "lowlat._core", "python": "lowlat._pure"}
+__all__ = ["backends", "Row", "Progress", "Case", "compare", "time_loop", "per_op_ns", "loop_overhead_ns", "format_table"]
 
 
 def backends() -> list[tuple[str, object]]:
     """Return ``(label, module)`` for each backend that imports here, compiled first."""
-    import importlib
+    from ._backend import BACKENDS, load
 
     found = []
-    for label, module in BACKEND_MODULES.items():
+    for label in BACKENDS:
         try:
-            found.append((label, importlib.import_module(module)))
+            found.append((label, load("lowlat", label)))
         except ImportError:
             pass
     return found

@@ -1,4 +1,4 @@
-"""Pure-Python twin of :mod:`lowlat._core`: the same names, signatures, errors and docstrings.
+"""Pure-Python twin of :mod:`lowlat.containers._c`: the same names, signatures, errors and docstrings.
 
 This module is the source of truth for the public interface; the compiled core mirrors it. Each
 container is safe for the threading pattern its docstring names *because of the GIL*: every
@@ -14,8 +14,8 @@ from typing import Any, Callable, Iterable, Optional
 
 import numpy as np
 
-from . import _validate as _v
-from ._errors import PoolExhausted
+from .. import _validate as _v
+from .._errors import PoolExhausted
 
 __all__ = [
     "ObjectPool",
@@ -556,13 +556,3 @@ class PriorityQueue:
             return None
         key, _, stamp, message = _heapq.heappop(self._heap)
         return (key, message, _now() - stamp)
-
-from ._pure_hist import *  # noqa: E402,F401,F403  (latency histogram, tracker, timer calibration)
-from ._pure_hist import __all__ as _hist_all  # noqa: E402
-
-__all__ += _hist_all
-
-from ._pure_shm import *  # noqa: E402,F401,F403
-from ._pure_shm import __all__ as _shm_all  # noqa: E402
-
-__all__ += _shm_all

@@ -1,9 +1,14 @@
-# Latency measurement: HDR histogram, tracker, timer calibration.
-# Compiled twin of _pure_hist.py (the source of truth for names, signatures, docstrings, errors);
-# textually included at the end of _core.pyx, so it uses _now() from there. Module-level names
-# carry a _hist prefix so they cannot collide with the rest of _core.
+# cython: language_level=3, binding=False, always_allow_keywords=False
+# cython: embedsignature=True, embedsignature.format=clinic
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Latency measurement, compiled: HDR histogram, tracker, timer calibration.
+
+The twin of :mod:`lowlat.hist._py` (the source of truth for names, signatures, docstrings and
+errors).
+"""
 
 cimport cython
+from lowlat._clock cimport monotonic_ns as _now
 from libc.stdint cimport int64_t, uint64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, free, qsort
 from libc.string cimport memset
@@ -22,7 +27,7 @@ import zlib as _hist_zlib
 
 import numpy as _hist_np
 
-__all__ += ["LatencyHistogram", "LatencyTracker", "latency_benchmark", "timer_overhead_ns"]
+__all__ = ["LatencyHistogram", "LatencyTracker", "latency_benchmark", "timer_overhead_ns"]
 
 cdef extern from *:
     int _hist_clzll "__builtin_clzll"(unsigned long long) nogil

@@ -1,14 +1,18 @@
-# Shared-memory rings, compiled: ShmRing and ShmRecordRing (included at the end of _core.pyx).
+# cython: language_level=3, binding=False, always_allow_keywords=False
+# cython: embedsignature=True, embedsignature.format=clinic
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Shared-memory rings, compiled: ShmRing and ShmRecordRing, the twins of :mod:`lowlat.shm._py`."""
 #
-# The layout, the protocol, the argument checks and the error messages live in lowlat._pure_shm,
+# The layout, the protocol, the argument checks and the error messages live in lowlat.shm._py,
 # the source of truth; this file implements the same protocol over a raw pointer into the segment,
 # with C11-style acquire/release atomics (GCC __atomic builtins), so either backend can sit at
 # either end of one segment. Nothing here trusts the segment: header fields are validated (by
-# _pure_shm.read_header) before use and kept in this object, and every position or length read from
+# shm._py.read_header) before use and kept in this object, and every position or length read from
 # shared memory is range-checked before it decides a copy, so a hostile or corrupt segment raises
 # ValueError instead of reading or writing outside the mapping.
 
 cimport cython
+from lowlat._clock cimport monotonic_ns as _now
 from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release, PyObject_GetBuffer
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize, PyBytes_GET_SIZE
 from cpython.exc cimport PyErr_CheckSignals
@@ -18,9 +22,9 @@ from posix.unistd cimport getpid
 
 import numpy as _shm_np
 
-from lowlat import _pure_shm as _shm_py
+from lowlat.shm import _py as _shm_py
 
-__all__ += ["ShmRing", "ShmRecordRing"]
+__all__ = ["ShmRing", "ShmRecordRing"]
 
 cdef extern from *:
     """
@@ -66,7 +70,7 @@ cdef extern from *:
     void lowlat_shm_sleep_ns(int64_t ns) noexcept nogil
 
 
-# Mirrors of the constants in _pure_shm (checked equal at import below).
+# Mirrors of the constants in lowlat.shm._py (checked equal at import below).
 cdef enum:
     _SHM_BASE_HEADER = 512
     _SHM_PRODUCER = 1
@@ -93,7 +97,7 @@ assert (_shm_py.BASE_HEADER, _shm_py.PRODUCER, _shm_py.CONSUMER, _shm_py.W_PRODU
         _SHM_BASE_HEADER, _SHM_PRODUCER, _SHM_CONSUMER, _SHM_W_PRODUCER_PID, _SHM_W_CONSUMER_PID,
         _SHM_W_PRODUCER_POSITION, _SHM_W_CONSUMER_POSITION, _SHM_WAIT_SPIN, _SHM_WAIT_YIELD,
         _SHM_SPIN_POLLS, _SHM_YIELD_POLLS, _SHM_SLEEP_MIN_NS, _SHM_SLEEP_MAX_NS, _SHM_PADDING), \
-    "lowlat._shm.pxi is out of step with lowlat._pure_shm"
+    "lowlat.shm._c is out of step with lowlat.shm._py"
 
 
 cdef struct _ShmWaiter:

@@ -1,4 +1,4 @@
-"""Latency measurement, pure-Python twin of ``_hist.pxi``: HDR histogram, tracker, timer calibration.
+"""Latency measurement, pure-Python twin of ``lowlat.hist._c``: HDR histogram, tracker, timer calibration.
 
 This module is the source of truth for the names, signatures, docstrings and errors of
 :class:`LatencyHistogram`, :class:`LatencyTracker`, :func:`timer_overhead_ns` and

@@ -1,7 +1,7 @@
 """Pure-Python twin of lowlat's shared-memory rings: ``ShmRing`` and ``ShmRecordRing``.
 
 This module is the source of truth for the interface and the segment layout; the compiled
-``lowlat._core`` (``_shm.pxi``) implements the same protocol with C11 acquire/release atomics, so a
+``lowlat.shm._c`` implements the same protocol with C11 acquire/release atomics, so a
 compiled producer and a pure consumer (or the reverse) can share one segment.
 
 Segment layout (native byte order, every field an aligned unsigned 64-bit word)::
@@ -48,8 +48,8 @@ from typing import Any, Union
 
 import numpy as np
 
-from . import _validate
-from ._validate import as_int
+from .. import _validate
+from .._validate import as_int
 
 __all__ = ["ShmRing", "ShmRecordRing"]
 
@@ -229,6 +229,21 @@ def role_refusal(kind: str, role: int, holder: int, force: bool) -> Exception | 
     return None
 
 
+class _QuietSharedMemory(_shared_memory.SharedMemory):
+    """A SharedMemory whose finaliser never complains about a buffer a ring still holds.
+
+    At interpreter exit the collector may finalise the segment object before the compiled ring
+    that holds a buffer of it; the standard finaliser's ``close()`` then prints a ``BufferError``.
+    The mapping is released with the last reference anyway, so that error carries no information.
+    """
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except (BufferError, OSError):
+            pass
+
+
 def _untrack(shm: _shared_memory.SharedMemory) -> None:
     # Before 3.13 every SharedMemory registers with the resource tracker, which unlinks the segment
     # (and warns about a "leak") when this process exits -- wrong for a segment shared with another
@@ -249,13 +264,13 @@ def open_segment(name: object, create: bool, size: int = 0) -> _shared_memory.Sh
         name = name.lstrip("/")
     kwargs: dict[str, Any] = {"track": False} if sys.version_info >= (3, 13) else {}
     if not create:
-        shm = _shared_memory.SharedMemory(name=name, create=False, **kwargs)
+        shm = _QuietSharedMemory(name=name, create=False, **kwargs)
         _untrack(shm)
         return shm
     while True:
         chosen = name if name is not None else "lowlat_" + secrets.token_hex(8)
         try:
-            shm = _shared_memory.SharedMemory(name=chosen, create=True, size=size, **kwargs)
+            shm = _QuietSharedMemory(name=chosen, create=True, size=size, **kwargs)
         except FileExistsError:
             if name is not None:
                 raise

@@ -1,7 +1,7 @@
 # cython: language_level=3, binding=False, always_allow_keywords=False
 # cython: embedsignature=True, embedsignature.format=clinic
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
-"""Compiled core of lowlat: the twin of :mod:`lowlat._pure` (same names, signatures, errors).
+"""Compiled containers of lowlat: the twin of :mod:`lowlat.containers._py` (same names, signatures, errors).
 
 Every index below is a monotonically increasing position masked into a power-of-two buffer, so
 bounds and wrap-around checks are proven by construction and turned off module-wide.
@@ -17,7 +17,8 @@ from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_SIZE, PySeque
 from libc.stdint cimport int64_t, uint64_t
 from libc.stdlib cimport calloc, free, malloc, realloc
 from libc.string cimport memcpy
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
+
+from lowlat._clock cimport LOWLAT_HAVE_TSC, lowlat_rdtsc, monotonic_ns as _now
 
 cimport numpy as cnp
 import numpy as np
@@ -29,19 +30,6 @@ from lowlat._errors import PoolExhausted
 
 cnp.import_array()
 
-cdef extern from *:
-    """
-    #if defined(__x86_64__)
-    #include <x86intrin.h>
-    static inline long long lowlat_rdtsc(void) { return (long long)__rdtsc(); }
-    #define LOWLAT_HAVE_TSC 1
-    #else
-    static inline long long lowlat_rdtsc(void) { return 0; }
-    #define LOWLAT_HAVE_TSC 0
-    #endif
-    """
-    long long lowlat_rdtsc() noexcept nogil
-    int LOWLAT_HAVE_TSC
 
 __all__ = [
     "ObjectPool",
@@ -53,13 +41,6 @@ __all__ = [
     "TimestampedQueue",
     "now_ns",
 ]
-
-
-cdef inline int64_t _now() noexcept nogil:
-    # CLOCK_MONOTONIC is the clock behind time.perf_counter_ns() on Linux, so stamps mix.
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 def now_ns():
@@ -1027,7 +1008,3 @@ Priority queue of messages: lowest ``priority`` first, FIFO among equal prioriti
         message = <object>top.message
         Py_DECREF(message)  # the heap's reference; `message` holds its own
         return (top.priority, message, _elapsed_ns(_ticks() - top.stamp))
-
-include "_hist.pxi"
-
-include "_shm.pxi"

@@ -1,0 +1,11 @@
+"""Shared-memory SPSC rings between processes: ShmRing, ShmRecordRing.
+
+The compiled half is ``_c`` and its pure-Python twin ``_py``; :mod:`lowlat._backend` picks one.
+"""
+
+from .._backend import select as _select
+
+_impl, BACKEND = _select("lowlat.shm")
+globals().update({_name: getattr(_impl, _name) for _name in _impl.__all__})
+__all__ = list(_impl.__all__)
+del _select

@@ -1,0 +1,5 @@
+from typing import Literal
+
+from lowlat.shm._c import *
+
+BACKEND: Literal["cython", "python"]

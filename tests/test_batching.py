@@ -566,3 +566,47 @@ def test_stub_lists_every_public_member(batching):
     (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     stubbed = {n.name for n in cls.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
     assert stubbed == {n for n in dir(batching.AdaptiveBatcher) if not n.startswith("_")}
+
+
+# ------------------------------------------------------------------ the bench sections' async runner
+
+
+def test_bench_runs_coroutines_inside_a_running_event_loop():
+    import asyncio
+
+    from lowlat import _bench_async as bench
+
+    async def job():
+        await asyncio.sleep(0)
+        return threading.current_thread().name
+
+    assert bench.run_coroutine(job) == threading.current_thread().name  # from a script: this thread
+
+    async def notebook_cell():  # what the seed's cell did: measure while a loop is running
+        assert bench.running_loop() is not None
+        return bench.run_coroutine(job)
+
+    assert asyncio.run(notebook_cell()) == "lowlat-bench-async"
+
+    async def fails():
+        raise KeyError("inside")
+
+    async def cell_that_fails():
+        return bench.run_coroutine(fails)
+
+    with pytest.raises(KeyError):
+        asyncio.run(cell_that_fails())
+
+
+def test_seed_batcher_baseline_holds_a_burst_remainder_until_the_next_add():
+    from lowlat._bench_batch import SeedAdaptiveBatcher
+
+    out = []
+    b = SeedAdaptiveBatcher(min_batch_size=1, max_batch_size=4, max_wait_us=50_000, processor=out.append)
+    for i in range(6):
+        b.add(i)
+    assert out == [[0, 1, 2, 3]]
+    time.sleep(0.06)  # past its 50 ms limit: nothing looks at the clock between adds
+    assert b.buffer == [4, 5] and len(out) == 1
+    b.add(6)
+    assert out == [[0, 1, 2, 3], [4, 5, 6]]

@@ -111,12 +111,13 @@ def _dist_note(h, unit_ns: bool) -> str:
 
 
 def _batcher_modules() -> list[tuple[str, Any]]:
-    import importlib
+    """``(backend, module)`` of ``lowlat.batching`` for each backend that imports here, compiled first."""
+    from ._backend import BACKENDS, load
 
     found = []
-    for label, name in (("cython", "lowlat.batching._c"), ("python", "lowlat.batching._py")):
+    for label in BACKENDS:
         try:
-            found.append((label, importlib.import_module(name)))
+            found.append((label, load("lowlat.batching", label)))
         except ImportError:
             pass
     return found

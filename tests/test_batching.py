@@ -610,3 +610,21 @@ def test_seed_batcher_baseline_holds_a_burst_remainder_until_the_next_add():
     assert b.buffer == [4, 5] and len(out) == 1
     b.add(6)
     assert out == [[0, 1, 2, 3], [4, 5, 6]]
+
+
+def test_bench_udp_fanout_gets_every_reply_sync_threaded_and_async():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lowlat import _bench_async as bench
+
+    responder = bench._Responder()
+    try:
+        address = responder.address
+        assert bench._sync_udp_ns(address, 3, 100_000, 1) >= 3 * 100_000  # one after another
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            assert bench._threaded_udp_ns(address, 4, 0, 1, pool) > 0
+        overlapped = bench.run_coroutine(lambda: bench._async_udp_ns(address, 8, 100_000, 1))
+        assert 100_000 <= overlapped < 1_000_000_000  # every reply arrived (else wait_for raises)
+    finally:
+        responder.close()
+    assert not responder.process.is_alive()

@@ -15,6 +15,7 @@ that would fill the batch flushes it instead of storing), so bounds checks are o
 cimport cython
 cimport numpy as cnp
 from cpython.list cimport PyList_New, PyList_SET_ITEM
+from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t
 from libc.stdlib cimport free, malloc
@@ -63,9 +64,15 @@ cdef inline int64_t _waited(int64_t now, int64_t stamp) noexcept nogil:
 
 
 cdef inline int64_t _as_now(object now_ns) except? -1:
+    cdef int overflow = 0
+    cdef long long value
     if now_ns is None:
         return _now()
-    return _check_now_ns(now_ns)
+    if type(now_ns) is int:  # the common explicit time: converted in C, without the shared check's call
+        value = PyLong_AsLongLongAndOverflow(now_ns, &overflow)
+        if not overflow:
+            return value
+    return _check_now_ns(now_ns)  # anything else, or out of range: the shared check's error
 
 
 @cython.final

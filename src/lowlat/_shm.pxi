@@ -330,7 +330,9 @@ A single-producer single-consumer ring of variable-length byte messages in share
         takes 8 bytes plus its length rounded up to 8. ``max_message`` (default and maximum
         ``capacity // 2 - 8``) is the longest payload accepted. The segment is created with
         permissions 0600 under ``name`` (a random ``lowlat_...`` name when None, read it from
-        ``.name``); ``FileExistsError`` if the name is taken. ``wait_strategy`` is what ``put``/``get``
+        ``.name``); ``FileExistsError`` if the name is taken. A name is 1 to 255 characters from
+        ``A-Z a-z 0-9 _ . -`` after one optional leading ``/``, and not ``.`` or ``..``
+        (``ValueError`` otherwise, here and in ``attach``). ``wait_strategy`` is what ``put``/``get``
         do while waiting for a timeout: ``"spin"`` (busy-poll), ``"yield"`` (spin, then yield the
         CPU) or ``"backoff"`` (spin, yield, then sleep with exponential backoff up to 1 ms).
         """

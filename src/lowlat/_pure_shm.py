@@ -40,7 +40,6 @@ from __future__ import annotations
 
 import ast
 import contextlib
-import fcntl
 import mmap
 import os
 import re
@@ -48,7 +47,13 @@ import secrets
 import time
 from typing import Any, Iterator, Union
 
-import _posixshmem  # type: ignore[import-not-found]  # shm_open/shm_unlink, as multiprocessing.shared_memory uses
+try:  # POSIX only; elsewhere the module imports and opening a segment raises OSError
+    import fcntl
+
+    import _posixshmem  # type: ignore[import-not-found]  # shm_open/shm_unlink, as shared_memory uses
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+    _posixshmem = None
 
 import numpy as np
 
@@ -280,6 +285,8 @@ class Mapping:
         self._fd = -1
         self._mmap: mmap.mmap | None = None
         self.buf: memoryview | None = None
+        if _posixshmem is None:
+            raise OSError("lowlat's shared-memory rings need POSIX shared memory (shm_open)")
         path = "/" + name
         if create:
             fd = _posixshmem.shm_open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)

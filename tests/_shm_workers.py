@@ -241,3 +241,85 @@ def records_consume(backend: str, name: str, count: int, budget_s: float, result
         results.put(("consumer", "error", repr(exc)))
     finally:
         ring.close()
+
+
+def attach_in_rounds(backend: str, name: str, role: str, rounds: int, barrier) -> None:
+    """Attach ``role`` of ``name`` and close it again, ``rounds`` times, in step with a sibling.
+
+    Two spawned children of one parent running this at once used to make the parent's resource
+    tracker print ``KeyError`` tracebacks (each attach registered and unregistered the segment).
+    """
+    module = load(backend)
+    for _ in range(rounds):
+        barrier.wait(30)
+        ring = module.ShmRing.attach(name, role=role)
+        barrier.wait(30)
+        ring.close()
+
+
+def tracker_parent(backend: str, rounds: int) -> None:
+    """Create a segment, then let two spawned children attach it at once ``rounds`` times; unlink it.
+
+    Run as the main program of its own interpreter, so the resource tracker it starts writes to a
+    stderr the test can read.
+    """
+    import multiprocessing
+
+    module = load(backend)
+    context = multiprocessing.get_context("spawn")
+    ring = module.ShmRing.create(capacity_bytes=4096)
+    name = ring.name
+    ring.close()
+    try:
+        barrier = context.Barrier(2)
+        children = [
+            context.Process(target=attach_in_rounds, args=(backend, name, role, rounds, barrier))
+            for role in ("producer", "consumer")
+        ]
+        for child in children:
+            child.start()
+        for child in children:
+            child.join(120)
+        codes = [child.exitcode for child in children]
+        for child in children:
+            if child.is_alive():
+                child.kill()
+        if codes != [0, 0]:
+            raise SystemExit(f"children exit codes {codes}")
+    finally:
+        with module.ShmRing.attach(name, role="producer") as ring:
+            ring.unlink()
+
+
+# Words of the start line shared by the parent and the two racers of race_for_role.
+GO, READY = 0, 1
+
+
+def race_for_role(backend: str, index: int, line, conn) -> None:
+    """Attach the role the parent names, at the same instant as a sibling; report, hold, then close.
+
+    For each round the parent sends ``(kind, name, role, round)``; this process marks itself ready
+    in ``line[READY + index]``, spins until ``line[GO]`` says the round started (both racers leave
+    within a cache-line transfer of each other), attaches, sends ``"won"`` or the error, and holds
+    the role until the parent says ``"release"`` (so a loser cannot win by arriving late).
+    """
+    module = load(backend)
+    while True:
+        order = conn.recv()
+        if order is None:
+            return
+        kind, name, role, number = order
+        line[READY + index] = number
+        while line[GO] != number:
+            pass
+        try:
+            ring = getattr(module, kind).attach(name, role=role)
+        except Exception as exc:
+            ring = None
+            conn.send(("lost", f"{type(exc).__name__}: {exc}"))
+        else:
+            conn.send(("won", ""))
+        conn.recv()  # "release"
+        if ring is not None:
+            ring.close()
+        conn.send("closed")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import inspect
 import io
-import math
 import pickle
 import struct
 import zlib
@@ -15,8 +14,12 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-hdrh_histogram = pytest.importorskip("hdrh.histogram")
-HdrHistogram = hdrh_histogram.HdrHistogram
+try:
+    from hdrh.histogram import HdrHistogram
+except ImportError:  # only the tests that compare with it skip; the twin comparisons still run
+    HdrHistogram = None
+
+needs_hdrh = pytest.mark.skipif(HdrHistogram is None, reason="needs the hdrhistogram package")
 
 HOUR_NS = 3_600_000_000_000
 HIST_NAMES = ["LatencyHistogram", "LatencyTracker", "latency_benchmark", "timer_overhead_ns"]
@@ -73,6 +76,7 @@ def test_names_signatures_docstrings_agree(backends):
 
 
 # --------------------------------------------------------------------- layout and memory
+@needs_hdrh
 def test_default_layout_memory(impl):
     h = impl.LatencyHistogram()
     assert (h.lowest, h.highest, h.significant_figures) == (1, HOUR_NS, 3)
@@ -81,6 +85,7 @@ def test_default_layout_memory(impl):
     assert impl.LatencyHistogram(1000, 10**9, 2).nbytes == oracle(1000, 10**9, 2).counts_len * 8
 
 
+@needs_hdrh
 @pytest.mark.parametrize("layout", [(1, HOUR_NS, 3), (1000, 10**9, 2), (7, 2**62, 1), (1, 10**6, 5), (2**20, 2**40, 4)])
 def test_bucket_bounds_match_hdrh(impl, layout):
     ref = oracle(*layout)
@@ -108,6 +113,7 @@ def _bimodal(n, seed):
     return data
 
 
+@needs_hdrh
 @pytest.mark.parametrize("make", [_lognormal, _bimodal], ids=["lognormal", "bimodal"])
 def test_percentiles_vs_numpy_1m(impl, make):
     data = make(1_000_000, 7)
@@ -159,6 +165,7 @@ def test_record_many_equals_record_loop(impl):
 ALL_PS = [0, 0.001, 1, 5, 25, 50, 75, 90, 99, 99.5, 99.9, 99.99, 99.999, 100]
 
 
+@needs_hdrh
 @pytest.mark.parametrize("make", [_lognormal, _bimodal], ids=["lognormal", "bimodal"])
 def test_equals_hdrhistogram(impl, make):
     data = make(30_000, 11)
@@ -176,6 +183,7 @@ def test_equals_hdrhistogram(impl, make):
     assert h.count == ref.get_total_count()
 
 
+@needs_hdrh
 @given(values=st.lists(st.integers(0, 10**7), min_size=1, max_size=300), ps=st.lists(st.floats(0, 100), max_size=5))
 @HYPOTHESIS
 def test_equals_hdrhistogram_arbitrary(impl, values, ps):
@@ -188,6 +196,7 @@ def test_equals_hdrhistogram_arbitrary(impl, values, ps):
 
 
 # --------------------------------------------------------------------- V2 encoding round trips
+@needs_hdrh
 def test_encode_roundtrips_with_hdrhistogram(impl):
     data = _bimodal(20_000, 5)
     h = impl.LatencyHistogram()
@@ -206,6 +215,7 @@ def test_encode_roundtrips_with_hdrhistogram(impl):
     assert impl.LatencyHistogram.decode(back.encode()).encode() == text
 
 
+@needs_hdrh
 def test_decode_other_layouts_and_empty(impl):
     ref = HdrHistogram(1000, 10**9, 2)
     for v in (0, 999, 1000, 123_456, 10**9):
@@ -268,6 +278,7 @@ def test_merge_equals_record_all(impl):
     assert doubled.count == 2 * whole.count and doubled.percentile(50) == whole.percentile(50)
 
 
+@needs_hdrh
 def test_merge_rejects_other_layouts(impl):
     h = impl.LatencyHistogram()
     for other in (impl.LatencyHistogram(2, HOUR_NS, 3), impl.LatencyHistogram(1, 10**9, 3), impl.LatencyHistogram(1, HOUR_NS, 2)):
@@ -292,6 +303,7 @@ def test_copy_and_reset(impl):
 
 
 # --------------------------------------------------------------------- coordinated omission
+@needs_hdrh
 def test_record_corrected_hand_computed(impl):
     h = impl.LatencyHistogram()
     # One stall of 10 ms in a loop expecting a sample every 2 ms: HdrHistogram adds the samples
@@ -369,6 +381,14 @@ def test_overflow_is_counted_not_lost(impl):
         (lambda h: h.percentile(None), TypeError, "percentile"),
         (lambda h: h.percentiles([50, 101]), ValueError, "percentile"),
         (lambda h: h.percentiles([50, "x"]), TypeError, "percentile"),
+        (lambda h: h.record(True), TypeError, "value"),
+        (lambda h: h.record(False), TypeError, "value"),
+        (lambda h: h.record(5, True), TypeError, "count"),
+        (lambda h: h.record_corrected(True, 10), TypeError, "value"),
+        (lambda h: h.record_corrected(10, True), TypeError, "expected_interval"),
+        (lambda h: h.percentile(True), TypeError, "percentile"),
+        (lambda h: h.percentile(False), TypeError, "percentile"),
+        (lambda h: h.percentiles([50, True]), TypeError, "percentile"),
     ],
 )
 def test_bad_input_raises_and_records_nothing(impl, call, error, match):
@@ -394,11 +414,10 @@ def test_integer_like_values_are_accepted(impl):
     h = impl.LatencyHistogram()
     h.record(np.int64(5))
     h.record(np.uint16(6), np.int8(2))
-    h.record(True)
     h.record(HOUR_NS, 1)
     h.percentile(np.float32(50))
     h.percentile(50)
-    assert h.count == 5 and h.min == 1 and h.max == HOUR_NS
+    assert h.count == 4 and h.min == 5 and h.max == HOUR_NS
 
 
 @pytest.mark.parametrize(
@@ -413,6 +432,8 @@ def test_integer_like_values_are_accepted(impl):
         ((1.0, 100, 3), TypeError),
         ((1, "100", 3), TypeError),
         ((1, 100, None), TypeError),
+        ((True, 100, 3), TypeError),
+        ((1, 100, True), TypeError),
     ],
 )
 def test_constructor_rejects_bad_layout(impl, args, error):
@@ -525,6 +546,7 @@ def test_random_corruption_never_crashes(impl, data, flips):
 
 
 # --------------------------------------------------------------------- hypothesis: arbitrary values
+@needs_hdrh
 @given(
     values=st.lists(st.integers(0, 2 * 10**7), min_size=1, max_size=400),
     ps=st.lists(st.floats(0, 100, allow_nan=False), min_size=1, max_size=6),
@@ -666,12 +688,6 @@ def test_latency_benchmark_decorator(impl):
             impl.latency_benchmark(*args)
 
 
-def test_statistics_are_constant_memory_not_a_list(impl):
-    t = impl.LatencyTracker("x", 0)
-    assert not any(isinstance(getattr(t, a, None), list) for a in dir(t) if not a.startswith("__"))
-    assert math.isfinite(t.histogram.nbytes)
-
-
 # --------------------------------------------------------------------- differential: both backends, any input
 _ANY_INT = st.one_of(st.integers(-5, 3 * 10**7), st.integers(-(2**70), 2**70), st.just(2**63 - 1))
 _ODD = st.sampled_from([1.5, "7", None, float("nan"), np.int64(9), np.uint8(3), True])
@@ -728,24 +744,86 @@ def test_read_only_and_strided_arrays(impl):
     assert a.to_bytes() == b.to_bytes()
 
 
-def test_uninitialised_objects_raise_not_crash(impl):
-    for cls in (impl.LatencyHistogram, impl.LatencyTracker):
-        bare = cls.__new__(cls)
-        for call in (lambda o: o.record(5), lambda o: o.count, lambda o: o.reset(), lambda o: repr(o)):
-            try:
-                call(bare)
-            except (ValueError, AttributeError):
-                pass
-    h = impl.LatencyHistogram.__new__(impl.LatencyHistogram)
-    for call in (lambda: h.percentile(50), lambda: h.to_bytes(), lambda: h.copy(), lambda: h.merge(impl.LatencyHistogram())):
-        with pytest.raises((ValueError, AttributeError)):
-            call()
+_HISTOGRAM_CALLS = {
+    "record": lambda h: h.record(5),
+    "record_many": lambda h: h.record_many(np.arange(3)),
+    "record_corrected": lambda h: h.record_corrected(10, 3),
+    "percentile": lambda h: h.percentile(50),
+    "percentiles": lambda h: h.percentiles([50]),
+    "merge into": lambda h: h.merge(type(h)()),
+    "merge from": lambda h: type(h)().merge(h),
+    "reset": lambda h: h.reset(),
+    "copy": lambda h: h.copy(),
+    "encode": lambda h: h.encode(),
+    "to_bytes": lambda h: h.to_bytes(),
+    "pickle": pickle.dumps,
+    **{name: (lambda h, name=name: getattr(h, name)) for name in (
+        "count", "overflow", "min", "max", "mean", "stdev", "lowest", "highest", "significant_figures", "nbytes"
+    )},
+}
+_TRACKER_CALLS = {
+    "record": lambda t: t.record(5),
+    "reset": lambda t: t.reset(),
+    "get_statistics": lambda t: t.get_statistics(),
+    "print_report": lambda t: t.print_report(io.StringIO()),
+    "measure": lambda t: [m.__enter__() or m.__exit__(None, None, None) for m in [t.measure()]],
+    **{name: (lambda t, name=name: getattr(t, name)) for name in ("name", "warmup_iterations", "histogram", "count")},
+}
+
+
+@pytest.mark.parametrize("cls, calls", [("LatencyHistogram", _HISTOGRAM_CALLS), ("LatencyTracker", _TRACKER_CALLS)])
+def test_uninitialised_objects_raise_value_error(impl, cls, calls):
+    """An object made by ``__new__`` alone: every call raises the same ValueError in both backends."""
+    kind = getattr(impl, cls)
+    for what, call in calls.items():
+        with pytest.raises(ValueError, match=f"{cls} is not initialised"):
+            call(kind.__new__(kind))
+    assert repr(kind.__new__(kind)) == f"<uninitialised {cls}>"
+
+
+def test_measurement_made_by_new_raises_value_error(impl):
     orphan = type(impl.LatencyTracker("x").measure())
-    try:
+    with pytest.raises(ValueError, match="measure"):
         with orphan.__new__(orphan):
             pass
-    except (ValueError, AttributeError, TypeError):
-        pass
+
+
+def test_record_many_reads_the_memory_not_a_lying_dtype(impl):
+    """An ndarray subclass whose ``dtype``/``flags`` properties lie is read as what it holds."""
+    lying_int = type("LyingInt", (np.ndarray,), {"dtype": property(lambda self: np.dtype("i8"))})
+    h = impl.LatencyHistogram()
+    with pytest.raises(TypeError, match="values"):
+        h.record_many(np.array([1.5, 2.5]).view(lying_int))  # floats that claim to be int64
+    assert h.count == 0
+    h.record_many(np.arange(16, dtype="i1").view(lying_int))  # 16 one-byte ints, not 16 int64s
+    assert (h.count, h.min, h.max) == (16, 0, 15)
+    lying_flags = type("LyingFlags", (np.ndarray,), {"flags": property(lambda self: None)})
+    h.record_many(np.arange(8, dtype="i8")[::2].view(lying_flags))  # strided, whatever .flags says
+    assert (h.count, h.max) == (20, 15)
+    assert h.percentiles([0, 100]) == {0: 0, 100: 15}
+
+
+def test_from_bytes_and_decode_read_the_bytes_not_the_wrapper(impl):
+    h = impl.LatencyHistogram()
+    h.record_many(np.arange(1, 1000))
+    blob, text = h.to_bytes(), h.encode()
+
+    class LyingBytes(bytes):
+        def __len__(self):
+            return 10**9
+
+        def __getitem__(self, index):
+            raise AssertionError("read through the wrapper")
+
+    class LyingView(bytearray):
+        def __len__(self):
+            return 3
+
+    for data in (LyingBytes(blob), LyingView(blob), memoryview(blob), memoryview(bytearray(blob))):
+        assert impl.LatencyHistogram.from_bytes(data).to_bytes() == blob
+    assert impl.LatencyHistogram.decode(LyingBytes(text.encode())).to_bytes() == impl.LatencyHistogram.decode(text).to_bytes()
+    with pytest.raises(ValueError):
+        impl.LatencyHistogram.from_bytes(memoryview(blob)[: len(blob) // 2])
 
 
 def test_public_package_exports_the_live_backend():
@@ -757,6 +835,7 @@ def test_public_package_exports_the_live_backend():
     assert type(h).__module__ == ("lowlat.hist._c" if lowlat.BACKEND == "cython" else "lowlat.hist._py")
 
 
+@needs_hdrh
 def test_bench_section_reports_every_step():
     from lowlat import _bench_hist
     from lowlat._benchkit import Progress
@@ -774,6 +853,7 @@ def test_bench_section_reports_every_step():
     assert seed.get_statistics()["count"] == 3 and seed.get_statistics()["max_ns"] == 3
 
 
+@needs_hdrh
 def test_decode_accepts_java_style_single_zeros(impl):
     # HdrHistogram (Java) writes a lone empty bucket as the count 0; hdrh writes it as a run (-1).
     def zigzag(values):

@@ -13,7 +13,7 @@ from libc.stdint cimport int64_t, uint64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, free, qsort
 from libc.string cimport memset
 from libc.math cimport sqrt
-from cpython.long cimport PyLong_Check, PyLong_AsLongLongAndOverflow
+from cpython.long cimport PyLong_CheckExact, PyLong_AsLongLongAndOverflow
 from cpython.float cimport PyFloat_CheckExact, PyFloat_AS_DOUBLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
@@ -54,6 +54,8 @@ cdef inline int64_t _hist_sum8(const int64_t* c) noexcept nogil:
 
 
 def _hist_as_int(obj, name):
+    if isinstance(obj, bool):  # refused, as the containers refuse it
+        raise TypeError(f"{name} must be an integer, not bool")
     if isinstance(obj, int):
         return int(obj)
     try:
@@ -63,10 +65,11 @@ def _hist_as_int(obj, name):
 
 
 cdef inline int64_t _hist_value(object obj, str name) except? -1:
-    # Fast path for int; anything else goes through __index__ (numpy integers) or TypeError.
+    # Fast path for an exact int; anything else (bool: TypeError) goes through __index__ (numpy
+    # integers) or TypeError.
     cdef int overflow = 0
     cdef long long value
-    if not PyLong_Check(obj):
+    if not PyLong_CheckExact(obj):
         obj = _hist_as_int(obj, name)
     value = PyLong_AsLongLongAndOverflow(obj, &overflow)
     if overflow < 0 or (overflow == 0 and value < 0):
@@ -77,7 +80,7 @@ cdef inline int64_t _hist_value(object obj, str name) except? -1:
 
 
 def _hist_percentile_slow(obj):
-    if isinstance(obj, (str, bytes)) or not hasattr(obj, "__float__"):
+    if isinstance(obj, (str, bytes, bool)) or not hasattr(obj, "__float__"):
         raise TypeError(f"p must be a real number (a percentile), not {type(obj).__name__}")
     return float(obj)
 
@@ -451,21 +454,25 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
     @property
     def count(self):
         """Number of values recorded, overflow included."""
+        self._ready()
         return self._total
 
     @property
     def overflow(self):
         """Number of values recorded above ``highest`` (kept out of the buckets, never lost)."""
+        self._ready()
         return self._overflow
 
     @property
     def min(self):
         """Smallest value recorded, exactly (0 when empty; a bucket bound after ``decode()``)."""
+        self._ready()
         return self._min if self._total else 0
 
     @property
     def max(self):
         """Largest value recorded, exactly, overflow included (0 when empty; a bucket bound after ``decode()``)."""
+        self._ready()
         return self._max if self._total else 0
 
     cdef double _mean(self) noexcept:
@@ -485,6 +492,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         Overflow values count at their exact values. Within the histogram's precision of the exact
         mean; equal to the ``hdrhistogram`` package's ``get_mean_value()`` without overflow.
         """
+        self._ready()
         if self._total == 0:
             return 0.0
         return self._mean()
@@ -492,6 +500,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
     @property
     def stdev(self):
         """Population standard deviation, computed like ``mean`` (HdrHistogram's ``getStdDeviation``)."""
+        self._ready()
         if self._total == 0:
             return 0.0
         cdef double mean = self._mean(), total = 0.0, deviation
@@ -509,27 +518,33 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
     @property
     def lowest(self):
         """Smallest value distinguished from 0, as given to the constructor."""
+        self._ready()
         return self._lowest
 
     @property
     def highest(self):
         """Highest value counted in the buckets; larger values go to ``overflow``."""
+        self._ready()
         return self._highest
 
     @property
     def significant_figures(self):
         """Decimal digits of precision kept for every value."""
+        self._ready()
         return self._figures
 
     @property
     def nbytes(self):
         """Bytes of counter memory, fixed at construction (8 per bucket)."""
+        self._ready()
         return self._counts_len * 8
 
     def __reduce__(self):
         return (_histogram_from_bytes, (self.to_bytes(),))
 
     def __repr__(self):
+        if self._counts == NULL:
+            return "<uninitialised LatencyHistogram>"
         return (
             f"LatencyHistogram(lowest={self._lowest}, highest={self._highest}, "
             f"significant_figures={self._figures}) with {self._total} values"
@@ -568,6 +583,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
 
     def reset(self):
         """Forget every recorded value; the memory stays allocated. O(number of buckets)."""
+        self._ready()
         self._clear()
 
     def copy(self):
@@ -929,11 +945,13 @@ Time operations into a :class:`LatencyHistogram`: constant memory however many s
     @property
     def name(self):
         """The name shown in reports."""
+        self._ready()
         return self._name
 
     @property
     def warmup_iterations(self):
         """How many of the first samples are dropped."""
+        self._ready()
         return self._warmup
 
     @property
@@ -1041,7 +1059,9 @@ Time operations into a :class:`LatencyHistogram`: constant memory however many s
         print("\n".join(lines), file=out)
 
     def __repr__(self):
-        count = self._histogram._total if self._histogram is not None else 0
+        if self._histogram is None:
+            return "<uninitialised LatencyTracker>"
+        count = self._histogram._total
         return f"LatencyTracker({self._name!r}, warmup_iterations={self._warmup}) with {count} samples"
 
 

@@ -49,7 +49,12 @@ _F = TypeVar("_F", bound=Callable[..., Any])
 
 
 def _as_int(obj: object, name: str) -> int:
-    """Return ``obj`` as an ``int`` (anything with ``__index__``), else raise ``TypeError`` naming it."""
+    """Return ``obj`` as an ``int`` (anything with ``__index__``, not bool), else raise ``TypeError`` naming it."""
+    kind = type(obj)
+    if kind is int:
+        return obj  # type: ignore[return-value]
+    if kind is bool:  # refused, as the containers refuse it
+        raise TypeError(f"{name} must be an integer, not bool")
     if isinstance(obj, int):
         return int(obj)
     try:
@@ -70,12 +75,21 @@ def _as_value(obj: object, name: str) -> int:
 
 def _as_percentile(obj: object) -> float:
     """Return ``obj`` as a float in [0, 100], else raise ``TypeError``/``ValueError``."""
-    if isinstance(obj, (str, bytes)) or not hasattr(obj, "__float__"):
+    if isinstance(obj, (str, bytes, bool)) or not hasattr(obj, "__float__"):
         raise TypeError(f"p must be a real number (a percentile), not {type(obj).__name__}")
     p = float(obj)  # type: ignore[arg-type]
     if not 0.0 <= p <= 100.0:  # also rejects NaN
         raise ValueError(f"p must be a percentile in [0, 100], got {obj!r}")
     return p
+
+
+def _is_set(obj: object, slot: str) -> bool:
+    """Whether ``obj``'s slot ``slot`` holds a value (False for an object made by ``__new__`` alone)."""
+    try:
+        object.__getattribute__(obj, slot)
+    except AttributeError:
+        return False
+    return True
 
 
 def _layout(lowest: int, highest: int, significant_figures: int) -> tuple[int, int, int]:
@@ -173,6 +187,13 @@ class LatencyHistogram:
         self._overflow = 0
         self._overflow_sum = 0.0
         self._overflow_sumsq = 0.0
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only when a slot was never set: made by __new__ without __init__. The compiled
+        # class says the same (it checks a NULL counter pointer) instead of an AttributeError.
+        if name in LatencyHistogram.__slots__:
+            raise ValueError("LatencyHistogram is not initialised (__init__ was not called)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     # ----------------------------------------------------------------- layout helpers
     def _index(self, value: int) -> int:
@@ -417,6 +438,8 @@ class LatencyHistogram:
         return (_histogram_from_bytes, (self.to_bytes(),))
 
     def __repr__(self) -> str:
+        if not _is_set(self, "_counts"):
+            return "<uninitialised LatencyHistogram>"
         return (
             f"LatencyHistogram(lowest={self._lowest}, highest={self._highest}, "
             f"significant_figures={self._figures}) with {self._total} values"
@@ -728,8 +751,11 @@ class _Measurement:
 
     def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
         end = time.perf_counter_ns()
+        tracker = getattr(self, "_tracker", None)
+        if tracker is None:  # made by __new__ rather than measure()
+            raise ValueError("this measurement was not made by LatencyTracker.measure()")
         if exc_type is None:
-            self._tracker._record_sample(end - self._start)
+            tracker._record_sample(end - self._start)
         return False
 
 
@@ -778,6 +804,13 @@ class LatencyTracker:
         self._warmup = warmup
         self._histogram = histogram
         self._skipped = 0
+
+    def __getattr__(self, name: str) -> Any:
+        # Reached only when a slot was never set: made by __new__ without __init__. The compiled
+        # class says the same (it checks a NULL counter pointer) instead of an AttributeError.
+        if name in LatencyTracker.__slots__:
+            raise ValueError("LatencyTracker is not initialised (__init__ was not called)")
+        raise AttributeError(f"{type(self).__name__!r} object has no attribute {name!r}")
 
     @property
     def name(self) -> str:
@@ -878,6 +911,8 @@ class LatencyTracker:
         print("\n".join(lines), file=out)
 
     def __repr__(self) -> str:
+        if not _is_set(self, "_histogram"):
+            return "<uninitialised LatencyTracker>"
         return f"LatencyTracker({self._name!r}, warmup_iterations={self._warmup}) with {self.count} samples"
 
 

@@ -212,13 +212,17 @@ cdef class _ShmSegment:
         self._consumer_position = <uint64_t *>(self._base + 8 * _SHM_W_CONSUMER_POSITION)
         self._pid_slot = <uint64_t *>(self._base + 8 * (_SHM_W_PRODUCER_PID if role == _SHM_PRODUCER else _SHM_W_CONSUMER_PID))
         self._pid = <uint64_t>getpid()
-        while True:
-            holder = lowlat_shm_load_acquire(self._pid_slot)
-            error = _shm_py.role_refusal(kind, role, holder, force)
-            if error is not None:
-                raise error
-            if lowlat_shm_cas(self._pid_slot, holder, self._pid):
-                break
+        # The pure backend's protocol (_pure_shm.role_lock): check-then-write under the segment's
+        # flock, so a pure attach racing this one sees the slot taken. The compare-and-swap keeps
+        # the slot consistent against an older build that claims without the lock.
+        with _shm_py.role_lock(shm):
+            while True:
+                holder = lowlat_shm_load_acquire(self._pid_slot)
+                error = _shm_py.role_refusal(kind, role, holder, force)
+                if error is not None:
+                    raise error
+                if lowlat_shm_cas(self._pid_slot, holder, self._pid):
+                    break
         self._role = role
         return 0
 
@@ -330,7 +334,9 @@ A single-producer single-consumer ring of variable-length byte messages in share
         takes 8 bytes plus its length rounded up to 8. ``max_message`` (default and maximum
         ``capacity // 2 - 8``) is the longest payload accepted. The segment is created with
         permissions 0600 under ``name`` (a random ``lowlat_...`` name when None, read it from
-        ``.name``); ``FileExistsError`` if the name is taken. ``wait_strategy`` is what ``put``/``get``
+        ``.name``); ``FileExistsError`` if the name is taken. A name is 1 to 255 characters from
+        ``A-Z a-z 0-9 _ . -`` after one optional leading ``/``, and not ``.`` or ``..``
+        (``ValueError`` otherwise, here and in ``attach``). ``wait_strategy`` is what ``put``/``get``
         do while waiting for a timeout: ``"spin"`` (busy-poll), ``"yield"`` (spin, then yield the
         CPU) or ``"backoff"`` (spin, yield, then sleep with exponential backoff up to 1 ms).
         """
@@ -900,8 +906,10 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         cdef uint64_t count
         if self._role != _SHM_PRODUCER:
             raise self._closed_error(_SHM_PRODUCER)
-        if not isinstance(array, _shm_np.ndarray):
-            raise TypeError(f"array must be a numpy.ndarray of dtype {self._dtype}, not {type(array).__name__}")
+        # Size, dtype and contiguity come from the array's C struct (an exact ndarray, or the plain
+        # view _shm_py.real_array makes of a subclass), never from properties a subclass overrides.
+        if type(array) is not _shm_np.ndarray:
+            array = _shm_py.real_array(array, "array", self._dtype)
         dtype = array.dtype
         if dtype is not self._dtype and dtype != self._dtype:
             raise TypeError(f"array has dtype {dtype}; this ring holds {self._dtype}")
@@ -997,8 +1005,10 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         cdef uint64_t count
         if self._role != _SHM_CONSUMER:
             raise self._closed_error(_SHM_CONSUMER)
-        if not isinstance(out, _shm_np.ndarray):
-            raise TypeError(f"out must be a numpy.ndarray of dtype {self._dtype}, not {type(out).__name__}")
+        # As in write(): what is checked is the memory itself (see _shm_py.real_array); the writable
+        # buffer request below refuses read-only memory whatever .flags says.
+        if type(out) is not _shm_np.ndarray:
+            out = _shm_py.real_array(out, "out", self._dtype)
         dtype = out.dtype
         if dtype is not self._dtype and dtype != self._dtype:
             raise TypeError(f"out has dtype {dtype}; this ring holds {self._dtype}")

@@ -39,12 +39,21 @@ issues real acquire/release instructions) on ARM64.
 from __future__ import annotations
 
 import ast
+import contextlib
+import mmap
 import os
+import re
 import secrets
-import sys
 import time
-from multiprocessing import shared_memory as _shared_memory
-from typing import Any, Union
+from typing import Any, Iterator, Union
+
+try:  # POSIX only; elsewhere the module imports and opening a segment raises OSError
+    import fcntl
+
+    import _posixshmem  # type: ignore[import-not-found]  # shm_open/shm_unlink, as shared_memory uses
+except ImportError:  # pragma: no cover - not POSIX
+    fcntl = None  # type: ignore[assignment]
+    _posixshmem = None
 
 import numpy as np
 
@@ -136,10 +145,11 @@ def timeout_ns(timeout: object) -> int:
     if isinstance(timeout, bool):
         raise TypeError("timeout must be None or a number of seconds, not bool")
     if not isinstance(timeout, (int, float)):
-        try:
-            timeout = float(timeout)  # type: ignore[arg-type]
-        except (TypeError, ValueError):
-            raise TypeError(f"timeout must be None or a number of seconds, not {type(timeout).__name__}") from None
+        # A real number (numpy scalars, Fraction, Decimal): it has __float__. Text does not count,
+        # although float("1") would parse it.
+        if isinstance(timeout, (str, bytes, bytearray)) or not hasattr(type(timeout), "__float__"):
+            raise TypeError(f"timeout must be None or a number of seconds, not {type(timeout).__name__}")
+        timeout = float(timeout)  # type: ignore[arg-type]
     if not timeout >= 0:  # also refuses NaN
         raise ValueError(f"timeout must be a non-negative number of seconds, got {timeout!r}")
     if timeout >= FOREVER_NS / 1e9:
@@ -229,66 +239,142 @@ def role_refusal(kind: str, role: int, holder: int, force: bool) -> Exception | 
     return None
 
 
-class _QuietSharedMemory(_shared_memory.SharedMemory):
-    """A SharedMemory whose finaliser never complains about a buffer a ring still holds.
+# Segment names: what POSIX shm_open needs and nothing more. One optional leading "/", then 1 to
+# NAME_MAX_BYTES characters from A-Z a-z 0-9 "_" "." "-" (so never a "/", ":", newline, NUL or
+# space, which could otherwise smuggle commands into multiprocessing's resource tracker protocol),
+# and not "." or ".." (directory entries, not segments). Linux allows 255 bytes (NAME_MAX); other
+# systems may refuse shorter names with OSError (macOS: 31).
+NAME_MAX_BYTES = 255
+_NAME_CHARACTERS = re.compile(r"[A-Za-z0-9_.\-]+")
+NAME_RULE = (
+    f"1 to {NAME_MAX_BYTES} characters from A-Z, a-z, 0-9, '_', '.' and '-' "
+    "(after one optional leading '/'), not '.' or '..'"
+)
 
-    At interpreter exit the collector may finalise the segment object before the compiled ring
-    that holds a buffer of it; the standard finaliser's ``close()`` then prints a ``BufferError``.
-    The mapping is released with the last reference anyway, so that error carries no information.
+
+def check_name(name: object) -> str:
+    """Return a segment name without its leading ``/``; ``TypeError``/``ValueError`` naming ``name`` otherwise."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str or None, not {type(name).__name__}")
+    bare = name[1:] if name.startswith("/") else name
+    if (
+        not bare
+        or len(bare) > NAME_MAX_BYTES
+        or bare in (".", "..")
+        or _NAME_CHARACTERS.fullmatch(bare) is None
+    ):
+        shown = name if len(name) <= 80 else name[:77] + "..."
+        raise ValueError(f"name must be {NAME_RULE}; got {shown!r}")
+    return bare
+
+
+class Mapping:
+    """One process's mapping of a POSIX shared-memory segment: ``buf``, ``size``, ``name``, ``close()``.
+
+    What ``multiprocessing.shared_memory.SharedMemory`` does, minus the resource tracker: before
+    Python 3.13 SharedMemory registers every segment it opens with the tracker, and undoing that
+    (unregister) from two spawned children of one parent makes the parent's tracker print
+    ``KeyError`` tracebacks. A lowlat segment's lifetime belongs to whoever calls ``unlink``, so it
+    is never registered, on any Python version. The file descriptor stays open until ``close`` for
+    the role lock (``role_lock``).
     """
 
+    __slots__ = ("name", "size", "buf", "_fd", "_mmap")
+
+    def __init__(self, name: str, create: bool, size: int = 0) -> None:
+        self._fd = -1
+        self._mmap: mmap.mmap | None = None
+        self.buf: memoryview | None = None
+        if _posixshmem is None:
+            raise OSError("lowlat's shared-memory rings need POSIX shared memory (shm_open)")
+        path = "/" + name
+        if create:
+            fd = _posixshmem.shm_open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR, mode=0o600)
+        else:
+            fd = _posixshmem.shm_open(path, os.O_RDWR)
+        try:
+            if create:
+                os.ftruncate(fd, size)
+            size = os.fstat(fd).st_size
+            # An empty segment cannot be mapped; read_header refuses it by its size.
+            mapped = mmap.mmap(fd, size) if size else None
+        except BaseException:
+            os.close(fd)
+            if create:
+                _posixshmem.shm_unlink(path)
+            raise
+        self.name = name
+        self.size = size
+        self._fd = fd
+        self._mmap = mapped
+        self.buf = memoryview(mapped) if mapped is not None else memoryview(b"")
+
+    def fileno(self) -> int:
+        """The segment's open file descriptor (-1 after ``close``)."""
+        return self._fd
+
+    def close(self) -> None:
+        """Unmap and close; every view of ``buf`` must have been released first. Idempotent."""
+        if self.buf is not None:
+            self.buf.release()
+            self.buf = None
+        if self._mmap is not None:
+            self._mmap.close()
+            self._mmap = None
+        if self._fd >= 0:
+            fd, self._fd = self._fd, -1
+            os.close(fd)
+
     def __del__(self) -> None:
-        try:
-            self.close()
-        except (BufferError, OSError):
-            pass
+        # Quietly: an end left open at exit must not print (the mapping itself goes with its last view).
+        fd = getattr(self, "_fd", -1)
+        if fd >= 0:
+            self._fd = -1
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+
+    def __repr__(self) -> str:
+        return f"Mapping({self.name!r}, size={self.size})"
 
 
-def _untrack(shm: _shared_memory.SharedMemory) -> None:
-    # Before 3.13 every SharedMemory registers with the resource tracker, which unlinks the segment
-    # (and warns about a "leak") when this process exits -- wrong for a segment shared with another
-    # process, whose lifetime the creator manages with unlink().
-    if sys.version_info < (3, 13):
-        from multiprocessing import resource_tracker
-
-        resource_tracker.unregister(shm._name, "shared_memory")  # type: ignore[attr-defined]
-
-
-def open_segment(name: object, create: bool, size: int = 0) -> _shared_memory.SharedMemory:
-    """Create (0600, random name when ``name`` is None) or open a segment, untracked by the resource tracker."""
-    if name is not None and not isinstance(name, str):
-        raise TypeError(f"name must be a str or None, not {type(name).__name__}")
-    if isinstance(name, str):
-        if not name.lstrip("/") or "/" in name.lstrip("/") or "\0" in name or len(name) > 250:
-            raise ValueError(f"name must be a non-empty segment name without '/' (at most 250 characters), got {name!r}")
-        name = name.lstrip("/")
-    kwargs: dict[str, Any] = {"track": False} if sys.version_info >= (3, 13) else {}
-    if not create:
-        shm = _QuietSharedMemory(name=name, create=False, **kwargs)
-        _untrack(shm)
-        return shm
+def open_segment(name: object, create: bool, size: int = 0) -> Mapping:
+    """Create (0600, random name when ``name`` is None) or open a segment; never tracked by the resource tracker."""
+    if not create or name is not None:
+        return Mapping(check_name(name), create, size)
     while True:
-        chosen = name if name is not None else "lowlat_" + secrets.token_hex(8)
         try:
-            shm = _QuietSharedMemory(name=chosen, create=True, size=size, **kwargs)
+            return Mapping("lowlat_" + secrets.token_hex(8), True, size)
         except FileExistsError:
-            if name is not None:
-                raise
             continue
-        _untrack(shm)
-        return shm
+
+
+@contextlib.contextmanager
+def role_lock(shm: Mapping) -> Iterator[None]:
+    """Hold the segment's role lock: an exclusive ``flock`` on its file descriptor.
+
+    The protocol for claiming a role slot, which both backends follow: take this lock, read the
+    slot, decide (``role_refusal``), write the pid, release. ``flock`` locks belong to the open
+    file description, and every ``create``/``attach`` opens its own, so the lock excludes other
+    processes and other threads of this process alike; it is released by the kernel if the holder
+    dies. The compiled backend still writes the slot with a compare-and-swap, which changes nothing
+    under the lock. Only attaching takes the lock: the hot path never does.
+    """
+    fd = shm.fileno()
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
 
 
 def unlink_segment(name: str) -> None:
     """Remove a segment's name (mappings stay valid until closed); ``FileNotFoundError`` if gone."""
-    import _posixshmem  # type: ignore[import-not-found]
-
-    # Not SharedMemory.unlink(): before 3.13 it also unregisters from the resource tracker, which
-    # prints a KeyError traceback for a segment that was never registered.
     _posixshmem.shm_unlink("/" + name.lstrip("/"))
 
 
-def segment_name(shm: _shared_memory.SharedMemory) -> str:
+def segment_name(shm: Mapping) -> str:
     """Return the name to pass to ``attach`` in another process (no leading slash)."""
     return shm.name.lstrip("/")
 
@@ -309,7 +395,7 @@ def write_header(buf: memoryview, kind: int, header_size: int, capacity: int, wo
         words.release()
 
 
-def read_header(shm: _shared_memory.SharedMemory, kind: int) -> tuple[int, int, int, bytes]:
+def read_header(shm: Mapping, kind: int) -> tuple[int, int, int, bytes]:
     """Validate a segment's header for ``kind``; return (header size, capacity, word 5, descriptor).
 
     Every field is checked against the mapped size before it is used, so a segment that is not a
@@ -389,6 +475,22 @@ def bytes_view(data: object, name: str, writable: bool = False) -> memoryview:
     return view
 
 
+def real_array(array: object, name: str, dtype: np.dtype) -> np.ndarray:
+    """Return a plain ``ndarray`` view of the caller's array, refusing anything else or another dtype.
+
+    ``write``/``read_into`` copy by the ring's itemsize, so what they check must be the memory
+    itself, not what an ndarray subclass says about it: ``type()`` (``isinstance`` believes a
+    ``__class__`` attribute), and the view ``numpy.asarray`` makes, whose ``dtype``, shape and
+    ``flags`` come from the array's C struct, never from properties a subclass overrides.
+    """
+    if not issubclass(type(array), np.ndarray):
+        raise TypeError(f"{name} must be a numpy.ndarray of dtype {dtype}, not {type(array).__name__}")
+    view = np.asarray(array)
+    if view.dtype != dtype:
+        raise TypeError(f"{name} has dtype {view.dtype}; this ring holds {dtype}")
+    return view
+
+
 class _Waiter:
     """The spin, then yield, then sleep loop of one wait; the caller polls between calls to ``pause``."""
 
@@ -424,8 +526,8 @@ class _Segment:
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError(f"use {type(self).__name__}.create() or {type(self).__name__}.attach() to make one")
 
-    def _open(self, shm: _shared_memory.SharedMemory, role: int, force: bool, creator: bool) -> None:
-        self._shm: _shared_memory.SharedMemory | None = shm
+    def _open(self, shm: Mapping, role: int, force: bool, creator: bool) -> None:
+        self._shm: Mapping | None = shm
         self._name = segment_name(shm)
         self._creator = creator
         self._role = 0
@@ -439,17 +541,15 @@ class _Segment:
         return view
 
     def _claim(self, role: int, force: bool) -> None:
-        # Not atomic (Python has no compare-and-swap on shared memory): read, check, write, read back.
-        # The compiled backend claims with a real compare-and-swap; both use the same pid slot.
+        # Check-then-write made atomic by the role lock, which the compiled backend takes too (see
+        # role_lock): two attaches racing for one role, in any mix of backends, have one winner.
         slot = ROLE_SLOTS[role]
-        holder = self._words[slot]
-        error = role_refusal(KIND_NAMES[self._kind], role, holder, force)
-        if error is not None:
-            raise error
-        pid = os.getpid()
-        self._words[slot] = pid
-        if self._words[slot] != pid:
-            raise RuntimeError(f"the {ROLE_NAMES[role]} role was claimed concurrently by pid {self._words[slot]}")
+        with role_lock(self._shm):  # type: ignore[arg-type]
+            holder = self._words[slot]
+            error = role_refusal(KIND_NAMES[self._kind], role, holder, force)
+            if error is not None:
+                raise error
+            self._words[slot] = os.getpid()
 
     def _closed_error(self, needed: int) -> Exception:
         if self._shm is None or self._role == 0:
@@ -550,7 +650,9 @@ class ShmRing(_Segment):
         takes 8 bytes plus its length rounded up to 8. ``max_message`` (default and maximum
         ``capacity // 2 - 8``) is the longest payload accepted. The segment is created with
         permissions 0600 under ``name`` (a random ``lowlat_...`` name when None, read it from
-        ``.name``); ``FileExistsError`` if the name is taken. ``wait_strategy`` is what ``put``/``get``
+        ``.name``); ``FileExistsError`` if the name is taken. A name is 1 to 255 characters from
+        ``A-Z a-z 0-9 _ . -`` after one optional leading ``/``, and not ``.`` or ``..``
+        (``ValueError`` otherwise, here and in ``attach``). ``wait_strategy`` is what ``put``/``get``
         do while waiting for a timeout: ``"spin"`` (busy-poll), ``"yield"`` (spin, then yield the
         CPU) or ``"backoff"`` (spin, yield, then sleep with exponential backoff up to 1 ms).
         """
@@ -592,7 +694,7 @@ class ShmRing(_Segment):
             raise
         return ring
 
-    def _setup(self, shm: _shared_memory.SharedMemory, role: int, force: bool, creator: bool, strategy: int) -> None:
+    def _setup(self, shm: Mapping, role: int, force: bool, creator: bool, strategy: int) -> None:
         self._shm = None
         self._name = segment_name(shm)
         self._views = []
@@ -915,7 +1017,7 @@ class ShmRecordRing(_Segment):
         return ring
 
     def _setup(
-        self, shm: _shared_memory.SharedMemory, role: int, force: bool, creator: bool, expected: np.dtype | None
+        self, shm: Mapping, role: int, force: bool, creator: bool, expected: np.dtype | None
     ) -> None:
         self._shm = None
         self._name = segment_name(shm)
@@ -1014,10 +1116,7 @@ class ShmRecordRing(_Segment):
         """
         if self._role != PRODUCER:
             raise self._closed_error(PRODUCER)
-        if not isinstance(array, np.ndarray):
-            raise TypeError(f"array must be a numpy.ndarray of dtype {self._dtype}, not {type(array).__name__}")
-        if array.dtype != self._dtype:
-            raise TypeError(f"array has dtype {array.dtype}; this ring holds {self._dtype}")
+        array = real_array(array, "array", self._dtype)
         if array.ndim != 1:
             raise ValueError(f"array must be one-dimensional, got shape {array.shape}")
         count = min(len(array), self._free(len(array)))
@@ -1096,11 +1195,9 @@ class ShmRecordRing(_Segment):
         """
         if self._role != CONSUMER:
             raise self._closed_error(CONSUMER)
-        if not isinstance(out, np.ndarray):
-            raise TypeError(f"out must be a numpy.ndarray of dtype {self._dtype}, not {type(out).__name__}")
-        if out.dtype != self._dtype:
-            raise TypeError(f"out has dtype {out.dtype}; this ring holds {self._dtype}")
-        if out.ndim != 1 or not out.flags.c_contiguous or not out.flags.writeable:
+        out = real_array(out, "out", self._dtype)
+        flags = out.flags
+        if out.ndim != 1 or not flags.c_contiguous or not flags.writeable:
             raise ValueError("out must be a writable, C-contiguous, one-dimensional array")
         count = min(len(out), self._available(len(out)))
         if count:

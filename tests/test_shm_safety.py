@@ -116,7 +116,7 @@ def test_resource_tracker_injection_is_refused(impl, segments):
     segments.append(victim.name)
     try:
         completed = subprocess.run(
-            [sys.executable, "-c", INJECT, impl.__name__, victim.name],
+            [sys.executable, "-c", INJECT, impl.ShmRing.__module__, victim.name],
             capture_output=True, text=True, timeout=60, env=child_env(),
         )
         assert completed.returncode == 0, completed.stderr

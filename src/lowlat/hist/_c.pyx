@@ -17,15 +17,11 @@ from cpython.long cimport PyLong_CheckExact, PyLong_AsLongLongAndOverflow
 from cpython.float cimport PyFloat_CheckExact, PyFloat_AS_DOUBLE
 from cpython.bytes cimport PyBytes_FromStringAndSize
 
-import base64 as _hist_base64
-import binascii as _hist_binascii
-import functools as _hist_functools
-import operator as _hist_operator
-import struct as _hist_struct
 import sys as _hist_sys
-import zlib as _hist_zlib
 
 import numpy as _hist_np
+
+from lowlat.hist import codec as _codec, report as _report
 
 __all__ = ["LatencyHistogram", "LatencyTracker", "latency_benchmark", "timer_overhead_ns"]
 
@@ -35,33 +31,14 @@ cdef extern from *:
     ctypedef long long _hist_int128 "__int128"
 
 cdef int64_t _HIST_INT64_MAX = 0x7FFFFFFFFFFFFFFF
-cdef int64_t _HIST_HIGHEST_LIMIT = (<int64_t>1) << 62
 cdef int _HIST_TIMER_PAIRS = 10001
 cdef object _HIST_ONE = 1  # CPython's cached small int: `count is _HIST_ONE` is the default count
-
-_HIST_V2_ENCODING_COOKIE = 0x1C849303 | 0x10
-_HIST_V2_COMPRESSION_COOKIE = 0x1C849304 | 0x10
-_HIST_V2_COOKIE_MASK = ~0xF0 & 0xFFFFFFFF
-_HIST_V2_EXTERNAL_HEADER = _hist_struct.Struct(">II")
-_HIST_V2_PAYLOAD_HEADER = _hist_struct.Struct(">IIIIqqd")
-_HIST_LL_MAGIC = b"LLHG"
-_HIST_LL_VERSION = 1
-_HIST_LL_HEADER = _hist_struct.Struct("<4sBBxxqqqqqqdd")
-
 
 cdef inline int64_t _hist_sum8(const int64_t* c) noexcept nogil:
     return ((c[0] + c[1]) + (c[2] + c[3])) + ((c[4] + c[5]) + (c[6] + c[7]))
 
 
-def _hist_as_int(obj, name):
-    if isinstance(obj, bool):  # refused, as the containers refuse it
-        raise TypeError(f"{name} must be an integer, not bool")
-    if isinstance(obj, int):
-        return int(obj)
-    try:
-        return _hist_operator.index(obj)
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {type(obj).__name__}") from None
+_hist_as_int = _codec.as_int  # the slow path of every integer argument: one wording for both backends
 
 
 cdef inline int64_t _hist_value(object obj, str name) except? -1:
@@ -79,37 +56,15 @@ cdef inline int64_t _hist_value(object obj, str name) except? -1:
     return value
 
 
-def _hist_percentile_slow(obj):
-    if isinstance(obj, (str, bytes, bool)) or not hasattr(obj, "__float__"):
-        raise TypeError(f"p must be a real number (a percentile), not {type(obj).__name__}")
-    return float(obj)
-
-
 cdef inline double _hist_percentile(object obj) except? -1.0:
     cdef double p
     if PyFloat_CheckExact(obj):
         p = PyFloat_AS_DOUBLE(obj)
     else:
-        p = _hist_percentile_slow(obj)
+        p = _codec.as_percentile(obj)
     if not (0.0 <= p <= 100.0):  # also rejects NaN
         raise ValueError(f"p must be a percentile in [0, 100], got {obj!r}")
     return p
-
-
-def _hist_layout(lowest, highest, significant_figures):
-    unit_magnitude = lowest.bit_length() - 1
-    sub_bucket_count_magnitude = (2 * 10 ** significant_figures - 1).bit_length()
-    half_magnitude = max(sub_bucket_count_magnitude - 1, 0)
-    sub_bucket_count = 1 << (half_magnitude + 1)
-    smallest_untrackable = sub_bucket_count << unit_magnitude
-    bucket_count = 1
-    while smallest_untrackable <= highest:
-        if smallest_untrackable > _HIST_INT64_MAX // 2:
-            bucket_count += 1
-            break
-        smallest_untrackable <<= 1
-        bucket_count += 1
-    return unit_magnitude, half_magnitude, bucket_count
 
 
 @cython.final
@@ -142,7 +97,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
     cdef int64_t* _counts
     cdef Py_ssize_t _counts_len
     cdef int64_t _lowest, _highest, _total, _min, _max, _overflow, _sub_mask, _sub_half
-    cdef int _figures, _unit_magnitude, _half_magnitude, _bucket_count
+    cdef int _figures, _unit_magnitude, _half_magnitude
     cdef double _overflow_sum, _overflow_sumsq
 
     def __cinit__(self):
@@ -159,21 +114,10 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         ``highest`` must be >= 2 * ``lowest`` and <= 2**62; ``significant_figures`` is 1 to 5.
         Raise ``TypeError`` for a non-integer argument and ``ValueError`` for one out of range.
         """
-        lowest = _hist_as_int(lowest, "lowest")
-        highest = _hist_as_int(highest, "highest")
-        significant_figures = _hist_as_int(significant_figures, "significant_figures")
-        if lowest < 1:
-            raise ValueError(f"lowest must be >= 1, got {lowest}")
-        if highest < 2 * lowest:
-            raise ValueError(f"highest must be >= 2 * lowest ({2 * lowest}), got {highest}")
-        if highest > _HIST_HIGHEST_LIMIT:
-            raise ValueError(f"highest must be <= 2**62, got {highest}")
-        if not 1 <= significant_figures <= 5:
-            raise ValueError(f"significant_figures must be in 1..5, got {significant_figures}")
-        unit_magnitude, half_magnitude, bucket_count = _hist_layout(lowest, highest, significant_figures)
-        if unit_magnitude + half_magnitude > 61:
-            raise ValueError(f"lowest ({lowest}) is too large for {significant_figures} significant figures")
-        cdef Py_ssize_t counts_len = (bucket_count + 1) << half_magnitude
+        lowest, highest, significant_figures, unit_magnitude, half_magnitude, bucket_count = _codec.checked_layout(
+            lowest, highest, significant_figures
+        )
+        cdef Py_ssize_t counts_len = _codec.counts_length(bucket_count, half_magnitude)
         cdef int64_t* counts = <int64_t*>calloc(counts_len, sizeof(int64_t))
         if counts == NULL:
             raise MemoryError(f"cannot allocate {counts_len * 8} bytes of histogram counters")
@@ -186,8 +130,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         self._unit_magnitude = unit_magnitude
         self._half_magnitude = half_magnitude
         self._sub_half = (<int64_t>1) << self._half_magnitude
-        self._sub_mask = (((<int64_t>1) << (self._half_magnitude + 1)) - 1) << self._unit_magnitude
-        self._bucket_count = bucket_count
+        self._sub_mask = _codec.sub_bucket_mask(unit_magnitude, half_magnitude)
         self._clear()
 
     cdef inline void _clear(self) noexcept:
@@ -627,10 +570,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
             body = PyBytes_FromStringAndSize(<char*>out, written)
         finally:
             free(out)
-        header = _HIST_V2_PAYLOAD_HEADER.pack(
-            _HIST_V2_ENCODING_COOKIE, written, 0, self._figures, self._lowest, self._highest, 1.0
-        )
-        return _hist_zlib.compress(header + body)
+        return _codec.v2_payload(body, self._figures, self._lowest, self._highest)
 
     def encode(self):
         """Return HdrHistogram's compressed base64 V2 form of this histogram (an ASCII ``str``).
@@ -639,10 +579,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         C libraries and their log tools. The V2 form carries the buckets only: overflow values
         and the exact ``min``/``max`` are not in it (use ``to_bytes()`` to keep them).
         """
-        payload = self._v2_payload()
-        return _hist_base64.b64encode(
-            _HIST_V2_EXTERNAL_HEADER.pack(_HIST_V2_COMPRESSION_COOKIE, len(payload)) + payload
-        ).decode("ascii")
+        return _codec.v2_text(self._v2_payload())
 
     @classmethod
     def decode(cls, text):
@@ -653,29 +590,7 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         ``TypeError`` if ``text`` is not ``str``/``bytes`` and ``ValueError`` for anything that is
         not a valid V2 histogram (bad base64, cookie, length, zlib stream or counts).
         """
-        if isinstance(text, str):
-            try:
-                data = text.encode("ascii")
-            except UnicodeEncodeError:
-                raise ValueError("text is not base64: it has non-ASCII characters") from None
-        elif isinstance(text, (bytes, bytearray, memoryview)):
-            data = bytes(text)
-        else:
-            raise TypeError(f"text must be str or bytes, not {type(text).__name__}")
-        try:
-            raw = _hist_base64.b64decode(data, validate=True)
-        except _hist_binascii.Error as exc:
-            raise ValueError(f"text is not valid base64: {exc}") from None
-        if len(raw) < _HIST_V2_EXTERNAL_HEADER.size:
-            raise ValueError("text is too short for an HdrHistogram V2 encoding")
-        cookie, length = _HIST_V2_EXTERNAL_HEADER.unpack_from(raw)
-        if cookie & _HIST_V2_COOKIE_MASK != _HIST_V2_COMPRESSION_COOKIE & _HIST_V2_COOKIE_MASK:
-            raise ValueError(f"text has cookie {cookie:#x}, not an HdrHistogram V2 compressed histogram")
-        if length != len(raw) - _HIST_V2_EXTERNAL_HEADER.size:
-            raise ValueError(
-                f"text declares {length} payload bytes but holds {len(raw) - _HIST_V2_EXTERNAL_HEADER.size}"
-            )
-        cdef LatencyHistogram histogram = _hist_from_v2_payload(raw[_HIST_V2_EXTERNAL_HEADER.size:], "text")[0]
+        cdef LatencyHistogram histogram = _hist_from_v2_payload(_codec.v2_payload_of_text(text), "text")[0]
         cdef Py_ssize_t first = 0, last = histogram._counts_len - 1
         if histogram._total:
             while histogram._counts[first] == 0:
@@ -694,11 +609,13 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         followed by HdrHistogram's zlib-compressed V2 payload of the buckets.
         """
         self._ready()
-        header = _HIST_LL_HEADER.pack(
-            _HIST_LL_MAGIC, _HIST_LL_VERSION, self._figures, self._lowest, self._highest, self._total,
-            self._min, self._max, self._overflow, self._overflow_sum, self._overflow_sumsq,
+        return _codec.pack_to_bytes(self, self._v2_payload())
+
+    def _state_for_bytes(self):
+        return (
+            self._figures, self._lowest, self._highest, self._total, self._min, self._max,
+            self._overflow, self._overflow_sum, self._overflow_sumsq,
         )
-        return header + self._v2_payload()
 
     @classmethod
     def from_bytes(cls, data):
@@ -707,33 +624,20 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         Raise ``TypeError`` if ``data`` is not bytes-like and ``ValueError`` if it is not a valid
         ``to_bytes()`` output (wrong magic or version, truncated, corrupt or inconsistent).
         """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes, not {type(data).__name__}")
-        raw = bytes(data)
-        if len(raw) < _HIST_LL_HEADER.size:
-            raise ValueError("data is too short for a LatencyHistogram")
-        (magic, version, figures, lowest, highest, total, low, high, overflow, ovf_sum, ovf_sumsq) = (
-            _HIST_LL_HEADER.unpack_from(raw)
-        )
-        if magic != _HIST_LL_MAGIC:
-            raise ValueError(f"data does not start with {_HIST_LL_MAGIC!r}: not a LatencyHistogram")
-        if version != _HIST_LL_VERSION:
-            raise ValueError(f"data has format version {version}; this lowlat reads version {_HIST_LL_VERSION}")
-        histogram, in_range = _hist_from_v2_payload(raw[_HIST_LL_HEADER.size:], "data")
-        if (histogram.lowest, histogram.highest, histogram.significant_figures) != (lowest, highest, figures):
-            raise ValueError("data is inconsistent: header and payload layouts differ")
-        _hist_check_restored(total, low, high, overflow, in_range, highest)
+        header, payload = _codec.unpack_to_bytes(data)
+        histogram, in_range = _hist_from_v2_payload(payload, "data")
         cdef LatencyHistogram h = histogram
         cdef Py_ssize_t first = 0, last = h._counts_len - 1
+        bounds_first = bounds_last = None
         if in_range:
             while h._counts[first] == 0:
                 first += 1
             while h._counts[last] == 0:
                 last -= 1
-            _hist_check_extremes(
-                low, high, overflow, h._low(first), h._low(first) + ((<int64_t>1) << h._shift(first)) - 1,
-                h._low(last), h._low(last) + ((<int64_t>1) << h._shift(last)) - 1,
-            )
+            bounds_first = (h._low(first), (<int64_t>1) << h._shift(first))
+            bounds_last = (h._low(last), (<int64_t>1) << h._shift(last))
+        _codec.check_restored(h, header, in_range, bounds_first, bounds_last)
+        total, low, high, overflow, ovf_sum, ovf_sumsq = header[3:]
         h._total = total
         h._min = low if total else _HIST_INT64_MAX
         h._max = high if total else 0
@@ -784,51 +688,9 @@ def _histogram_from_bytes(data):
     return LatencyHistogram.from_bytes(data)
 
 
-def _hist_check_restored(total, low, high, overflow, in_range, highest):
-    if overflow < 0 or total != in_range + overflow:
-        raise ValueError("data is inconsistent: count does not match the buckets and overflow")
-    if total and not (0 <= low <= high):
-        raise ValueError("data is inconsistent: min and max are out of order")
-    if overflow and high <= highest:
-        raise ValueError("data is inconsistent: overflow values but max <= highest")
-
-
-def _hist_check_extremes(low, high, overflow, first_low, first_high, last_low, last_high):
-    if not first_low <= low <= first_high or (not overflow and not last_low <= high <= last_high):
-        raise ValueError("data is inconsistent: min or max lies outside the recorded buckets")
-
-
 def _hist_from_v2_payload(compressed, name):
-    inflater = _hist_zlib.decompressobj()
-    try:
-        head = inflater.decompress(compressed, _HIST_V2_PAYLOAD_HEADER.size)
-        if len(head) < _HIST_V2_PAYLOAD_HEADER.size:
-            raise ValueError(f"{name} is truncated: its payload has no complete V2 header")
-        cookie, payload_len, offset, figures, lowest, highest, _ = _HIST_V2_PAYLOAD_HEADER.unpack(head)
-        if cookie & _HIST_V2_COOKIE_MASK != _HIST_V2_ENCODING_COOKIE & _HIST_V2_COOKIE_MASK:
-            raise ValueError(f"{name} has payload cookie {cookie:#x}, not an HdrHistogram V2 payload")
-        if offset != 0:
-            raise ValueError(
-                f"{name} has a normalizing index offset ({offset}); shifted histograms are not supported"
-            )
-        try:
-            histogram = LatencyHistogram(lowest, highest, figures)
-        except ValueError as exc:
-            raise ValueError(f"{name} has an invalid layout: {exc}") from None
-        if payload_len > 9 * (histogram.nbytes // 8):
-            raise ValueError(f"{name} declares {payload_len} payload bytes, more than its counts can take")
-        body = inflater.decompress(inflater.unconsumed_tail, payload_len) if payload_len else b""
-        if len(body) < payload_len:
-            raise ValueError(f"{name} is truncated: its payload is shorter than declared")
-        if inflater.decompress(inflater.unconsumed_tail, 1):
-            raise ValueError(f"{name} has a payload longer than declared")
-        if not inflater.eof:
-            raise ValueError(f"{name} is truncated: its zlib stream does not end")
-        if inflater.unused_data:
-            raise ValueError(f"{name} has trailing bytes after its zlib stream")
-    except _hist_zlib.error as exc:
-        raise ValueError(f"{name} has a corrupt zlib stream: {exc}") from None
-    total = (<LatencyHistogram>histogram)._fill_from_v2(body, name) if payload_len else 0
+    histogram, body = _codec.open_v2_payload(compressed, name, LatencyHistogram)
+    total = (<LatencyHistogram>histogram)._fill_from_v2(body, name) if body else 0
     return histogram, total
 
 
@@ -886,19 +748,6 @@ cdef class _Measurement:
         if exc_type is None:
             self._tracker._record_sample(end - self._start)
         return False
-
-
-_HIST_STATISTIC_ROWS = (
-    ("mean", "mean_ns"),
-    ("std", "std_ns"),
-    ("min", "min_ns"),
-    ("p50", "p50_ns"),
-    ("p90", "p90_ns"),
-    ("p99", "p99_ns"),
-    ("p99.9", "p999_ns"),
-    ("p99.99", "p9999_ns"),
-    ("max", "max_ns"),
-)
 
 
 @cython.final
@@ -1015,48 +864,11 @@ Time operations into a :class:`LatencyHistogram`: constant memory however many s
         ``None``.
         """
         self._ready()
-        h = self._histogram
-        stats = {"name": self._name, "count": h.count}
-        if h.count:
-            top = h.max
-            values = {p: min(v, top) for p, v in h.percentiles([50.0, 90.0, 99.0, 99.9, 99.99]).items()}
-            figures = {
-                "mean_ns": h.mean,
-                "median_ns": values[50.0],
-                "std_ns": h.stdev,
-                "min_ns": h.min,
-                "max_ns": h.max,
-                "p50_ns": values[50.0],
-                "p90_ns": values[90.0],
-                "p99_ns": values[99.0],
-                "p999_ns": values[99.9],
-                "p9999_ns": values[99.99],
-            }
-        else:
-            figures = dict.fromkeys(
-                ("mean_ns", "median_ns", "std_ns", "min_ns", "max_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "p9999_ns")
-            )
-        stats.update(figures)
-        stats["timer_overhead_ns"] = timer_overhead_ns()
-        return stats
+        return _report.statistics(self._name, self._histogram, timer_overhead_ns())
 
     def print_report(self, file=None):
         """Print the seed's report table (one line per figure, in ns) to ``file`` (default stdout)."""
-        stats = self.get_statistics()
-        out = _hist_sys.stdout if file is None else file
-        lines = [
-            f"Latency report: {stats['name']}",
-            f"  samples: {stats['count']:,} (after {self._warmup} warm-up), "
-            f"timer overhead: {stats['timer_overhead_ns']} ns",
-        ]
-        if stats["count"]:
-            for label, key in _HIST_STATISTIC_ROWS:
-                value = stats[key]
-                text = f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
-                lines.append(f"  {label:<8} {text:>16} ns")
-        else:
-            lines.append("  (no samples)")
-        print("\n".join(lines), file=out)
+        print(_report.report_text(self.get_statistics(), self._warmup), file=_hist_sys.stdout if file is None else file)
 
     def __repr__(self):
         if self._histogram is None:
@@ -1076,30 +888,4 @@ def latency_benchmark(warmup=100, iterations=10000):
     first run). Raise ``TypeError``/``ValueError`` for a non-integer or negative ``warmup`` or an
     ``iterations`` below 1.
     """
-    warmup = _hist_as_int(warmup, "warmup")
-    iterations = _hist_as_int(iterations, "iterations")
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
-
-    def decorate(func):
-        @_hist_functools.wraps(func)
-        def wrapper(*args, **kwargs):
-            return func(*args, **kwargs)
-
-        def benchmark(*args, **kwargs):
-            tracker = LatencyTracker(getattr(func, "__qualname__", repr(func)), warmup)
-            measure = tracker.measure
-            for _ in range(warmup + iterations):
-                with measure():
-                    func(*args, **kwargs)
-            stats = tracker.get_statistics()
-            wrapper.last_statistics = stats
-            return stats
-
-        wrapper.benchmark = benchmark
-        wrapper.last_statistics = None
-        return wrapper
-
-    return decorate
+    return _report.benchmark_decorator(LatencyTracker, warmup, iterations)

@@ -11,76 +11,28 @@ tools, and its ``encode()`` output is HdrHistogram's compressed base64 V2 form.
 
 from __future__ import annotations
 
-import base64
-import binascii
-import functools
 import math
-import operator
 import statistics
-import struct
 import sys
 import time
-import zlib
 from typing import Any, Callable, Iterable, TypeVar
 
 import numpy as np
 
+from . import codec as _codec, report as _report
+
 __all__ = ["LatencyHistogram", "LatencyTracker", "latency_benchmark", "timer_overhead_ns"]
 
-_INT64_MAX = (1 << 63) - 1
-# Highest accepted ``highest``: keeps every bucket bound (and the top bucket's upper edge) in int64.
-_HIGHEST_LIMIT = 1 << 62
-
-# HdrHistogram V2 wire format (see HdrHistogram's Java/C sources and hdrh/codec.py).
-_V2_ENCODING_COOKIE = 0x1C849303 | 0x10
-_V2_COMPRESSION_COOKIE = 0x1C849304 | 0x10
-_V2_COOKIE_MASK = ~0xF0 & 0xFFFFFFFF
-_V2_EXTERNAL_HEADER = struct.Struct(">II")  # cookie, length of the zlib part
-_V2_PAYLOAD_HEADER = struct.Struct(">IIIIqqd")  # cookie, payload_len, normalizing offset, figures, lo, hi, ratio
-
-# lowlat's own to_bytes() format: this header, then the V2 zlib payload of the in-range counts.
-_LL_MAGIC = b"LLHG"
-_LL_VERSION = 1
-_LL_HEADER = struct.Struct("<4sBBxxqqqqqqdd")  # magic, version, figures, lo, hi, total, min, max, overflow, ovf sums
+_INT64_MAX = _codec.INT64_MAX
 
 _TIMER_PAIRS = 10001
 
 _F = TypeVar("_F", bound=Callable[..., Any])
 
 
-def _as_int(obj: object, name: str) -> int:
-    """Return ``obj`` as an ``int`` (anything with ``__index__``, not bool), else raise ``TypeError`` naming it."""
-    kind = type(obj)
-    if kind is int:
-        return obj  # type: ignore[return-value]
-    if kind is bool:  # refused, as the containers refuse it
-        raise TypeError(f"{name} must be an integer, not bool")
-    if isinstance(obj, int):
-        return int(obj)
-    try:
-        return operator.index(obj)  # type: ignore[arg-type]
-    except TypeError:
-        raise TypeError(f"{name} must be an integer, not {type(obj).__name__}") from None
-
-
-def _as_value(obj: object, name: str) -> int:
-    """Return ``obj`` as a non-negative int64, else raise ``TypeError``/``ValueError`` naming it."""
-    value = _as_int(obj, name)
-    if value < 0:
-        raise ValueError(f"{name} must be >= 0, got {value}")
-    if value > _INT64_MAX:
-        raise ValueError(f"{name} must be < 2**63, got {value}")
-    return value
-
-
-def _as_percentile(obj: object) -> float:
-    """Return ``obj`` as a float in [0, 100], else raise ``TypeError``/``ValueError``."""
-    if isinstance(obj, (str, bytes, bool)) or not hasattr(obj, "__float__"):
-        raise TypeError(f"p must be a real number (a percentile), not {type(obj).__name__}")
-    p = float(obj)  # type: ignore[arg-type]
-    if not 0.0 <= p <= 100.0:  # also rejects NaN
-        raise ValueError(f"p must be a percentile in [0, 100], got {obj!r}")
-    return p
+_as_int = _codec.as_int
+_as_value = _codec.as_value
+_as_percentile = _codec.as_percentile
 
 
 def _is_set(obj: object, slot: str) -> bool:
@@ -90,24 +42,6 @@ def _is_set(obj: object, slot: str) -> bool:
     except AttributeError:
         return False
     return True
-
-
-def _layout(lowest: int, highest: int, significant_figures: int) -> tuple[int, int, int]:
-    """Return HdrHistogram's (unit_magnitude, sub_bucket_half_count_magnitude, bucket_count)."""
-    unit_magnitude = lowest.bit_length() - 1  # floor(log2(lowest)), exactly
-    sub_bucket_count_magnitude = (2 * 10**significant_figures - 1).bit_length()  # ceil(log2(2 * 10**sf))
-    half_magnitude = max(sub_bucket_count_magnitude - 1, 0)
-    sub_bucket_count = 1 << (half_magnitude + 1)
-    # hdrh.histogram.get_bucket_count, including its guard against shifting past int64.
-    smallest_untrackable = sub_bucket_count << unit_magnitude
-    bucket_count = 1
-    while smallest_untrackable <= highest:
-        if smallest_untrackable > _INT64_MAX // 2:
-            bucket_count += 1
-            break
-        smallest_untrackable <<= 1
-        bucket_count += 1
-    return unit_magnitude, half_magnitude, bucket_count
 
 
 class LatencyHistogram:
@@ -141,7 +75,6 @@ class LatencyHistogram:
         "_half_magnitude",
         "_sub_half",
         "_sub_mask",
-        "_bucket_count",
         "_counts",
         "_total",
         "_min",
@@ -158,29 +91,17 @@ class LatencyHistogram:
         ``highest`` must be >= 2 * ``lowest`` and <= 2**62; ``significant_figures`` is 1 to 5.
         Raise ``TypeError`` for a non-integer argument and ``ValueError`` for one out of range.
         """
-        lowest = _as_int(lowest, "lowest")
-        highest = _as_int(highest, "highest")
-        significant_figures = _as_int(significant_figures, "significant_figures")
-        if lowest < 1:
-            raise ValueError(f"lowest must be >= 1, got {lowest}")
-        if highest < 2 * lowest:
-            raise ValueError(f"highest must be >= 2 * lowest ({2 * lowest}), got {highest}")
-        if highest > _HIGHEST_LIMIT:
-            raise ValueError(f"highest must be <= 2**62, got {highest}")
-        if not 1 <= significant_figures <= 5:
-            raise ValueError(f"significant_figures must be in 1..5, got {significant_figures}")
-        unit_magnitude, half_magnitude, bucket_count = _layout(lowest, highest, significant_figures)
-        if unit_magnitude + half_magnitude > 61:
-            raise ValueError(f"lowest ({lowest}) is too large for {significant_figures} significant figures")
+        lowest, highest, significant_figures, unit_magnitude, half_magnitude, bucket_count = _codec.checked_layout(
+            lowest, highest, significant_figures
+        )
         self._lowest = lowest
         self._highest = highest
         self._figures = significant_figures
         self._unit_magnitude = unit_magnitude
         self._half_magnitude = half_magnitude
         self._sub_half = 1 << half_magnitude
-        self._sub_mask = ((1 << (half_magnitude + 1)) - 1) << unit_magnitude
-        self._bucket_count = bucket_count
-        self._counts = np.zeros((bucket_count + 1) << half_magnitude, dtype=np.int64)
+        self._sub_mask = _codec.sub_bucket_mask(unit_magnitude, half_magnitude)
+        self._counts = np.zeros(_codec.counts_length(bucket_count, half_magnitude), dtype=np.int64)
         self._total = 0
         self._min = _INT64_MAX
         self._max = 0
@@ -203,13 +124,7 @@ class LatencyHistogram:
 
     def _bucket_bounds(self, index: int) -> tuple[int, int]:
         """Return (lowest equivalent value, width) of counts slot ``index``."""
-        bucket = (index >> self._half_magnitude) - 1
-        sub = (index & (self._sub_half - 1)) + self._sub_half
-        if bucket < 0:
-            sub -= self._sub_half
-            bucket = 0
-        shift = bucket + self._unit_magnitude
-        return sub << shift, 1 << shift
+        return _codec.bucket_bounds(index, self._unit_magnitude, self._half_magnitude)
 
     def _check_total(self, added: int, name: str) -> None:
         if self._total + added > _INT64_MAX:
@@ -496,23 +411,8 @@ class LatencyHistogram:
         """Return the zlib-compressed V2 payload (header + ZigZag LEB128 counts) of the in-range counts."""
         nonzero = np.flatnonzero(self._counts)
         limit = int(nonzero[-1]) + 1 if nonzero.size else 0
-        out = bytearray()
-        counts = self._counts[:limit].tolist()
-        i = 0
-        while i < limit:
-            count = counts[i]
-            i += 1
-            if count == 0:
-                zeros = 1
-                while i < limit and counts[i] == 0:
-                    zeros += 1
-                    i += 1
-                count = -zeros  # a run of zeros, as hdrh writes it (a single zero too)
-            _put_zigzag(out, count)
-        header = _V2_PAYLOAD_HEADER.pack(
-            _V2_ENCODING_COOKIE, len(out), 0, self._figures, self._lowest, self._highest, 1.0
-        )
-        return zlib.compress(header + bytes(out))
+        body = _codec.zigzag_counts(self._counts[:limit].tolist())
+        return _codec.v2_payload(body, self._figures, self._lowest, self._highest)
 
     def encode(self) -> str:
         """Return HdrHistogram's compressed base64 V2 form of this histogram (an ASCII ``str``).
@@ -521,8 +421,7 @@ class LatencyHistogram:
         C libraries and their log tools. The V2 form carries the buckets only: overflow values
         and the exact ``min``/``max`` are not in it (use ``to_bytes()`` to keep them).
         """
-        payload = self._v2_payload()
-        return base64.b64encode(_V2_EXTERNAL_HEADER.pack(_V2_COMPRESSION_COOKIE, len(payload)) + payload).decode("ascii")
+        return _codec.v2_text(self._v2_payload())
 
     @classmethod
     def decode(cls, text: str | bytes) -> LatencyHistogram:
@@ -533,27 +432,7 @@ class LatencyHistogram:
         ``TypeError`` if ``text`` is not ``str``/``bytes`` and ``ValueError`` for anything that is
         not a valid V2 histogram (bad base64, cookie, length, zlib stream or counts).
         """
-        if isinstance(text, str):
-            try:
-                data = text.encode("ascii")
-            except UnicodeEncodeError:
-                raise ValueError("text is not base64: it has non-ASCII characters") from None
-        elif isinstance(text, (bytes, bytearray, memoryview)):
-            data = bytes(text)
-        else:
-            raise TypeError(f"text must be str or bytes, not {type(text).__name__}")
-        try:
-            raw = base64.b64decode(data, validate=True)
-        except binascii.Error as exc:
-            raise ValueError(f"text is not valid base64: {exc}") from None
-        if len(raw) < _V2_EXTERNAL_HEADER.size:
-            raise ValueError("text is too short for an HdrHistogram V2 encoding")
-        cookie, length = _V2_EXTERNAL_HEADER.unpack_from(raw)
-        if cookie & _V2_COOKIE_MASK != _V2_COMPRESSION_COOKIE & _V2_COOKIE_MASK:
-            raise ValueError(f"text has cookie {cookie:#x}, not an HdrHistogram V2 compressed histogram")
-        if length != len(raw) - _V2_EXTERNAL_HEADER.size:
-            raise ValueError(f"text declares {length} payload bytes but holds {len(raw) - _V2_EXTERNAL_HEADER.size}")
-        histogram, _ = _from_v2_payload(raw[_V2_EXTERNAL_HEADER.size :], "text")
+        histogram, _ = _from_v2_payload(_codec.v2_payload_of_text(text), "text")
         histogram._set_extremes_from_buckets()
         return histogram
 
@@ -571,11 +450,13 @@ class LatencyHistogram:
         (``b"LLHG"``, version 1, figures, lowest, highest, count, min, max, overflow, overflow sums)
         followed by HdrHistogram's zlib-compressed V2 payload of the buckets.
         """
-        header = _LL_HEADER.pack(
-            _LL_MAGIC, _LL_VERSION, self._figures, self._lowest, self._highest, self._total,
-            self._min, self._max, self._overflow, self._overflow_sum, self._overflow_sumsq,
+        return _codec.pack_to_bytes(self, self._v2_payload())
+
+    def _state_for_bytes(self) -> tuple[Any, ...]:
+        return (
+            self._figures, self._lowest, self._highest, self._total, self._min, self._max,
+            self._overflow, self._overflow_sum, self._overflow_sumsq,
         )
-        return header + self._v2_payload()
 
     @classmethod
     def from_bytes(cls, data: bytes) -> LatencyHistogram:
@@ -584,29 +465,13 @@ class LatencyHistogram:
         Raise ``TypeError`` if ``data`` is not bytes-like and ``ValueError`` if it is not a valid
         ``to_bytes()`` output (wrong magic or version, truncated, corrupt or inconsistent).
         """
-        if not isinstance(data, (bytes, bytearray, memoryview)):
-            raise TypeError(f"data must be bytes, not {type(data).__name__}")
-        raw = bytes(data)
-        if len(raw) < _LL_HEADER.size:
-            raise ValueError("data is too short for a LatencyHistogram")
-        (magic, version, figures, lowest, highest, total, low, high, overflow, ovf_sum, ovf_sumsq) = (
-            _LL_HEADER.unpack_from(raw)
-        )
-        if magic != _LL_MAGIC:
-            raise ValueError(f"data does not start with {_LL_MAGIC!r}: not a LatencyHistogram")
-        if version != _LL_VERSION:
-            raise ValueError(f"data has format version {version}; this lowlat reads version {_LL_VERSION}")
-        histogram, in_range = _from_v2_payload(raw[_LL_HEADER.size :], "data")
-        if (histogram._lowest, histogram._highest, histogram._figures) != (lowest, highest, figures):
-            raise ValueError("data is inconsistent: header and payload layouts differ")
-        _check_restored(total, low, high, overflow, in_range, highest)
+        header, payload = _codec.unpack_to_bytes(data)
+        histogram, in_range = _from_v2_payload(payload, "data")
         nonzero = np.flatnonzero(histogram._counts)
-        if nonzero.size:
-            first_low, first_width = histogram._bucket_bounds(int(nonzero[0]))
-            last_low, last_width = histogram._bucket_bounds(int(nonzero[-1]))
-            _check_extremes(
-                low, high, overflow, first_low, first_low + first_width - 1, last_low, last_low + last_width - 1
-            )
+        first = histogram._bucket_bounds(int(nonzero[0])) if nonzero.size else None
+        last = histogram._bucket_bounds(int(nonzero[-1])) if nonzero.size else None
+        _codec.check_restored(histogram, header, in_range, first, last)
+        total, low, high, overflow, ovf_sum, ovf_sumsq = header[3:]
         histogram._total = total
         histogram._min = low if total else _INT64_MAX
         histogram._max = high if total else 0
@@ -621,96 +486,10 @@ def _histogram_from_bytes(data: bytes) -> LatencyHistogram:
     return LatencyHistogram.from_bytes(data)
 
 
-def _check_restored(total: int, low: int, high: int, overflow: int, in_range: int, highest: int) -> None:
-    """Raise ``ValueError`` unless the to_bytes() header agrees with the decoded buckets."""
-    if overflow < 0 or total != in_range + overflow:
-        raise ValueError("data is inconsistent: count does not match the buckets and overflow")
-    if total and not (0 <= low <= high):
-        raise ValueError("data is inconsistent: min and max are out of order")
-    if overflow and high <= highest:
-        raise ValueError("data is inconsistent: overflow values but max <= highest")
-
-
-def _check_extremes(
-    low: int, high: int, overflow: int, first_low: int, first_high: int, last_low: int, last_high: int
-) -> None:
-    """Raise ``ValueError`` unless min/max lie in the first/last non-empty buckets (max above them if overflow)."""
-    if not first_low <= low <= first_high or (not overflow and not last_low <= high <= last_high):
-        raise ValueError("data is inconsistent: min or max lies outside the recorded buckets")
-
-
-def _put_zigzag(out: bytearray, value: int) -> None:
-    """Append ``value`` as ZigZag LEB128, HdrHistogram's 9-byte-maximum variant."""
-    v = ((value << 1) ^ (value >> 63)) & 0xFFFFFFFFFFFFFFFF
-    for _ in range(8):
-        if v < 0x80:
-            out.append(v)
-            return
-        out.append((v & 0x7F) | 0x80)
-        v >>= 7
-    out.append(v)  # the ninth byte carries the last 8 bits
-
-
 def _from_v2_payload(compressed: bytes, name: str) -> tuple[LatencyHistogram, int]:
     """Decompress and decode a V2 payload into a new histogram; return it and its in-range count."""
-    inflater = zlib.decompressobj()
-    try:
-        head = inflater.decompress(compressed, _V2_PAYLOAD_HEADER.size)
-        if len(head) < _V2_PAYLOAD_HEADER.size:
-            raise ValueError(f"{name} is truncated: its payload has no complete V2 header")
-        cookie, payload_len, offset, figures, lowest, highest, _ = _V2_PAYLOAD_HEADER.unpack(head)
-        if cookie & _V2_COOKIE_MASK != _V2_ENCODING_COOKIE & _V2_COOKIE_MASK:
-            raise ValueError(f"{name} has payload cookie {cookie:#x}, not an HdrHistogram V2 payload")
-        if offset != 0:
-            raise ValueError(f"{name} has a normalizing index offset ({offset}); shifted histograms are not supported")
-        try:
-            histogram = LatencyHistogram(lowest, highest, figures)
-        except ValueError as exc:
-            raise ValueError(f"{name} has an invalid layout: {exc}") from None
-        if payload_len > 9 * histogram._counts.size:
-            raise ValueError(f"{name} declares {payload_len} payload bytes, more than its counts can take")
-        body = inflater.decompress(inflater.unconsumed_tail, payload_len) if payload_len else b""
-        if len(body) < payload_len:
-            raise ValueError(f"{name} is truncated: its payload is shorter than declared")
-        if inflater.decompress(inflater.unconsumed_tail, 1):
-            raise ValueError(f"{name} has a payload longer than declared")
-        if not inflater.eof:
-            raise ValueError(f"{name} is truncated: its zlib stream does not end")
-        if inflater.unused_data:
-            raise ValueError(f"{name} has trailing bytes after its zlib stream")
-    except zlib.error as exc:
-        raise ValueError(f"{name} has a corrupt zlib stream: {exc}") from None
-    counts = histogram._counts
-    size = counts.size
-    index = position = 0
-    total = 0
-    while position < payload_len:
-        value = shift = 0
-        for byte_number in range(9):
-            if position >= payload_len:
-                raise ValueError(f"{name} is truncated inside a count")
-            byte = body[position]
-            position += 1
-            if byte_number == 8:
-                value |= byte << 56
-                break
-            value |= (byte & 0x7F) << shift
-            shift += 7
-            if byte < 0x80:
-                break
-        count = (value >> 1) ^ -(value & 1)
-        if count < 0:
-            index += -count
-            if index > size:
-                raise ValueError(f"{name} has more counts than its layout holds")
-            continue
-        if index >= size:
-            raise ValueError(f"{name} has more counts than its layout holds")
-        total += count
-        if total > _INT64_MAX:
-            raise ValueError(f"{name} has a total count above 2**63 - 1")
-        counts[index] = count
-        index += 1
+    histogram, body = _codec.open_v2_payload(compressed, name, LatencyHistogram)
+    total = _codec.read_counts(body, histogram._counts, name)
     histogram._total = total
     return histogram, total
 
@@ -757,19 +536,6 @@ class _Measurement:
         if exc_type is None:
             tracker._record_sample(end - self._start)
         return False
-
-
-_STATISTIC_ROWS = (
-    ("mean", "mean_ns"),
-    ("std", "std_ns"),
-    ("min", "min_ns"),
-    ("p50", "p50_ns"),
-    ("p90", "p90_ns"),
-    ("p99", "p99_ns"),
-    ("p99.9", "p999_ns"),
-    ("p99.99", "p9999_ns"),
-    ("max", "max_ns"),
-)
 
 
 class LatencyTracker:
@@ -867,48 +633,11 @@ class LatencyTracker:
         ``max_ns`` are exact; ``mean_ns``/``std_ns`` are floats. With no samples every figure is
         ``None``.
         """
-        h = self._histogram
-        stats: dict[str, Any] = {"name": self._name, "count": h.count}
-        if h.count:
-            top = h.max
-            values = {p: min(v, top) for p, v in h.percentiles([50.0, 90.0, 99.0, 99.9, 99.99]).items()}
-            figures = {
-                "mean_ns": h.mean,
-                "median_ns": values[50.0],
-                "std_ns": h.stdev,
-                "min_ns": h.min,
-                "max_ns": h.max,
-                "p50_ns": values[50.0],
-                "p90_ns": values[90.0],
-                "p99_ns": values[99.0],
-                "p999_ns": values[99.9],
-                "p9999_ns": values[99.99],
-            }
-        else:
-            figures = dict.fromkeys(
-                ("mean_ns", "median_ns", "std_ns", "min_ns", "max_ns", "p50_ns", "p90_ns", "p99_ns", "p999_ns", "p9999_ns")
-            )
-        stats.update(figures)
-        stats["timer_overhead_ns"] = timer_overhead_ns()
-        return stats
+        return _report.statistics(self._name, self._histogram, timer_overhead_ns())
 
     def print_report(self, file: Any = None) -> None:
         """Print the seed's report table (one line per figure, in ns) to ``file`` (default stdout)."""
-        stats = self.get_statistics()
-        out = sys.stdout if file is None else file
-        lines = [
-            f"Latency report: {stats['name']}",
-            f"  samples: {stats['count']:,} (after {self._warmup} warm-up), "
-            f"timer overhead: {stats['timer_overhead_ns']} ns",
-        ]
-        if stats["count"]:
-            for label, key in _STATISTIC_ROWS:
-                value = stats[key]
-                text = f"{value:,.1f}" if isinstance(value, float) else f"{value:,}"
-                lines.append(f"  {label:<8} {text:>16} ns")
-        else:
-            lines.append("  (no samples)")
-        print("\n".join(lines), file=out)
+        print(_report.report_text(self.get_statistics(), self._warmup), file=sys.stdout if file is None else file)
 
     def __repr__(self) -> str:
         if not _is_set(self, "_histogram"):
@@ -926,30 +655,4 @@ def latency_benchmark(warmup: int = 100, iterations: int = 10000) -> Callable[[_
     first run). Raise ``TypeError``/``ValueError`` for a non-integer or negative ``warmup`` or an
     ``iterations`` below 1.
     """
-    warmup = _as_int(warmup, "warmup")
-    iterations = _as_int(iterations, "iterations")
-    if warmup < 0:
-        raise ValueError(f"warmup must be >= 0, got {warmup}")
-    if iterations < 1:
-        raise ValueError(f"iterations must be >= 1, got {iterations}")
-
-    def decorate(func: _F) -> _F:
-        @functools.wraps(func)
-        def wrapper(*args: Any, **kwargs: Any) -> Any:
-            return func(*args, **kwargs)
-
-        def benchmark(*args: Any, **kwargs: Any) -> dict[str, Any]:
-            tracker = LatencyTracker(getattr(func, "__qualname__", repr(func)), warmup)
-            measure = tracker.measure
-            for _ in range(warmup + iterations):
-                with measure():
-                    func(*args, **kwargs)
-            stats = tracker.get_statistics()
-            wrapper.last_statistics = stats  # type: ignore[attr-defined]
-            return stats
-
-        wrapper.benchmark = benchmark  # type: ignore[attr-defined]
-        wrapper.last_statistics = None  # type: ignore[attr-defined]
-        return wrapper  # type: ignore[return-value]
-
-    return decorate
+    return _report.benchmark_decorator(LatencyTracker, warmup, iterations)  # type: ignore[return-value]

@@ -3,11 +3,11 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Shared-memory rings, compiled: ShmRing and ShmRecordRing, the twins of :mod:`lowlat.shm._py`."""
 #
-# The layout, the protocol, the argument checks and the error messages live in lowlat.shm._py,
+# The layout, the protocol, the argument checks and the error messages live in lowlat.shm.layout,
 # the source of truth; this file implements the same protocol over a raw pointer into the segment,
 # with C11-style acquire/release atomics (GCC __atomic builtins), so either backend can sit at
 # either end of one segment. Nothing here trusts the segment: header fields are validated (by
-# shm._py.read_header) before use and kept in this object, and every position or length read from
+# shm.layout.read_header) before use and kept in this object, and every position or length read from
 # shared memory is range-checked before it decides a copy, so a hostile or corrupt segment raises
 # ValueError instead of reading or writing outside the mapping.
 
@@ -22,7 +22,7 @@ from posix.unistd cimport getpid
 
 import numpy as _shm_np
 
-from lowlat.shm import _py as _shm_py
+from lowlat.shm import layout as _layout
 
 __all__ = ["ShmRing", "ShmRecordRing"]
 
@@ -70,7 +70,7 @@ cdef extern from *:
     void lowlat_shm_sleep_ns(int64_t ns) noexcept nogil
 
 
-# Mirrors of the constants in lowlat.shm._py (checked equal at import below).
+# Mirrors of the constants in lowlat.shm.layout (checked equal at import below).
 cdef enum:
     _SHM_BASE_HEADER = 512
     _SHM_PRODUCER = 1
@@ -90,14 +90,14 @@ cdef enum:
 
 cdef uint64_t _SHM_PADDING = 0xFFFFFFFFFFFFFFFFULL
 
-assert (_shm_py.BASE_HEADER, _shm_py.PRODUCER, _shm_py.CONSUMER, _shm_py.W_PRODUCER_PID, _shm_py.W_CONSUMER_PID,
-        _shm_py.W_PRODUCER_POSITION, _shm_py.W_CONSUMER_POSITION, _shm_py.WAIT_SPIN, _shm_py.WAIT_YIELD,
-        _shm_py.SPIN_POLLS, _shm_py.YIELD_POLLS, _shm_py.SLEEP_MIN_NS, _shm_py.SLEEP_MAX_NS,
-        _shm_py.PADDING) == (
+assert (_layout.BASE_HEADER, _layout.PRODUCER, _layout.CONSUMER, _layout.W_PRODUCER_PID, _layout.W_CONSUMER_PID,
+        _layout.W_PRODUCER_POSITION, _layout.W_CONSUMER_POSITION, _layout.WAIT_SPIN, _layout.WAIT_YIELD,
+        _layout.SPIN_POLLS, _layout.YIELD_POLLS, _layout.SLEEP_MIN_NS, _layout.SLEEP_MAX_NS,
+        _layout.PADDING) == (
         _SHM_BASE_HEADER, _SHM_PRODUCER, _SHM_CONSUMER, _SHM_W_PRODUCER_PID, _SHM_W_CONSUMER_PID,
         _SHM_W_PRODUCER_POSITION, _SHM_W_CONSUMER_POSITION, _SHM_WAIT_SPIN, _SHM_WAIT_YIELD,
         _SHM_SPIN_POLLS, _SHM_YIELD_POLLS, _SHM_SLEEP_MIN_NS, _SHM_SLEEP_MAX_NS, _SHM_PADDING), \
-    "lowlat.shm._c is out of step with lowlat.shm._py"
+    "lowlat.shm._c is out of step with lowlat.shm.layout"
 
 
 cdef struct _ShmWaiter:
@@ -154,7 +154,7 @@ cdef inline int64_t _shm_budget(object timeout) except -1:
         seconds = timeout
         if 0.0 <= seconds < 1e9:
             return <int64_t>(seconds * 1e9)
-    return _shm_py.timeout_ns(timeout)
+    return _layout.timeout_ns(timeout)
 
 
 cdef inline int _shm_get_buffer(object data, Py_buffer *view, str name, bint writable) except -1:
@@ -162,7 +162,7 @@ cdef inline int _shm_get_buffer(object data, Py_buffer *view, str name, bint wri
     try:
         PyObject_GetBuffer(data, view, PyBUF_WRITABLE if writable else PyBUF_SIMPLE)
     except (TypeError, ValueError, BufferError):
-        _shm_py.bytes_view(data, name, writable)
+        _layout.bytes_view(data, name, writable)
         raise TypeError(f"{name} must be a C-contiguous bytes-like object") from None
     return 0
 
@@ -201,7 +201,7 @@ cdef class _ShmSegment:
         # Borrow the mapping (which keeps it alive and mapped until close) and claim the role slot.
         cdef uint64_t holder
         self._shm = shm
-        self._name = _shm_py.segment_name(shm)
+        self._name = _layout.segment_name(shm)
         self._role_held = role
         PyObject_GetBuffer(shm.buf, &self._view, PyBUF_WRITABLE)
         self._has_view = True
@@ -215,10 +215,10 @@ cdef class _ShmSegment:
         # The pure backend's protocol (_pure_shm.role_lock): check-then-write under the segment's
         # flock, so a pure attach racing this one sees the slot taken. The compare-and-swap keeps
         # the slot consistent against an older build that claims without the lock.
-        with _shm_py.role_lock(shm):
+        with _layout.role_lock(shm):
             while True:
                 holder = lowlat_shm_load_acquire(self._pid_slot)
-                error = _shm_py.role_refusal(kind, role, holder, force)
+                error = _layout.role_refusal(kind, role, holder, force)
                 if error is not None:
                     raise error
                 if lowlat_shm_cas(self._pid_slot, holder, self._pid):
@@ -242,8 +242,8 @@ cdef class _ShmSegment:
         if self._shm is None or self._role == 0 or self._closing:
             return ValueError(f"{type(self).__name__} {self._name!r} is closed")
         return RuntimeError(
-            f"this is the {_shm_py.ROLE_NAMES[self._role]} end of {type(self).__name__} {self._name!r}; "
-            f"only the {_shm_py.ROLE_NAMES[needed]} may call this"
+            f"this is the {_layout.ROLE_NAMES[self._role]} end of {type(self).__name__} {self._name!r}; "
+            f"only the {_layout.ROLE_NAMES[needed]} may call this"
         )
 
     cdef inline int _require(self, int needed) except -1:
@@ -261,7 +261,7 @@ cdef class _ShmSegment:
     @property
     def role(self):
         """``"producer"`` or ``"consumer"``: the role this end holds (kept after ``close``)."""
-        return _shm_py.ROLE_NAMES[self._role_held]
+        return _layout.ROLE_NAMES[self._role_held]
 
     @property
     def closed(self):
@@ -292,7 +292,7 @@ cdef class _ShmSegment:
         e.g. to clean up after a creator that died. Mapped ends keep working until they close.
         Raise ``FileNotFoundError`` if the name is already gone.
         """
-        _shm_py.unlink_segment(self._name)
+        _layout.unlink_segment(self._name)
 
     def __reduce_ex__(self, protocol):
         raise TypeError(f"cannot pickle {type(self).__name__!r} object: pass its .name and attach() in the other process")
@@ -340,19 +340,19 @@ A single-producer single-consumer ring of variable-length byte messages in share
         do while waiting for a timeout: ``"spin"`` (busy-poll), ``"yield"`` (spin, then yield the
         CPU) or ``"backoff"`` (spin, yield, then sleep with exponential backoff up to 1 ms).
         """
-        code = _shm_py.role_code(role)
-        strategy = _shm_py.wait_code(wait_strategy)
-        capacity = _shm_py.capacity_bytes_of(capacity_bytes)
-        limit = _shm_py.max_message_of(max_message, capacity)
-        shm = _shm_py.open_segment(name, True, _SHM_BASE_HEADER + capacity)
+        code = _layout.role_code(role)
+        strategy = _layout.wait_code(wait_strategy)
+        capacity = _layout.capacity_bytes_of(capacity_bytes)
+        limit = _layout.max_message_of(max_message, capacity)
+        shm = _layout.open_segment(name, True, _SHM_BASE_HEADER + capacity)
         cdef ShmRing ring
         try:
-            _shm_py.write_header(shm.buf, _shm_py.KIND_BYTES, _SHM_BASE_HEADER, capacity, limit, b"")
+            _layout.write_header(shm.buf, _layout.KIND_BYTES, _SHM_BASE_HEADER, capacity, limit, b"")
             ring = ShmRing.__new__(ShmRing)
             ring._setup(shm, code, False, strategy)
         except BaseException:
             shm.close()
-            _shm_py.unlink_segment(_shm_py.segment_name(shm))
+            _layout.unlink_segment(_layout.segment_name(shm))
             raise
         return ring
 
@@ -368,9 +368,9 @@ A single-producer single-consumer ring of variable-length byte messages in share
         """
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
-        code = _shm_py.role_code(role)
-        strategy = _shm_py.wait_code(wait_strategy)
-        shm = _shm_py.open_segment(name, False)
+        code = _layout.role_code(role)
+        strategy = _layout.wait_code(wait_strategy)
+        shm = _layout.open_segment(name, False)
         cdef ShmRing ring
         try:
             ring = ShmRing.__new__(ShmRing)
@@ -381,8 +381,8 @@ A single-producer single-consumer ring of variable-length byte messages in share
         return ring
 
     cdef int _setup(self, object shm, int role, bint force, int strategy) except -1:
-        header_size, capacity, max_message, _ = _shm_py.read_header(shm, _shm_py.KIND_BYTES)
-        self._name = _shm_py.segment_name(shm)
+        header_size, capacity, max_message, _ = _layout.read_header(shm, _layout.KIND_BYTES)
+        self._name = _layout.segment_name(shm)
         self._capacity = capacity
         self._mask = self._capacity - 1
         self._max_message = max_message
@@ -394,12 +394,12 @@ A single-producer single-consumer ring of variable-length byte messages in share
                 self._pos = lowlat_shm_load_acquire(self._producer_position)
                 self._cached = lowlat_shm_load_acquire(self._consumer_position)
                 if self._pos - self._cached > self._capacity or (self._pos | self._cached) & 7:
-                    raise _shm_py.corrupt("positions out of range")
+                    raise _layout.corrupt("positions out of range")
             else:
                 self._pos = lowlat_shm_load_acquire(self._consumer_position)
                 self._cached = lowlat_shm_load_acquire(self._producer_position)
                 if self._cached - self._pos > self._capacity or (self._pos | self._cached) & 7:
-                    raise _shm_py.corrupt("positions out of range")
+                    raise _layout.corrupt("positions out of range")
         except BaseException:
             self._unmap_on_error()
             self._shm = None
@@ -419,11 +419,11 @@ A single-producer single-consumer ring of variable-length byte messages in share
     @property
     def wait_strategy(self):
         """How ``put``/``get`` wait when given a timeout: ``"spin"``, ``"yield"`` or ``"backoff"``."""
-        return _shm_py.WAIT_NAMES[self._strategy]
+        return _layout.WAIT_NAMES[self._strategy]
 
     def __repr__(self):
         state = "closed" if self._shm is None else "open"
-        return f"<ShmRing {self._name!r} {_shm_py.ROLE_NAMES[self._role_held]} capacity={self._capacity} {state}>"
+        return f"<ShmRing {self._name!r} {_layout.ROLE_NAMES[self._role_held]} capacity={self._capacity} {state}>"
 
     # -- producer ---------------------------------------------------------------------------------
 
@@ -439,7 +439,7 @@ A single-producer single-consumer ring of variable-length byte messages in share
         if pos + need - self._cached > self._capacity:
             consumed = lowlat_shm_load_acquire(self._consumer_position)
             if pos - consumed > self._capacity or consumed & 7:
-                raise _shm_py.corrupt(f"consumer position {consumed} is out of range (producer at {pos})")
+                raise _layout.corrupt(f"consumer position {consumed} is out of range (producer at {pos})")
             self._cached = consumed
             if pos + need - consumed > self._capacity:
                 return -1
@@ -588,7 +588,7 @@ A single-producer single-consumer ring of variable-length byte messages in share
                 produced = lowlat_shm_load_acquire(self._producer_position)
                 if produced - pos > self._capacity or produced & 7:
                     self._pos = pos
-                    raise _shm_py.corrupt(f"producer position {produced} is out of range (consumer at {pos})")
+                    raise _layout.corrupt(f"producer position {produced} is out of range (consumer at {pos})")
                 self._cached = produced
                 if produced == pos:
                     self._pos = pos
@@ -599,18 +599,18 @@ A single-producer single-consumer ring of variable-length byte messages in share
                 skip = self._capacity - offset
                 if skip > self._cached - pos:
                     self._pos = pos
-                    raise _shm_py.corrupt(f"padding at offset {offset} runs past the published data")
+                    raise _layout.corrupt(f"padding at offset {offset} runs past the published data")
                 pos += skip
                 continue
             if length > self._max_message:
                 self._pos = pos
-                raise _shm_py.corrupt(
+                raise _layout.corrupt(
                     f"message length {length} at offset {offset} exceeds max_message {self._max_message}"
                 )
             record = (length + 15) & ~(<uint64_t>7)
             if record > self._cached - pos or offset + record > self._capacity:
                 self._pos = pos
-                raise _shm_py.corrupt(f"message at offset {offset} runs past the published data")
+                raise _layout.corrupt(f"message at offset {offset} runs past the published data")
             self._pos = pos
             self._length = length
             return <int64_t>offset
@@ -705,7 +705,7 @@ A single-producer single-consumer ring of variable-length byte messages in share
         if self._role != _SHM_CONSUMER:
             raise self._closed_error(_SHM_CONSUMER)
         if max_messages is not None:
-            requested = _shm_py.as_int(max_messages, "max_messages")
+            requested = _layout.as_int(max_messages, "max_messages")
             if requested < 0:
                 raise ValueError(f"max_messages must be >= 0 or None, got {requested}")
             limit = min(requested, self._capacity)  # no more messages than 8-byte records fit
@@ -755,21 +755,21 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         without Python objects (``TypeError`` otherwise). Naming and permissions as for
         ``ShmRing.create``.
         """
-        code = _shm_py.role_code(role)
-        record_dtype = _shm_py.record_dtype_of(dtype)
-        records = _shm_py.record_capacity_of(capacity)
-        descriptor = _shm_py.encode_dtype(record_dtype)
+        code = _layout.role_code(role)
+        record_dtype = _layout.record_dtype_of(dtype)
+        records = _layout.record_capacity_of(capacity)
+        descriptor = _layout.encode_dtype(record_dtype)
         # Positive operands only: the module may be compiled with cdivision=True (C division).
         header_size = _SHM_BASE_HEADER + (len(descriptor) + 127) // 128 * 128
-        shm = _shm_py.open_segment(name, True, header_size + records * record_dtype.itemsize)
+        shm = _layout.open_segment(name, True, header_size + records * record_dtype.itemsize)
         cdef ShmRecordRing ring
         try:
-            _shm_py.write_header(shm.buf, _shm_py.KIND_RECORDS, header_size, records, record_dtype.itemsize, descriptor)
+            _layout.write_header(shm.buf, _layout.KIND_RECORDS, header_size, records, record_dtype.itemsize, descriptor)
             ring = ShmRecordRing.__new__(ShmRecordRing)
             ring._setup(shm, code, False, None)
         except BaseException:
             shm.close()
-            _shm_py.unlink_segment(_shm_py.segment_name(shm))
+            _layout.unlink_segment(_layout.segment_name(shm))
             raise
         return ring
 
@@ -782,9 +782,9 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         """
         if not isinstance(name, str):
             raise TypeError(f"name must be a str, not {type(name).__name__}")
-        code = _shm_py.role_code(role)
-        expected = None if dtype is None else _shm_py.record_dtype_of(dtype)
-        shm = _shm_py.open_segment(name, False)
+        code = _layout.role_code(role)
+        expected = None if dtype is None else _layout.record_dtype_of(dtype)
+        shm = _layout.open_segment(name, False)
         cdef ShmRecordRing ring
         try:
             ring = ShmRecordRing.__new__(ShmRecordRing)
@@ -795,9 +795,9 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         return ring
 
     cdef int _setup(self, object shm, int role, bint force, object expected) except -1:
-        header_size, capacity, itemsize, descriptor = _shm_py.read_header(shm, _shm_py.KIND_RECORDS)
-        self._name = _shm_py.segment_name(shm)
-        dtype = _shm_py.decode_dtype(descriptor)
+        header_size, capacity, itemsize, descriptor = _layout.read_header(shm, _layout.KIND_RECORDS)
+        self._name = _layout.segment_name(shm)
+        dtype = _layout.decode_dtype(descriptor)
         if dtype.itemsize != itemsize or dtype.hasobject:
             raise ValueError(f"segment {self._name!r} is inconsistent: dtype {dtype} does not match itemsize {itemsize}")
         if expected is not None and expected != dtype:
@@ -813,12 +813,12 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
                 self._pos = lowlat_shm_load_acquire(self._producer_position)
                 self._cached = lowlat_shm_load_acquire(self._consumer_position)
                 if self._pos - self._cached > self._capacity:
-                    raise _shm_py.corrupt("positions out of range")
+                    raise _layout.corrupt("positions out of range")
             else:
                 self._pos = lowlat_shm_load_acquire(self._consumer_position)
                 self._cached = lowlat_shm_load_acquire(self._producer_position)
                 if self._cached - self._pos > self._capacity:
-                    raise _shm_py.corrupt("positions out of range")
+                    raise _layout.corrupt("positions out of range")
         except BaseException:
             self._unmap_on_error()
             self._shm = None
@@ -838,7 +838,7 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
     def __repr__(self):
         state = "closed" if self._shm is None else "open"
         return (
-            f"<ShmRecordRing {self._name!r} {_shm_py.ROLE_NAMES[self._role_held]} dtype={self._dtype} "
+            f"<ShmRecordRing {self._name!r} {_layout.ROLE_NAMES[self._role_held]} dtype={self._dtype} "
             f"capacity={self._capacity} {state}>"
         )
 
@@ -849,7 +849,7 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         cdef uint64_t consumed = lowlat_shm_load_acquire(self._consumer_position)
         cdef uint64_t produced = lowlat_shm_load_acquire(self._producer_position)
         if produced - consumed > self._capacity:
-            raise _shm_py.corrupt(f"positions out of range (producer {produced}, consumer {consumed})")
+            raise _layout.corrupt(f"positions out of range (producer {produced}, consumer {consumed})")
         return produced - consumed
 
     # -- producer ---------------------------------------------------------------------------------
@@ -860,7 +860,7 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         if self._capacity - (self._pos - self._cached) < wanted:
             consumed = lowlat_shm_load_acquire(self._consumer_position)
             if self._pos - consumed > self._capacity:
-                raise _shm_py.corrupt(f"consumer position {consumed} is out of range (producer at {self._pos})")
+                raise _layout.corrupt(f"consumer position {consumed} is out of range (producer at {self._pos})")
             self._cached = consumed
         return self._capacity - (self._pos - self._cached)
 
@@ -907,9 +907,9 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         if self._role != _SHM_PRODUCER:
             raise self._closed_error(_SHM_PRODUCER)
         # Size, dtype and contiguity come from the array's C struct (an exact ndarray, or the plain
-        # view _shm_py.real_array makes of a subclass), never from properties a subclass overrides.
+        # view _layout.real_array makes of a subclass), never from properties a subclass overrides.
         if type(array) is not _shm_np.ndarray:
-            array = _shm_py.real_array(array, "array", self._dtype)
+            array = _layout.real_array(array, "array", self._dtype)
         dtype = array.dtype
         if dtype is not self._dtype and dtype != self._dtype:
             raise TypeError(f"array has dtype {dtype}; this ring holds {self._dtype}")
@@ -940,7 +940,7 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         if self._cached - self._pos < wanted:
             produced = lowlat_shm_load_acquire(self._producer_position)
             if produced - self._pos > self._capacity:
-                raise _shm_py.corrupt(f"producer position {produced} is out of range (consumer at {self._pos})")
+                raise _layout.corrupt(f"producer position {produced} is out of range (consumer at {self._pos})")
             self._cached = produced
         return self._cached - self._pos
 
@@ -986,7 +986,7 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
             raise self._closed_error(_SHM_CONSUMER)
         cdef uint64_t limit = self._capacity
         if max_records is not None:
-            requested = _shm_py.as_int(max_records, "max_records")
+            requested = _layout.as_int(max_records, "max_records")
             if requested < 0:
                 raise ValueError(f"max_records must be >= 0 or None, got {requested}")
             limit = min(requested, self._capacity)
@@ -1005,10 +1005,10 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         cdef uint64_t count
         if self._role != _SHM_CONSUMER:
             raise self._closed_error(_SHM_CONSUMER)
-        # As in write(): what is checked is the memory itself (see _shm_py.real_array); the writable
+        # As in write(): what is checked is the memory itself (see _layout.real_array); the writable
         # buffer request below refuses read-only memory whatever .flags says.
         if type(out) is not _shm_np.ndarray:
-            out = _shm_py.real_array(out, "out", self._dtype)
+            out = _layout.real_array(out, "out", self._dtype)
         dtype = out.dtype
         if dtype is not self._dtype and dtype != self._dtype:
             raise TypeError(f"out has dtype {dtype}; this ring holds {self._dtype}")

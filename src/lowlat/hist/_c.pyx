@@ -11,7 +11,7 @@ cimport cython
 from lowlat._clock cimport monotonic_ns as _now
 from libc.stdint cimport int64_t, uint64_t, uint8_t
 from libc.stdlib cimport malloc, calloc, free, qsort
-from libc.string cimport memset
+from libc.string cimport memcmp, memset
 from libc.math cimport sqrt
 from cpython.long cimport PyLong_CheckExact, PyLong_AsLongLongAndOverflow
 from cpython.float cimport PyFloat_CheckExact, PyFloat_AS_DOUBLE
@@ -483,7 +483,88 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
         return self._counts_len * 8
 
     def __reduce__(self):
-        return (_histogram_from_bytes, (self.to_bytes(),))
+        return (_codec.histogram_from_bytes, (self.to_bytes(),))
+
+    def __eq__(self, other):
+        """Return whether ``other`` is a histogram of this backend with the same settings, counts and totals."""
+        if not isinstance(other, LatencyHistogram):
+            return NotImplemented
+        cdef LatencyHistogram that = other
+        self._ready()
+        that._ready()
+        if self._state_for_bytes() != that._state_for_bytes() or self._counts_len != that._counts_len:
+            return False
+        return memcmp(self._counts, that._counts, self._counts_len * sizeof(int64_t)) == 0
+
+    __hash__ = None  # mutable
+
+    def buckets(self):
+        """Return the non-empty buckets, lowest first, as ``(lowest value, highest value, count)`` tuples.
+
+        Values above ``highest`` are not in any bucket (see ``overflow``).
+        """
+        self._ready()
+        cdef Py_ssize_t index
+        cdef int64_t low
+        result = []
+        for index in range(self._counts_len):
+            if self._counts[index]:
+                low = self._low(index)
+                result.append((low, low + ((<int64_t>1) << self._shift(index)) - 1, self._counts[index]))
+        return result
+
+    def output_percentile_distribution(self, file=None, ticks_per_half_distance=5, value_scale=1.0):
+        """Write HdrHistogram's percentile distribution (the ``.hgrm`` text its plotting tools read) to ``file``.
+
+        ``file`` is a text stream (default stdout); values are divided by ``value_scale`` (e.g. 1000.0
+        for microseconds); ``ticks_per_half_distance`` sets how many rows each halving of the distance
+        to 100% gets (HdrHistogram's default 5).
+        """
+        text = _report.percentile_distribution(self, ticks_per_half_distance, value_scale)
+        (_hist_sys.stdout if file is None else file).write(text)
+
+    # ----------------------------------------------------------------- hdrhistogram's names
+    def record_value(self, value, count=1):
+        """``hdrhistogram``'s name for ``record``; returns True (a value is never refused, see ``overflow``)."""
+        self.record(value, count)
+        return True
+
+    def record_corrected_value(self, value, expected_interval):
+        """``hdrhistogram``'s name for ``record_corrected``; returns True."""
+        self.record_corrected(value, expected_interval)
+        return True
+
+    def get_value_at_percentile(self, percentile):
+        """``hdrhistogram``'s name for ``percentile``."""
+        return self.percentile(percentile)
+
+    def get_percentile_to_value_dict(self, percentile_list):
+        """``hdrhistogram``'s name for ``percentiles``."""
+        return self.percentiles(percentile_list)
+
+    def get_total_count(self):
+        """``hdrhistogram``'s name for ``count``."""
+        return self.count
+
+    def get_min_value(self):
+        """``hdrhistogram``'s name for ``min``."""
+        return self.min
+
+    def get_max_value(self):
+        """``hdrhistogram``'s name for ``max``."""
+        return self.max
+
+    def get_mean_value(self):
+        """``hdrhistogram``'s name for ``mean``."""
+        return self.mean
+
+    def get_stddev(self):
+        """``hdrhistogram``'s name for ``stdev``."""
+        return self.stdev
+
+    def add(self, LatencyHistogram other not None):
+        """``hdrhistogram``'s name for ``merge``."""
+        self.merge(other)
 
     def __repr__(self):
         if self._counts == NULL:
@@ -681,11 +762,6 @@ An HDR histogram of integer nanoseconds: constant memory, fixed relative precisi
             index += 1
         self._total = total
         return total
-
-
-def _histogram_from_bytes(data):
-    """Unpickle helper: ``LatencyHistogram.from_bytes``."""
-    return LatencyHistogram.from_bytes(data)
 
 
 def _hist_from_v2_payload(compressed, name):

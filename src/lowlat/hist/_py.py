@@ -350,7 +350,79 @@ class LatencyHistogram:
         return int(self._counts.size) * 8
 
     def __reduce__(self) -> tuple[Any, tuple[bytes]]:
-        return (_histogram_from_bytes, (self.to_bytes(),))
+        return (_codec.histogram_from_bytes, (self.to_bytes(),))
+
+    def __eq__(self, other: object) -> bool:
+        """Return whether ``other`` is a histogram of this backend with the same settings, counts and totals."""
+        if not isinstance(other, LatencyHistogram):
+            return NotImplemented
+        return self._state_for_bytes() == other._state_for_bytes() and bool(np.array_equal(self._counts, other._counts))
+
+    __hash__ = None  # type: ignore[assignment]  # mutable
+
+    def buckets(self) -> list[tuple[int, int, int]]:
+        """Return the non-empty buckets, lowest first, as ``(lowest value, highest value, count)`` tuples.
+
+        Values above ``highest`` are not in any bucket (see ``overflow``).
+        """
+        result = []
+        for index in np.flatnonzero(self._counts).tolist():
+            low, width = self._bucket_bounds(index)
+            result.append((low, low + width - 1, int(self._counts[index])))
+        return result
+
+    def output_percentile_distribution(self, file: Any = None, ticks_per_half_distance: int = 5, value_scale: float = 1.0) -> None:
+        """Write HdrHistogram's percentile distribution (the ``.hgrm`` text its plotting tools read) to ``file``.
+
+        ``file`` is a text stream (default stdout); values are divided by ``value_scale`` (e.g. 1000.0
+        for microseconds); ``ticks_per_half_distance`` sets how many rows each halving of the distance
+        to 100% gets (HdrHistogram's default 5).
+        """
+        text = _report.percentile_distribution(self, ticks_per_half_distance, value_scale)
+        (sys.stdout if file is None else file).write(text)
+
+    # ----------------------------------------------------------------- hdrhistogram's names
+    def record_value(self, value: int, count: int = 1) -> bool:
+        """``hdrhistogram``'s name for ``record``; returns True (a value is never refused, see ``overflow``)."""
+        self.record(value, count)
+        return True
+
+    def record_corrected_value(self, value: int, expected_interval: int) -> bool:
+        """``hdrhistogram``'s name for ``record_corrected``; returns True."""
+        self.record_corrected(value, expected_interval)
+        return True
+
+    def get_value_at_percentile(self, percentile: float) -> int:
+        """``hdrhistogram``'s name for ``percentile``."""
+        return self.percentile(percentile)
+
+    def get_percentile_to_value_dict(self, percentile_list: Iterable[float]) -> dict[float, int]:
+        """``hdrhistogram``'s name for ``percentiles``."""
+        return self.percentiles(percentile_list)
+
+    def get_total_count(self) -> int:
+        """``hdrhistogram``'s name for ``count``."""
+        return self.count
+
+    def get_min_value(self) -> int:
+        """``hdrhistogram``'s name for ``min``."""
+        return self.min
+
+    def get_max_value(self) -> int:
+        """``hdrhistogram``'s name for ``max``."""
+        return self.max
+
+    def get_mean_value(self) -> float:
+        """``hdrhistogram``'s name for ``mean``."""
+        return self.mean
+
+    def get_stddev(self) -> float:
+        """``hdrhistogram``'s name for ``stdev``."""
+        return self.stdev
+
+    def add(self, other: LatencyHistogram) -> None:
+        """``hdrhistogram``'s name for ``merge``."""
+        self.merge(other)
 
     def __repr__(self) -> str:
         if not _is_set(self, "_counts"):
@@ -479,11 +551,6 @@ class LatencyHistogram:
         histogram._overflow_sum = ovf_sum
         histogram._overflow_sumsq = ovf_sumsq
         return histogram
-
-
-def _histogram_from_bytes(data: bytes) -> LatencyHistogram:
-    """Unpickle helper: ``LatencyHistogram.from_bytes``."""
-    return LatencyHistogram.from_bytes(data)
 
 
 def _from_v2_payload(compressed: bytes, name: str) -> tuple[LatencyHistogram, int]:

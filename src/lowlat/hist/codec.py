@@ -317,3 +317,13 @@ def check_restored(
         last_low, last_high = last[0], last[0] + last[1] - 1
         if not first_low <= low <= first_high or (not overflow and not last_low <= high <= last_high):
             raise ValueError("data is inconsistent: min or max lies outside the recorded buckets")
+
+
+def histogram_from_bytes(data: bytes) -> Any:
+    """Unpickle a histogram with whichever backend is live here (pickles name this function).
+
+    A pickle made with the compiled backend loads where only the pure one exists, and back.
+    """
+    from . import LatencyHistogram
+
+    return LatencyHistogram.from_bytes(data)

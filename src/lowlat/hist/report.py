@@ -7,9 +7,10 @@ are, and stay in each backend).
 from __future__ import annotations
 
 import functools
+import math
 from typing import Any, Callable
 
-from .codec import as_int
+from .codec import as_int, bucket_layout
 
 #: The report's rows: (label, statistics key), in the order printed.
 STATISTIC_ROWS = (
@@ -95,3 +96,54 @@ def benchmark_decorator(tracker_class: Callable[..., Any], warmup: object, itera
         return wrapper
 
     return decorate
+
+
+def _percentile_rows(buckets: list[tuple[int, int, int]], ticks_per_half_distance: int) -> list[tuple[int, float, int]]:
+    """Return HdrHistogram's PercentileIterator steps as ``(value, percentile level, total count)``.
+
+    The levels start at 0 and close in on 100 in steps that halve every time the distance to 100
+    halves (``ticks_per_half_distance`` steps per halving), as the Java reference computes them; a
+    last step at 100 repeats the highest recorded value.
+    """
+    total = sum(count for _, _, count in buckets)
+    rows: list[tuple[int, float, int]] = []
+    if not total:
+        return rows
+    level = 0.0
+    cumulative = 0
+    for _, high, count in buckets:
+        cumulative += count
+        while 100.0 * cumulative / total >= level:
+            rows.append((high, level, cumulative))
+            if cumulative >= total:
+                break
+            halvings = int(math.log(100.0 / (100.0 - level)) / math.log(2)) if level < 100.0 else 62
+            level += 100.0 / (ticks_per_half_distance * 2 ** (halvings + 1))
+        if cumulative >= total:
+            break
+    rows.append((buckets[-1][1], 100.0, total))
+    return rows
+
+
+def percentile_distribution(histogram: Any, ticks_per_half_distance: int = 5, value_scale: float = 1.0) -> str:
+    """Return HdrHistogram's ``outputPercentileDistribution`` text (the ``.hgrm`` its plotters read)."""
+    ticks = as_int(ticks_per_half_distance, "ticks_per_half_distance")
+    if ticks < 1:
+        raise ValueError(f"ticks_per_half_distance must be >= 1, got {ticks}")
+    if isinstance(value_scale, bool) or not isinstance(value_scale, (int, float)) or not value_scale > 0:
+        raise ValueError(f"value_scale must be a number > 0, got {value_scale!r}")
+    digits = histogram.significant_figures
+    lines = [f"{'Value':>12} {'Percentile':>14} {'TotalCount':>10} {'1/(1-Percentile)':>14}", ""]
+    for value, level, cumulative in _percentile_rows(list(histogram.buckets()), ticks):
+        fraction = level / 100.0
+        line = f"{value / value_scale:12.{digits}f} {fraction:2.12f} {cumulative:10d}"
+        lines.append(line if level == 100.0 else f"{line} {1.0 / (1.0 - fraction):14.2f}")
+    mean = histogram.mean / value_scale if histogram.count else 0.0
+    stdev = histogram.stdev / value_scale if histogram.count else 0.0
+    lines.append(f"#[Mean    = {mean:12.{digits}f}, StdDeviation   = {stdev:12.{digits}f}]")
+    lines.append(f"#[Max     = {histogram.max / value_scale:12.{digits}f}, Total count    = {histogram.count:12d}]")
+    unit_magnitude, half_magnitude, bucket_count = bucket_layout(
+        histogram.lowest, histogram.highest, histogram.significant_figures
+    )
+    lines.append(f"#[Buckets = {bucket_count:12d}, SubBuckets     = {1 << (half_magnitude + 1):12d}]")
+    return "\n".join(lines) + "\n"

@@ -96,12 +96,13 @@ cdef inline int64_t _saturated(int64_t total) noexcept nogil:
     return CEILING if total > CEILING else total
 
 
-cdef inline int64_t _available(int64_t tokens, int64_t last, int64_t now, int64_t rate, int64_t capacity) noexcept nogil:
+cdef inline int64_t _available(int64_t tokens, int64_t last, int64_t now, int64_t rate, int64_t capacity,
+                               int64_t full_after) noexcept nogil:
     """Tokens in a bucket at ``now``: refilled at ``rate`` per ns since ``last``, never above ``capacity``."""
     cdef int64_t elapsed = now - last
     if elapsed <= 0:
         return tokens
-    if elapsed > capacity // rate + 1:  # also keeps elapsed * rate from overflowing
+    if elapsed > full_after:  # capacity // rate + 1: also keeps elapsed * rate from overflowing
         return capacity
     tokens += elapsed * rate
     return capacity if tokens > capacity else tokens
@@ -155,6 +156,8 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
     cdef int64_t _instrument_rate
     cdef int64_t _instrument_capacity
     cdef int64_t _window
+    cdef int64_t _full_after             # ns after which the overall bucket is full
+    cdef int64_t _instrument_full_after  # the same for the instrument buckets
 
     def __cinit__(self):
         self._table = NULL
@@ -192,6 +195,9 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
         self._instrument_rate = limits["instrument_throttle_rate"]
         self._instrument_capacity = effective_burst(self._instrument_rate, limits["instrument_throttle_burst"]) * ONE
         self._window = limits["duplicate_window_ns"]
+        self._full_after = self._capacity // self._rate + 1 if self._rate > 0 else 0
+        self._instrument_full_after = (self._instrument_capacity // self._instrument_rate + 1
+                                       if self._instrument_rate > 0 else 0)
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
@@ -248,11 +254,11 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
                     return DUPLICATE_ORDER
         if self._instrument_rate >= 0:
             instrument_tokens = _available(instrument.tokens, instrument.last_ns, now_ns, self._instrument_rate,
-                                           self._instrument_capacity)
+                                           self._instrument_capacity, self._instrument_full_after)
             if instrument_tokens < ONE:
                 return INSTRUMENT_THROTTLE
         if self._rate >= 0:
-            tokens = _available(self._tokens, self._last_ns, now_ns, self._rate, self._capacity)
+            tokens = _available(self._tokens, self._last_ns, now_ns, self._rate, self._capacity, self._full_after)
             if tokens < ONE:
                 return THROTTLE
         # Accepted: the order is open from now on.

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import time
+from time import perf_counter_ns as _clock
 
 from .config import (
     DUPLICATE_MEMORY,
@@ -37,19 +37,9 @@ _INSTRUMENT_THROTTLE = int(Reason.INSTRUMENT_THROTTLE)
 _THROTTLE = int(Reason.THROTTLE)
 
 
-def _available(tokens: int, last: int, now: int, rate: int, capacity: int) -> int:
-    """Tokens in a bucket at ``now``: refilled at ``rate`` per ns since ``last``, never above ``capacity``."""
-    elapsed = now - last
-    if elapsed <= 0:
-        return tokens
-    if elapsed > capacity // rate + 1:
-        return capacity
-    return min(capacity, tokens + elapsed * rate)
-
-
 class _Instrument:
     __slots__ = ("position", "open_buy", "open_sell", "reference_price", "collar_bps", "max_position",
-                 "restricted", "tokens", "last_ns", "recent")
+                 "restricted", "tokens", "last_ns", "recent_keys", "recent_times")
 
     def __init__(self, reference_price, collar_bps, max_position, restricted, tokens):
         self.position = 0
@@ -61,7 +51,8 @@ class _Instrument:
         self.restricted = restricted
         self.tokens = tokens
         self.last_ns = 0
-        self.recent = []                  # (side, quantity, price, time) of the last accepted orders, oldest first
+        self.recent_keys = []             # (side, quantity, price) of the last accepted orders, oldest first
+        self.recent_times = []            # and when each was accepted
 
 
 class RiskEngine:
@@ -88,6 +79,12 @@ class RiskEngine:
     or leave -1 to read CLOCK_MONOTONIC (the clock of ``time.perf_counter_ns()``). Single-threaded:
     one thread calls every method.
     """
+
+    # Slots: every attribute read in check stays a specialised slot load (a dict this size would not).
+    __slots__ = ("_capacity", "_collar_bps", "_filled_notional", "_instrument_capacity", "_instrument_rate",
+                 "_instruments", "_killed", "_last_ns", "_limits", "_max_exposure", "_max_notional", "_max_position",
+                 "_max_quantity", "_open_notional", "_rate", "_tokens", "_window", "_full_after",
+                 "_instrument_full_after")
 
     def __init__(self, *, max_order_quantity=None, max_order_notional=None, price_collar_bps=None,
                  max_position=None, max_gross_exposure=None, throttle_rate=None, throttle_burst=None,
@@ -119,6 +116,10 @@ class RiskEngine:
         self._instrument_rate = limits["instrument_throttle_rate"]
         self._instrument_capacity = effective_burst(self._instrument_rate, limits["instrument_throttle_burst"]) * _ONE
         self._window = limits["duplicate_window_ns"]
+        # After this many ns without an order a bucket is full (also keeps elapsed * rate small).
+        self._full_after = self._capacity // self._rate + 1 if self._rate > 0 else 0
+        self._instrument_full_after = (self._instrument_capacity // self._instrument_rate + 1
+                                       if self._instrument_rate > 0 else 0)
 
     def check(self, instrument_id, side, quantity, price, now_ns=-1):
         """Return 0 when the order passes every enabled check, else the first failing reason code.
@@ -135,60 +136,91 @@ class RiskEngine:
             return _UNKNOWN_INSTRUMENT
         if instrument.restricted:
             return _RESTRICTED
-        if self._max_quantity >= 0 and quantity > self._max_quantity:
+        limit = self._max_quantity
+        if limit >= 0 and quantity > limit:
             return _MAX_ORDER_QUANTITY
         notional = quantity * price
-        if self._max_notional >= 0 and notional > self._max_notional:
+        limit = self._max_notional
+        if limit >= 0 and notional > limit:
             return _MAX_ORDER_NOTIONAL
-        collar = instrument.collar_bps if instrument.collar_bps >= 0 else self._collar_bps
-        if collar >= 0:
+        limit = instrument.collar_bps
+        if limit < 0:
+            limit = self._collar_bps
+        if limit >= 0:
             reference = instrument.reference_price
             if reference == 0:
                 return _NO_REFERENCE_PRICE
-            if abs(price - reference) * 10_000 > collar * reference:
+            if abs(price - reference) * 10_000 > limit * reference:
                 return _PRICE_COLLAR
-        limit = instrument.max_position if instrument.max_position >= 0 else self._max_position
+        limit = instrument.max_position
+        if limit < 0:
+            limit = self._max_position
         if limit >= 0:
             if side == 1:
-                worst = instrument.position + instrument.open_buy + quantity
-            else:
-                worst = instrument.open_sell + quantity - instrument.position
-            if worst > limit:
+                if instrument.position + instrument.open_buy + quantity > limit:
+                    return _POSITION_LIMIT
+            elif instrument.open_sell + quantity - instrument.position > limit:
                 return _POSITION_LIMIT
-        if self._max_exposure >= 0 and self._open_notional + self._filled_notional > self._max_exposure - notional:
+        limit = self._max_exposure
+        if limit >= 0 and self._open_notional + self._filled_notional > limit - notional:
             return _GROSS_EXPOSURE
         if now_ns == -1:
-            now_ns = time.perf_counter_ns()
+            now_ns = _clock()
+        key = (side, quantity, price)
+        keys = instrument.recent_keys
         window = self._window
-        if window >= 0:
-            for s, q, p, t in instrument.recent:
-                if s == side and q == quantity and p == price and now_ns - t < window:
+        if window >= 0 and key in keys:
+            times = instrument.recent_times
+            for k in range(len(keys)):
+                if keys[k] == key and now_ns - times[k] < window:
                     return _DUPLICATE_ORDER
-        if self._instrument_rate >= 0:
-            instrument_tokens = _available(instrument.tokens, instrument.last_ns, now_ns, self._instrument_rate,
-                                           self._instrument_capacity)
+        rate = self._instrument_rate
+        if rate >= 0:
+            # The bucket's tokens at now_ns: refilled at rate per ns since the last order, capped.
+            capacity = self._instrument_capacity
+            instrument_tokens = instrument.tokens
+            elapsed = now_ns - instrument.last_ns
+            if elapsed > 0:
+                if elapsed > self._instrument_full_after:
+                    instrument_tokens = capacity
+                else:
+                    instrument_tokens += elapsed * rate
+                    if instrument_tokens > capacity:
+                        instrument_tokens = capacity
             if instrument_tokens < _ONE:
                 return _INSTRUMENT_THROTTLE
-        if self._rate >= 0:
-            tokens = _available(self._tokens, self._last_ns, now_ns, self._rate, self._capacity)
+        rate = self._rate
+        if rate >= 0:
+            capacity = self._capacity
+            tokens = self._tokens
+            elapsed = now_ns - self._last_ns
+            if elapsed > 0:
+                if elapsed > self._full_after:
+                    tokens = capacity
+                else:
+                    tokens += elapsed * rate
+                    if tokens > capacity:
+                        tokens = capacity
             if tokens < _ONE:
                 return _THROTTLE
-        # Accepted: the order is open from now on.
+            # Accepted from here on: the order is open.
+            self._tokens = tokens - _ONE
+            if now_ns > self._last_ns:
+                self._last_ns = now_ns
         if self._instrument_rate >= 0:
             instrument.tokens = instrument_tokens - _ONE
-            instrument.last_ns = max(instrument.last_ns, now_ns)
-        if self._rate >= 0:
-            self._tokens = tokens - _ONE
-            self._last_ns = max(self._last_ns, now_ns)
+            if now_ns > instrument.last_ns:
+                instrument.last_ns = now_ns
         if side == 1:
             instrument.open_buy += quantity
         else:
             instrument.open_sell += quantity
-        self._open_notional = min(self._open_notional + notional, NOTIONAL_CEILING)
-        recent = instrument.recent
-        if len(recent) == DUPLICATE_MEMORY:
-            del recent[0]
-        recent.append((side, quantity, price, now_ns))
+        total = self._open_notional + notional
+        self._open_notional = total if total < NOTIONAL_CEILING else NOTIONAL_CEILING
+        keys.append(key)
+        instrument.recent_times.append(now_ns)
+        if len(keys) > DUPLICATE_MEMORY:
+            del keys[0], instrument.recent_times[0]
         return _ACCEPTED
 
     # -- state changes ---------------------------------------------------------------------------

@@ -33,9 +33,10 @@ from lowlat.risk import config as _config
 
 __all__ = ["RiskEngine"]
 
-DEF MEMORY = 8                 # config.DUPLICATE_MEMORY, checked at import
-DEF ONE = 1000000000           # one order in the token buckets' units
-DEF MAX_VALUE = 2147483647     # config.MAX_VALUE
+cdef enum:
+    MEMORY = 8                 # config.DUPLICATE_MEMORY, checked at import
+    ONE = 1000000000           # one order in the token buckets' units
+    MAX_VALUE = 2147483647     # config.MAX_VALUE, checked at import
 cdef int64_t CEILING = 4611686018427387903LL  # config.NOTIONAL_CEILING: each counter <= 2**62-1, so their sum fits
 
 assert DUPLICATE_MEMORY == MEMORY and MAX_VALUE == _config.MAX_VALUE and CEILING == _config.NOTIONAL_CEILING

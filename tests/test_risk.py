@@ -485,3 +485,17 @@ def test_stub_names_match(risk):
     assert cls.name == "RiskEngine"
     stubbed = {n.name for n in cls.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
     assert stubbed == {n for n in dir(risk.RiskEngine) if not n.startswith("_")}
+
+
+def test_default_import_is_compiled_unless_forced():
+    import os
+    import subprocess
+
+    load_backend("cython", "lowlat.risk")  # skips unless built (fails when required)
+    code = "import lowlat.risk as r; print(r.BACKEND, r.RiskEngine.__module__)"
+    env = {**os.environ, "LOWLAT_PURE_PYTHON": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["cython", "lowlat.risk._c"]
+    env["LOWLAT_PURE_PYTHON"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["python", "lowlat.risk._py"]

@@ -771,6 +771,8 @@ def decode_batch(object buffer, object direction="exchange"):
                     _store_le32(row + _row_offset[m][k], _load_u32(src + _offset_of[m][field]))
                 elif kind == K_U64:
                     _store_le64(row + _row_offset[m][k], _load_u64(src + _offset_of[m][field]))
+                elif kind == K_CHAR:
+                    row[_row_offset[m][k]] = src[_offset_of[m][field]]
                 else:
                     memcpy(row + _row_offset[m][k], src + _offset_of[m][field], _field_width[field])
             index += 1

@@ -680,6 +680,56 @@ def test_backends_report_the_same_events(plan, splits, max_message_size):
     assert seen[0] == seen[1]
 
 
+def test_over_a_loopback_tcp_connection(fix):
+    """Once over a real socket: a sender thread writes 2,000 messages in odd-sized sends."""
+    import socket
+    import threading
+
+    encoder = _encoders(fix, "FIX.4.4")
+    buffer = bytearray(1 << 20)
+    size = 0
+    expected = []
+    for seq in range(1, 2001):
+        start = size
+        if seq % 3:
+            size += encoder.new_order_single(buffer, size, seq, NOW_NS + seq, f"ORD{seq}", "MSFT", "1", seq, "2", seq * 100)
+        else:
+            size += encoder.heartbeat(buffer, size, seq, NOW_NS + seq, test_req_id=f"T{seq}")
+        expected.append(bytes(buffer[start:size]))
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def send():
+        with socket.create_connection(listener.getsockname(), timeout=10) as out:
+            out.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            position, step = 0, 1
+            while position < size:
+                out.sendall(buffer[position : min(position + step, size)])
+                position += step
+                step = step * 7 % 1499 + 1
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    received = []
+    reader = fix.FixReader()
+    try:
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(10)
+            while chunk := connection.recv(65536):
+                reader.feed(chunk)
+                for event in reader:
+                    assert not isinstance(event, FixError), event
+                    received.append(event.raw())
+    finally:
+        sender.join(10)
+        listener.close()
+    assert not sender.is_alive()
+    reader.finish()
+    assert reader.next_event() is None
+    assert received == expected and reader.buffered == 0 and reader.offset == size
+
+
 # --- one interface, compiled by default -------------------------------------------------------------
 
 

@@ -525,6 +525,17 @@ def test_garbage_between_messages_and_at_the_end(fix):
     assert reader.next_event().raw() == first and reader.offset == len(first)
 
 
+def test_errors_pickle_with_their_fields(fix):
+    import pickle
+
+    reader = fix.FixReader()
+    reader.feed(b"noise" + _good(fix))
+    error = reader.next_event()
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is FixError and str(again) == str(error)
+    assert (again.reason, again.tag, again.text, again.offset, again.data) == (Reason.GARBAGE, 0, error.text, 0, b"noise")
+
+
 def test_lengths_are_bounded(fix):
     reader = fix.FixReader(max_message_size=256)
     reader.feed(b"8=FIX.4.4\x019=99999\x01" + b"x" * 300 + _good(fix))

@@ -457,6 +457,39 @@ def test_getters_agree_across_backends(getter, value):
     assert results[0] == results[1]
 
 
+def _timestamp_like():
+    digits = st.text("0123456789", min_size=1, max_size=2)
+    return st.builds(
+        lambda y, mo, d, h, mi, se, frac: f"{y}{mo}{d}-{h}:{mi}:{se}{frac}",
+        st.text("0123456789", min_size=4, max_size=4), digits, digits, digits, digits, digits,
+        st.one_of(st.just(""), st.text("0123456789", min_size=0, max_size=11).map(lambda f: "." + f)),
+    ).filter(lambda text: text.count(":") == 2)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.one_of(
+        st.text("0123456789.-", min_size=1, max_size=30),
+        st.text("0123456789.-+e x", min_size=1, max_size=8),
+        _timestamp_like(),
+        st.binary(min_size=1, max_size=12).filter(lambda b: 1 not in b).map(lambda b: b.decode("latin-1")),
+    ),
+    decimals=st.integers(0, 9),
+)
+def test_getters_agree_on_random_values(value, decimals):
+    results = []
+    for backend in BACKENDS:
+        fix = load_backend(backend, "lowlat.fix")
+        reader, view = _view_of(fix, [(58, value.encode("latin-1"))])
+        outcome = []
+        for getter, args in (("get_int", ()), ("get_price", (decimals,)), ("get_float", ()), ("get_decimal", ()),
+                             ("get_timestamp_ns", ()), ("get_str", ()), ("get_bytes", ())):
+            error = _error_of(lambda: getattr(view, getter)(58, *args))
+            outcome.append(error or getattr(view, getter)(58, *args))
+        results.append(outcome)
+    assert results[0] == results[1]
+
+
 # --- the reader: each kind of damage ------------------------------------------------------------------
 
 

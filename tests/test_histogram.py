@@ -11,10 +11,10 @@ import zlib
 
 import numpy as np
 import pytest
-
-import lowlat
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+import lowlat
 
 try:
     from hdrh.histogram import HdrHistogram

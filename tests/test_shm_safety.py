@@ -417,3 +417,21 @@ def test_attach_claims_its_role_under_the_segment_lock(impl, segments, kind):
         assert str(os.getpid()) in str(outcome["error"])
         segment.seek(slot)
         segment.write(struct.pack("=Q", 0))
+
+
+def test_shm_ring_len_counts_bytes_waiting(impl):
+    """``len(ShmRing)`` is the bytes in flight, length words and padding included; both ends see it."""
+    ring = impl.ShmRing.create(capacity_bytes=1024)
+    reader = impl.ShmRing.attach(ring.name)
+    try:
+        assert len(ring) == len(reader) == 0
+        assert ring.put(b"abc")
+        assert len(ring) == len(reader) == 16  # 8-byte length word + 3 bytes padded to 8
+        assert ring.put(b"12345678")
+        assert len(reader) == 32
+        assert reader.get() == b"abc" and len(ring) == 16
+        assert reader.get() == b"12345678" and len(reader) == 0
+    finally:
+        reader.close()
+        ring.close()
+        ring.unlink()

@@ -425,6 +425,17 @@ A single-producer single-consumer ring of variable-length byte messages in share
         state = "closed" if self._shm is None else "open"
         return f"<ShmRing {self._name!r} {_layout.ROLE_NAMES[self._role_held]} capacity={self._capacity} {state}>"
 
+    def __len__(self):
+        """Return how many bytes are published and not yet consumed: messages with their 8-byte length
+        words and padding (a snapshot, from either end; 0 when empty, at most ``capacity``)."""
+        if self._shm is None:
+            raise ValueError(f"ShmRing {self._name!r} is closed")
+        cdef uint64_t consumed = lowlat_shm_load_acquire(self._consumer_position)
+        cdef uint64_t produced = lowlat_shm_load_acquire(self._producer_position)
+        if produced - consumed > self._capacity:
+            raise _layout.corrupt(f"positions out of range (producer {produced}, consumer {consumed})")
+        return produced - consumed
+
     # -- producer ---------------------------------------------------------------------------------
 
     cdef int64_t _claim_space(self, uint64_t record) except -2:

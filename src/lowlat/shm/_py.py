@@ -317,6 +317,17 @@ class ShmRing(_Segment):
         state = "closed" if self._shm is None else "open"
         return f"<ShmRing {self._name!r} {ROLE_NAMES[self._role_held]} capacity={self._capacity} {state}>"
 
+    def __len__(self) -> int:
+        """Return how many bytes are published and not yet consumed: messages with their 8-byte length
+        words and padding (a snapshot, from either end; 0 when empty, at most ``capacity``)."""
+        if self._shm is None:
+            raise ValueError(f"ShmRing {self._name!r} is closed")
+        consumed = self._words[W_CONSUMER_POSITION]
+        produced = self._words[W_PRODUCER_POSITION]
+        if not 0 <= produced - consumed <= self._capacity:
+            raise corrupt(f"positions out of range (producer {produced}, consumer {consumed})")
+        return produced - consumed
+
     # -- producer ---------------------------------------------------------------------------------
 
     def _claim_space(self, record: int) -> int:

@@ -60,7 +60,7 @@ def test_default_import_is_compiled_when_required():
     if os.environ.get("LOWLAT_REQUIRE_EXTENSIONS", "") in ("", "0"):
         pytest.skip("extensions not required here")
     assert lowlat.batching.BACKEND == "cython"
-    assert type(lowlat.batching.AdaptiveBatcher(1, 0).batch_sizes).__module__ == "lowlat._core"
+    assert type(lowlat.batching.AdaptiveBatcher(1, 0).batch_sizes).__module__ == "lowlat.hist._c"
 
 
 BAD_ARGUMENTS = [
@@ -561,7 +561,7 @@ def test_stub_lists_every_public_member(batching):
 
     import lowlat.batching
 
-    stub = Path(lowlat.batching.__file__).with_name("__init__.pyi")
+    stub = Path(lowlat.batching.__file__).with_name("_c.pyi")
     tree = ast.parse(stub.read_text())
     (cls,) = [n for n in tree.body if isinstance(n, ast.ClassDef)]
     stubbed = {n.name for n in cls.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}

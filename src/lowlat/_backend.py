@@ -16,7 +16,7 @@ from types import ModuleType
 BACKENDS: tuple[str, ...] = ("cython", "python")
 
 #: The concepts whose public names the top-level ``lowlat`` package exports.
-TOP_LEVEL_CONCEPTS: tuple[str, ...] = ("lowlat.containers", "lowlat.hist", "lowlat.shm")
+TOP_LEVEL_CONCEPTS: tuple[str, ...] = ("lowlat.containers", "lowlat.hist", "lowlat.shm", "lowlat.batching")
 
 _FALSE = ("", "0", "false", "no", "off")
 

@@ -23,7 +23,7 @@ from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import threading as _threading
 
-from lowlat._core import LatencyHistogram
+from lowlat.hist._c import LatencyHistogram
 from lowlat.batching import _shared as _s
 
 cnp.import_array()
@@ -119,7 +119,7 @@ Collect items one at a time and hand them on in batches, by size or by deadline.
     cdef object _on_batch
     cdef object _deliver  # RLock held by every flush, across on_batch
     cdef object _timer
-    cdef object _sizes  # lowlat._core.LatencyHistogram (no .pxd: called through Python, once per batch)
+    cdef object _sizes  # lowlat.hist._c.LatencyHistogram (no .pxd: called through Python, once per batch)
     cdef object _latency
     cdef int64_t _items_added, _items_flushed, _batches
     cdef int64_t _size_flushes, _deadline_flushes, _explicit_flushes, _errors

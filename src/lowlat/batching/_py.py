@@ -13,7 +13,7 @@ from typing import Any, Callable, Optional
 
 import numpy as np
 
-from .._pure_hist import LatencyHistogram
+from ..hist._py import LatencyHistogram
 from . import _shared as _s
 
 __all__ = ["AdaptiveBatcher"]

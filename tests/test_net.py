@@ -1,0 +1,245 @@
+"""lowlat.net: SoupBinTCP state machines byte by byte, then sessions and the pool over real TCP.
+
+Every socket test talks to an in-process ExchangeSimulator on 127.0.0.1 and a free port; every wait
+has a timeout, and every thread a test starts is joined with one.
+"""
+
+import struct
+import threading
+import time
+
+import pytest
+
+from lowlat.net import soupbintcp as soup
+
+# ------------------------------------------------------------------------------------------------
+# Byte-level helpers
+# ------------------------------------------------------------------------------------------------
+
+
+def splits(data):
+    """Every way to deliver ``data``: whole, each two-piece split, and one byte at a time."""
+    yield [data]
+    for i in range(1, len(data)):
+        yield [data[:i], data[i:]]
+    yield [data[i:i + 1] for i in range(len(data))]
+
+
+def feed(session, chunks, now=0.0):
+    events = []
+    for chunk in chunks:
+        events.extend(session.receive_data(chunk, now))
+    return events
+
+
+def logged_in_pair(sequence=1, log=None, session="SESSION001"):
+    """A client and server session after a completed login (no sockets)."""
+    client = soup.SoupClient("user", "secret", sequence=sequence)
+    server = soup.SoupServer()
+    (request,) = server.receive_data(client.login(0.0), 0.0)
+    log = log if log is not None else soup.SessionLog(session)
+    events = client.receive_data(server.accept(log, request.sequence, 0.0), 0.0)
+    assert isinstance(events[0], soup.LoginAccepted)
+    return client, server, log, events[1:]
+
+
+# ------------------------------------------------------------------------------------------------
+# Wire format
+# ------------------------------------------------------------------------------------------------
+
+
+def test_login_request_bytes_follow_the_spec():
+    client = soup.SoupClient("ab", "pw", session="S1", sequence=42)
+    packet = client.login(0.0)
+    payload = b"ab    " + b"pw        " + b"        S1" + b" " * 18 + b"42"
+    assert packet == struct.pack(">H", 1 + 46) + b"L" + payload
+    assert client.state is soup.SessionState.LOGIN_SENT
+
+
+def test_server_packets_follow_the_spec():
+    server = soup.SoupServer()
+    server.receive_data(soup.SoupClient("u", "p").login(0.0), 0.0)
+    log = soup.SessionLog("ABC")
+    log.append(b"first")
+    accepted = server.accept(log, 1, 0.0)
+    expected = struct.pack(">H", 31) + b"A" + b"       ABC" + b" " * 19 + b"1" + struct.pack(">H", 6) + b"Sfirst"
+    assert accepted == expected
+    assert server.send_heartbeat(0.0) == b"\x00\x01H"
+    assert server.send_sequenced(b"xy", 0.0) == b"\x00\x03Sxy"
+    assert server.end_session(0.0) == b"\x00\x01Z"
+    assert soup.encode_packet(b"R") == b"\x00\x01R"
+    with pytest.raises(ValueError, match="payload"):
+        soup.encode_packet(b"U", bytes(soup.MAX_PAYLOAD + 1))
+
+
+@pytest.mark.parametrize("kwargs, name", [({"username": "toolong1"}, "username"),
+                                          ({"password": "p" * 11}, "password"),
+                                          ({"session": "s" * 11}, "session"),
+                                          ({"sequence": -1}, "sequence"),
+                                          ({"heartbeat_interval": 0}, "heartbeat_interval"),
+                                          ({"timeout": 0}, "timeout")])
+def test_client_arguments_are_checked(kwargs, name):
+    args = {"username": "u", "password": "p", **kwargs}
+    with pytest.raises(ValueError, match=name):
+        soup.SoupClient(args.pop("username"), args.pop("password"), **args)
+
+
+# ------------------------------------------------------------------------------------------------
+# Client state machine, in every split
+# ------------------------------------------------------------------------------------------------
+
+
+def test_every_server_event_in_every_split():
+    log = soup.SessionLog("SESSION001")
+    log.append(b"old-1")
+    log.append(b"old-2")
+    server = soup.SoupServer()
+    probe = soup.SoupClient("user", "secret", sequence=2)
+    server.receive_data(probe.login(0.0), 0.0)
+    stream = (server.accept(log, 2, 0.0) + soup.encode_packet(b"+", b"hello") + server.send_heartbeat(0.0)
+              + server.send_sequenced(b"new-3", 0.0) + server.send_sequenced(b"", 0.0) + server.end_session(0.0))
+    expected = [soup.LoginAccepted("SESSION001", 2), soup.SequencedData(2, b"old-2"), soup.Debug("hello"),
+                soup.ServerHeartbeat(), soup.SequencedData(3, b"new-3"), soup.SequencedData(4, b""),
+                soup.EndOfSession()]
+    count = 0
+    for chunks in splits(stream):
+        client = soup.SoupClient("user", "secret", sequence=2)
+        client.login(0.0)
+        assert feed(client, chunks) == expected
+        assert client.state is soup.SessionState.CLOSED and client.next_sequence == 5
+        count += 1
+    assert count == len(stream) + 1
+
+
+def test_every_client_event_in_every_split():
+    client, _, log, _ = logged_in_pair()
+    login = soup.SoupClient("user", "secret", session="SESSION001", sequence=7).login(0.0)
+    for chunks in splits(login):
+        server = soup.SoupServer()
+        assert feed(server, chunks) == [soup.LoginRequest("user", "secret", "SESSION001", 7)]
+    stream = (client.send_unsequenced(b"order", 0.0) + client.send_heartbeat(0.0) + client.send_debug("dbg", 0.0)
+              + client.send_unsequenced(b"", 0.0) + client.logout(0.0))
+    expected = [soup.UnsequencedData(b"order"), soup.ClientHeartbeat(), soup.Debug("dbg"),
+                soup.UnsequencedData(b""), soup.LogoutRequest()]
+    for chunks in splits(stream):
+        server = soup.SoupServer()
+        server.receive_data(login, 0.0)
+        server.accept(log, 0, 0.0)
+        assert feed(server, chunks) == expected
+        assert server.state is soup.SessionState.CLOSED
+    server = soup.SoupServer()  # a client that does not wait for Login Accepted is refused
+    with pytest.raises(soup.ProtocolError, match="unsequenced data while login sent"):
+        server.receive_data(login + stream, 0.0)
+
+
+def test_login_rejected_in_every_split():
+    server = soup.SoupServer()
+    server.receive_data(soup.SoupClient("u", "p").login(0.0), 0.0)
+    stream = server.reject(soup.REJECT_NOT_AUTHORIZED, 0.0)
+    for chunks in splits(stream):
+        client = soup.SoupClient("u", "p")
+        client.login(0.0)
+        assert feed(client, chunks) == [soup.LoginRejected("A")]
+        assert client.state is soup.SessionState.CLOSED
+    with pytest.raises(ValueError, match="reason"):
+        soup.SoupServer().reject("X", 0.0)
+
+
+def test_reconnect_resumes_at_the_next_unreceived_sequence_number():
+    client, server, log, _ = logged_in_pair()
+    for i in range(3):
+        feed(client, [server.send_sequenced(b"m%d" % i, 0.0)])
+    assert client.next_sequence == 4 and client.session == "SESSION001"
+    log.append(b"m3")  # sent while the client was away
+    client.reset()
+    request_bytes = client.login(1.0)
+    second = soup.SoupServer()
+    (request,) = second.receive_data(request_bytes, 1.0)
+    assert request == soup.LoginRequest("user", "secret", "SESSION001", 4)
+    events = feed(client, [second.accept(log, request.sequence, 1.0)])
+    assert events == [soup.LoginAccepted("SESSION001", 4), soup.SequencedData(4, b"m3")]
+    assert client.next_sequence == 5
+
+
+def test_sequence_zero_asks_only_for_new_messages():
+    log = soup.SessionLog("S")
+    log.append(b"a")
+    client, _, _, replayed = logged_in_pair(sequence=0, log=log)
+    assert replayed == [] and client.next_sequence == 2
+
+
+def test_login_accepted_at_another_number_is_a_gap():
+    client = soup.SoupClient("u", "p", sequence=3)
+    server = soup.SoupServer()
+    server.receive_data(client.login(0.0), 0.0)
+    log = soup.SessionLog("S")
+    for _ in range(5):
+        log.append(b"x")
+    with pytest.raises(soup.SequenceGapError) as info:
+        client.receive_data(server.accept(log, 4, 0.0, announce=4), 0.0)
+    assert (info.value.expected, info.value.received) == (3, 4)
+    assert client.state is soup.SessionState.CLOSED
+    tolerant = soup.SoupClient("u", "p", sequence=3, allow_gap=True)
+    server = soup.SoupServer()
+    server.receive_data(tolerant.login(0.0), 0.0)
+    assert tolerant.receive_data(server.accept(log, 4, 0.0, announce=4), 0.0)[0] == soup.LoginAccepted("S", 4)
+
+
+def test_heartbeats_and_silence_follow_the_clock():
+    client = soup.SoupClient("u", "p", heartbeat_interval=1.0, timeout=15.0)
+    server = soup.SoupServer()
+    server.receive_data(client.login(100.0), 100.0)
+    client.receive_data(server.accept(soup.SessionLog("S"), 1, 100.0), 100.0)
+    assert client.poll(100.5) == (b"", [])
+    assert client.next_deadline() == 101.0
+    assert client.poll(101.0) == (b"\x00\x01R", [])
+    assert client.poll(101.5) == (b"", [])  # the heartbeat counts as sending
+    client.receive_data(b"\x00\x01H", 110.0)  # the server heartbeat refreshes the silence timer
+    assert client.poll(124.9)[1] == []
+    out, events = client.poll(125.5)
+    assert out == b"" and len(events) == 1 and events[0].silent_for == pytest.approx(15.5)
+    assert client.state is soup.SessionState.CLOSED
+    # the server side: heartbeats when idle, a silent client times out
+    assert server.poll(101.0) == (b"\x00\x01H", [])
+    assert server.poll(130.0)[1][0].silent_for == pytest.approx(30.0)
+
+
+def test_a_silent_server_times_out_a_pending_login():
+    client = soup.SoupClient("u", "p", timeout=2.0)
+    client.login(0.0)
+    assert client.poll(1.0) == (b"", [])
+    assert isinstance(client.poll(2.5)[1][0], soup.HeartbeatTimeout)
+
+
+@pytest.mark.parametrize("garbage", [b"\x00\x00", b"\x00\x05Xjunk", b"\x00\x02H!", b"\x00\x02Lx"])
+def test_garbage_is_a_protocol_error_that_keeps_earlier_events(garbage):
+    client, server, _, _ = logged_in_pair()
+    good = server.send_sequenced(b"ack", 0.0)
+    with pytest.raises(soup.ProtocolError) as info:
+        client.receive_data(good + garbage, 0.0)
+    assert info.value.events == [soup.SequencedData(1, b"ack")]
+
+
+def test_packets_out_of_state_are_protocol_errors():
+    client = soup.SoupClient("u", "p")
+    with pytest.raises(soup.ProtocolError, match="sequenced data while idle"):
+        client.receive_data(b"\x00\x02Sx", 0.0)
+    with pytest.raises(RuntimeError, match="send data"):
+        client.send_unsequenced(b"x", 0.0)
+    server = soup.SoupServer()
+    with pytest.raises(soup.ProtocolError, match="unsequenced data while idle"):
+        server.receive_data(b"\x00\x02Ux", 0.0)
+    client, server, _, _ = logged_in_pair()
+    with pytest.raises(soup.ProtocolError, match="login request while active"):
+        server.receive_data(soup.SoupClient("u", "p").login(0.0), 0.0)
+    with pytest.raises(soup.ProtocolError, match="login accepted while active"):
+        client.receive_data(b"\x00\x1fA" + b" " * 10 + b"1".rjust(20), 0.0)
+    with pytest.raises(RuntimeError, match="reset"):
+        client.login(0.0)
+
+
+def test_a_bad_numeric_field_is_a_protocol_error():
+    client = soup.SoupClient("u", "p")
+    client.login(0.0)
+    with pytest.raises(soup.ProtocolError, match="sequence"):
+        client.receive_data(b"\x00\x1fA" + b"S".rjust(10) + b"12x".rjust(20), 0.0)

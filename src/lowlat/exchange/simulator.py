@@ -1,0 +1,381 @@
+"""An exchange simulator on loopback: SoupBinTCP sessions, an application behind them, misbehaviours.
+
+One thread runs everything (a selector over the listening socket and every client connection), so
+the simulator is deterministic in the order it handles messages and costs one thread however many
+clients connect. Each user (login name) has one :class:`~lowlat.net.soupbintcp.SessionLog`: every
+sequenced message for that user is logged there, sent at once if the user is connected, and
+replayed from the requested number on a (re)login.
+
+The application is any object with ``on_message(username, payload) -> [(username, payload), ...]``
+(the OUCH book in :mod:`lowlat.exchange.ouch_book` is one): each returned pair is a sequenced
+message for that user.
+
+Misbehaviours (:meth:`ExchangeSimulator.misbehave`), and what a correct client sees:
+
+``drop_mid_message``  (one-shot) the next sequenced message is cut after half its bytes and the
+                      connection closed: ``ConnectionLost`` with ``partial > 0``; the message stays
+                      in the log, so a resuming login gets it.
+``ack_delay``         (seconds, until cleared) every sequenced message is held this long first.
+``garbage``           (one-shot) bytes that are not SoupBinTCP are sent next: ``ProtocolError``.
+``stop_heartbeats``   (until cleared) no server heartbeats: the client's ``HeartbeatTimeoutError``.
+``skip_sequence``     (one-shot) the next Login Accepted announces one more than requested and the
+                      message in between is never sent: ``SequenceGapError``.
+
+Everything received is logged: :attr:`ExchangeSimulator.received` (the latest 10,000) and the
+``lowlat.exchange`` logger at DEBUG.
+"""
+
+from __future__ import annotations
+
+import heapq
+import itertools
+import logging
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from ..net import soupbintcp as soup
+
+__all__ = ["ExchangeSimulator", "Received", "EchoApplication"]
+
+log = logging.getLogger("lowlat.exchange")
+
+GARBAGE = b"\x00\x07?garbage"
+
+
+@dataclass(frozen=True, slots=True)
+class Received:
+    """One thing the simulator received: when (``time.monotonic()``), from whom, what."""
+
+    at: float
+    peer: tuple
+    username: str
+    event: object
+
+
+class EchoApplication:
+    """Answer every message with the same bytes (a stand-in application for session tests)."""
+
+    def on_message(self, username: str, payload: bytes) -> list[tuple[str, bytes]]:
+        return [(username, payload)]
+
+
+class _Client:
+    __slots__ = ("sock", "peer", "session", "username", "closed")
+
+    def __init__(self, sock: socket.socket, peer: tuple, session: soup.SoupServer) -> None:
+        self.sock = sock
+        self.peer = peer
+        self.session = session
+        self.username = ""
+        self.closed = False
+
+
+class ExchangeSimulator:
+    """A SoupBinTCP exchange on ``host`` (loopback) and ``port`` (0: a free one), in a thread.
+
+    ``users`` maps usernames to passwords (None: anyone may log in); ``session`` is the session id
+    every user is given. ``start()`` binds and starts the thread and returns ``self``; ``address``
+    is then the ``(host, port)`` to connect to; ``stop()`` closes every connection and joins the
+    thread (also on leaving a ``with`` block). Methods are thread-safe.
+    """
+
+    def __init__(self, host: str = "127.0.0.1", port: int = 0, *, application=None, users: dict | None = None,
+                 session: str = "SIM0000001", heartbeat_interval: float = 1.0, timeout: float = 15.0) -> None:
+        self.host = host
+        self.port = port
+        self.application = application if application is not None else EchoApplication()
+        self.users = users
+        self.session = session
+        self.heartbeat_interval = heartbeat_interval
+        self.timeout = timeout
+        self.received: deque[Received] = deque(maxlen=10_000)
+        self.logs: dict[str, soup.SessionLog] = {}
+        self.connections = 0
+        self._lock = threading.Lock()
+        self._misbehaviour = {"drop_mid_message": False, "ack_delay": 0.0, "garbage": False,
+                              "stop_heartbeats": False, "skip_sequence": False}
+        self._clients: dict[str, _Client] = {}  # logged-in user -> connection
+        self._delayed: list = []  # heap of (due, tiebreak, username, payload)
+        self._tiebreak = itertools.count()
+        self._listener: socket.socket | None = None
+        self._thread: threading.Thread | None = None
+        self._stopping = threading.Event()
+        self._wake_r, self._wake_w = socket.socketpair()
+
+    # -- control -------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` the simulator listens on (after ``start``)."""
+        if self._listener is None:
+            raise RuntimeError("the simulator is not started")
+        return self._listener.getsockname()[:2]
+
+    def start(self) -> "ExchangeSimulator":
+        """Bind, listen and run the event loop in a daemon thread; return ``self``."""
+        listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind((self.host, self.port))
+        listener.listen(64)
+        listener.setblocking(False)
+        self._listener = listener
+        self._thread = threading.Thread(target=self._run, name="lowlat-exchange", daemon=True)
+        self._thread.start()
+        log.info("exchange simulator listening on %s:%d", *self.address)
+        return self
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop the loop, close every socket and join the thread (at most ``timeout`` seconds)."""
+        self._stopping.set()
+        self._wake()
+        if self._thread is not None:
+            self._thread.join(timeout)
+            if self._thread.is_alive():
+                raise RuntimeError("the exchange simulator thread did not stop")
+            self._thread = None
+        self._wake_r.close()
+        self._wake_w.close()
+
+    def __enter__(self) -> "ExchangeSimulator":
+        return self.start() if self._thread is None else self
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+    def misbehave(self, **changes) -> None:
+        """Set misbehaviours: ``drop_mid_message``, ``garbage``, ``skip_sequence`` (one-shot
+        booleans), ``ack_delay`` (seconds), ``stop_heartbeats`` (bool)."""
+        with self._lock:
+            for name, value in changes.items():
+                if name not in self._misbehaviour:
+                    raise ValueError(f"unknown misbehaviour {name!r}; choose from {sorted(self._misbehaviour)}")
+                self._misbehaviour[name] = value
+        self._wake()
+
+    def behave(self) -> None:
+        """Clear every misbehaviour."""
+        self.misbehave(drop_mid_message=False, ack_delay=0.0, garbage=False, stop_heartbeats=False,
+                       skip_sequence=False)
+
+    def send(self, username: str, payload: bytes) -> None:
+        """Queue a sequenced message for ``username`` from outside the loop (an unsolicited one)."""
+        with self._lock:
+            heapq.heappush(self._delayed, (0.0, next(self._tiebreak), username, payload))
+        self._wake()
+
+    def disconnect(self, username: str) -> None:
+        """Close ``username``'s connection abruptly (no End of Session)."""
+        with self._lock:
+            self._misbehaviour.setdefault("_disconnect", set()).add(username)
+        self._wake()
+
+    def connected(self) -> list[str]:
+        """Usernames logged in right now."""
+        with self._lock:
+            return sorted(self._clients)
+
+    def _wake(self) -> None:
+        try:
+            self._wake_w.send(b"\0")
+        except OSError:
+            pass
+
+    # -- the loop ------------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        selector = selectors.DefaultSelector()
+        selector.register(self._listener, selectors.EVENT_READ, None)
+        selector.register(self._wake_r, selectors.EVENT_READ, "wake")
+        all_clients: set[_Client] = set()
+        try:
+            while not self._stopping.is_set():
+                now = time.monotonic()
+                timeout = self._next_timer(all_clients, now)
+                for key, _ in selector.select(timeout):
+                    if key.data is None:
+                        self._accept(selector, all_clients)
+                    elif key.data == "wake":
+                        try:
+                            self._wake_r.recv(4096)
+                        except OSError:
+                            pass
+                    else:
+                        self._read(key.data, selector, all_clients)
+                self._timers(selector, all_clients, time.monotonic())
+        finally:
+            for client in list(all_clients):
+                self._close(client, selector, all_clients)
+            selector.close()
+            self._listener.close()
+
+    def _next_timer(self, clients, now: float) -> float:
+        due = now + 0.25
+        if self._delayed:
+            due = min(due, self._delayed[0][0])
+        for client in clients:
+            session = client.session
+            due = min(due, session.last_sent + session.heartbeat_interval, session.last_received + session.timeout)
+        return max(due - now, 0.0)
+
+    def _accept(self, selector, clients) -> None:
+        try:
+            sock, peer = self._listener.accept()
+        except (BlockingIOError, InterruptedError):
+            return
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.settimeout(2.0)  # writes block at most this long: a client that stops reading is dropped
+        session = soup.SoupServer(heartbeat_interval=self.heartbeat_interval, timeout=self.timeout)
+        session.last_received = session.last_sent = time.monotonic()
+        client = _Client(sock, peer, session)
+        clients.add(client)
+        selector.register(sock, selectors.EVENT_READ, client)
+        self.connections += 1
+        log.info("connection from %s:%d", *peer[:2])
+
+    def _close(self, client: _Client, selector, clients) -> None:
+        if client.closed:
+            return
+        client.closed = True
+        clients.discard(client)
+        try:
+            selector.unregister(client.sock)
+        except (KeyError, ValueError):
+            pass
+        client.sock.close()
+        with self._lock:
+            if client.username and self._clients.get(client.username) is client:
+                del self._clients[client.username]
+        log.info("closed %s:%d (%s)", client.peer[0], client.peer[1], client.username or "not logged in")
+
+    def _write(self, client: _Client, data: bytes, selector, clients) -> None:
+        try:
+            client.sock.sendall(data)
+        except OSError as error:
+            log.info("write to %s failed: %s", client.username, error)
+            self._close(client, selector, clients)
+
+    def _read(self, client: _Client, selector, clients) -> None:
+        try:
+            data = client.sock.recv(65536)
+        except (BlockingIOError, InterruptedError, socket.timeout):
+            return
+        except OSError:
+            data = b""
+        if not data:
+            self._close(client, selector, clients)
+            return
+        now = time.monotonic()
+        try:
+            events = client.session.receive_data(data, now)
+        except soup.ProtocolError as error:
+            events = error.events
+            failure = error
+        else:
+            failure = None
+        for event in events:
+            self.received.append(Received(now, client.peer, client.username, event))
+            log.debug("received from %s: %r", client.username or client.peer, event)
+            self._handle(client, event, now, selector, clients)
+            if client.closed:
+                return
+        if failure is not None:
+            log.warning("protocol error from %s: %s; closing", client.username or client.peer, failure)
+            self.received.append(Received(now, client.peer, client.username, failure))
+            self._close(client, selector, clients)
+
+    def _handle(self, client: _Client, event, now: float, selector, clients) -> None:
+        if isinstance(event, soup.LoginRequest):
+            self._login(client, event, now, selector, clients)
+        elif isinstance(event, soup.UnsequencedData):
+            for username, payload in self.application.on_message(client.username, event.payload):
+                self._sequenced(username, payload, now, selector, clients)
+        elif isinstance(event, soup.LogoutRequest):
+            self._close(client, selector, clients)
+
+    def _login(self, client: _Client, request: soup.LoginRequest, now: float, selector, clients) -> None:
+        if self.users is not None and self.users.get(request.username) != request.password:
+            self._write(client, client.session.reject(soup.REJECT_NOT_AUTHORIZED, now), selector, clients)
+            self._close(client, selector, clients)
+            return
+        if request.session not in ("", self.session):
+            self._write(client, client.session.reject(soup.REJECT_SESSION_NOT_AVAILABLE, now), selector, clients)
+            self._close(client, selector, clients)
+            return
+        with self._lock:
+            previous = self._clients.get(request.username)
+            skip = self._misbehaviour["skip_sequence"]
+            self._misbehaviour["skip_sequence"] = False
+        if previous is not None:  # one connection per user: the newer login wins
+            self._close(previous, selector, clients)
+        session_log = self.logs.setdefault(request.username, soup.SessionLog(self.session))
+        client.username = request.username
+        with self._lock:
+            self._clients[request.username] = client
+        if skip:
+            start = session_log.next_sequence if request.sequence == 0 else min(request.sequence, session_log.next_sequence)
+            if start == session_log.next_sequence:
+                session_log.append(b"")  # a message the client will never see
+            data = client.session.accept(session_log, start + 1, now, announce=start + 1)
+        else:
+            data = client.session.accept(session_log, request.sequence, now)
+        log.info("login %s from %s:%d at sequence %d", request.username, client.peer[0], client.peer[1],
+                 request.sequence)
+        self._write(client, data, selector, clients)
+
+    def _sequenced(self, username: str, payload: bytes, now: float, selector, clients) -> None:
+        with self._lock:
+            delay = self._misbehaviour["ack_delay"]
+        if delay > 0:
+            with self._lock:
+                heapq.heappush(self._delayed, (now + delay, next(self._tiebreak), username, payload))
+            return
+        self._deliver(username, payload, now, selector, clients)
+
+    def _deliver(self, username: str, payload: bytes, now: float, selector, clients) -> None:
+        session_log = self.logs.setdefault(username, soup.SessionLog(self.session))
+        with self._lock:
+            client = self._clients.get(username)
+            garbage = self._misbehaviour["garbage"]
+            drop = self._misbehaviour["drop_mid_message"]
+            if client is not None:
+                self._misbehaviour["garbage"] = False
+                self._misbehaviour["drop_mid_message"] = False
+        if client is None or client.session.state is not soup.SessionState.ACTIVE:
+            session_log.append(payload)  # kept for the user's next login
+            return
+        packet = client.session.send_sequenced(payload, now)
+        if garbage:
+            self._write(client, GARBAGE + packet, selector, clients)
+        elif drop:
+            self._write(client, packet[:max(len(packet) // 2, 1)], selector, clients)
+            self._close(client, selector, clients)
+        else:
+            self._write(client, packet, selector, clients)
+
+    def _timers(self, selector, clients, now: float) -> None:
+        while True:
+            with self._lock:
+                if not self._delayed or self._delayed[0][0] > now:
+                    break
+                _, _, username, payload = heapq.heappop(self._delayed)
+            self._deliver(username, payload, now, selector, clients)
+        with self._lock:
+            quiet = self._misbehaviour["stop_heartbeats"]
+            doomed = self._misbehaviour.pop("_disconnect", set())
+        for client in list(clients):
+            if client.username in doomed:
+                self._close(client, selector, clients)
+                continue
+            session = client.session
+            if quiet and session.state is soup.SessionState.ACTIVE:
+                session.last_sent = now  # pretend: nothing goes out
+            out, timeouts = session.poll(now)
+            if timeouts:
+                log.info("client %s silent for %.3f s: closing", client.username or client.peer, timeouts[0].silent_for)
+                self._close(client, selector, clients)
+            elif out:
+                self._write(client, out, selector, clients)

@@ -25,11 +25,24 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
-from ..net import ouch_wire as wire
+from .. import ouch
+from ..net.ouch import TIF_IOC
+
+# Values the simulator accepts (OUCH 4.2): sides, and display types.
+SIDES = frozenset("BSTE")
+DISPLAYS = frozenset("YNAPIMWLOTQ")
 
 __all__ = ["OuchExchange", "RestingOrder"]
 
 MAX_PRICE = 1_999_999_900  # $199,999.9900: OUCH 4.2's largest price
+
+
+def _message(name: str, **fields) -> bytes:
+    """Encode the exchange message ``name`` from its fields by name (``lowlat.ouch`` layouts)."""
+    layout = ouch.MESSAGES[name]
+    buffer = bytearray(layout.length)
+    ouch.encode(buffer, 0, name, [fields[field.name] for field, _ in layout.fields])
+    return bytes(buffer)
 
 
 def _timestamp() -> int:
@@ -65,6 +78,7 @@ class OuchExchange:
         self.books: dict[str, dict[str, dict[int, deque]]] = {}  # stock -> "B"/"S" -> price -> orders
         self._references = itertools.count(1)
         self._matches = itertools.count(1)
+        self._record = ouch.ClientMessage()
 
     # -- book ----------------------------------------------------------------------------------
 
@@ -109,9 +123,9 @@ class OuchExchange:
                 stamp = _timestamp()
                 for party, liquidity in ((order, "R"), (resting, "A")):
                     party.shares -= shares
-                    out.append((party.username, wire.encode("in", type="E", timestamp=stamp, token=party.token,
-                                                            shares=shares, price=price, liquidity=liquidity,
-                                                            match_number=match)))
+                    out.append((party.username, _message("executed", timestamp=stamp, order_token=party.token,
+                                                         executed_shares=shares, execution_price=price,
+                                                         liquidity_flag=liquidity, match_number=match)))
                 if not resting.shares:
                     level.popleft()
                     self.orders.pop((resting.username, resting.token), None)
@@ -123,17 +137,19 @@ class OuchExchange:
     def on_message(self, username: str, payload: bytes) -> list[tuple[str, bytes]]:
         """Handle one OUCH message from ``username``; return the sequenced answers to send."""
         try:
-            message = wire.decode("out", payload)
+            self._record.decode(payload, 0, len(payload))
         except ValueError:
             return []  # not an OUCH order-entry message: the spec has no answer for it
+        message = self._record.as_dict()
         kind = message["type"]
         out: list[tuple[str, bytes]] = []
         if kind == "O":
             self._enter(username, message, out)
         elif kind == "X":
             self._cancel(username, message, out)
-        else:
+        elif kind == "U":
             self._replace(username, message, out)
+        # Modify Order ('M', side changes) is not simulated: no answer.
         return out
 
     def _reject_reason(self, message: dict, shares: int) -> str | None:
@@ -143,70 +159,71 @@ class OuchExchange:
             return "X"
         if "stock" in message and (not message["stock"] or (self.stocks is not None and message["stock"] not in self.stocks)):
             return "S"
-        if message["display"] not in wire.DISPLAYS:
+        if message["display"] not in DISPLAYS:
             return "D"
         if message["minimum_quantity"] > shares:
             return "N"
-        if message.get("side", "B") not in wire.SIDES:
+        if message.get("side", "B") not in SIDES:
             return "O"
         return None
 
     def _enter(self, username: str, message: dict, out: list) -> None:
-        token = message["token"]
+        token = message["order_token"]
         if (username, token) in self.tokens:
             return  # duplicate token: ignored, as the spec says
         self.tokens.add((username, token))
         reason = self._reject_reason(message, message["shares"])
         if reason is not None:
-            out.append((username, wire.encode("in", type="J", timestamp=_timestamp(), token=token, reason=reason)))
+            out.append((username, _message("rejected", timestamp=_timestamp(), order_token=token, reason=reason)))
             return
         order = RestingOrder(username, token, message["side"], message["shares"], message["stock"], message["price"],
                              next(self._references), message)
-        out.append((username, self._accepted("A", order, message)))
+        out.append((username, self._accepted(order, message)))
         self._match(order, out)
-        self._rest_or_cancel(order, message["tif"], out)
+        self._rest_or_cancel(order, message["time_in_force"], out)
 
-    def _accepted(self, kind: str, order: RestingOrder, message: dict, previous: str | None = None) -> bytes:
-        fields = dict(type=kind, timestamp=_timestamp(), token=order.token, side=order.side, shares=order.shares,
-                      stock=order.stock, price=order.price, tif=message["tif"], firm=order.fields.get("firm", ""),
-                      display=message["display"], order_reference=order.reference,
-                      capacity=order.fields.get("capacity", "A"), intermarket_sweep=message["intermarket_sweep"],
-                      minimum_quantity=message["minimum_quantity"], cross_type=order.fields.get("cross_type", "N"),
-                      order_state="L", bbo_weight=" ")
-        if previous is not None:
-            fields["previous_token"] = previous
-        return wire.encode("in", **fields)
+    def _accepted(self, order: RestingOrder, message: dict, previous: str | None = None) -> bytes:
+        """Accepted for a new order, Replaced (with ``previous``, the replaced token) for a replacement."""
+        fields = dict(timestamp=_timestamp(), order_token=order.token, replacement_order_token=order.token,
+                      side=order.side, shares=order.shares, stock=order.stock, price=order.price,
+                      time_in_force=message["time_in_force"], firm=order.fields.get("firm") or "",
+                      display=message["display"], order_reference_number=order.reference,
+                      capacity=order.fields.get("capacity") or "A", intermarket_sweep=message["intermarket_sweep"],
+                      minimum_quantity=message["minimum_quantity"], cross_type=order.fields.get("cross_type") or "N",
+                      order_state="L" if order.shares else "D", bbo_weight_indicator=" ", previous_order_token=previous)
+        return _message("accepted" if previous is None else "replaced", **fields)
 
     def _rest_or_cancel(self, order: RestingOrder, tif: int, out: list) -> None:
         if not order.shares:
             return
-        if tif == wire.TIF_IOC:
-            out.append((order.username, wire.encode("in", type="C", timestamp=_timestamp(), token=order.token,
-                                                    decrement=order.shares, reason="I")))
+        if tif == TIF_IOC:
+            out.append((order.username, _message("canceled", timestamp=_timestamp(), order_token=order.token,
+                                                 decrement_shares=order.shares, reason="I")))
             order.shares = 0
             return
         self._rest(order)
 
     def _cancel(self, username: str, message: dict, out: list) -> None:
-        order = self.orders.get((username, message["token"]))
+        order = self.orders.get((username, message["order_token"]))
         if order is None or message["shares"] >= order.shares:
             return  # unknown or already dead token, or not a decrease: ignored
         decrement = order.shares - message["shares"]
         order.shares = message["shares"]
         if not order.shares:
             self._unrest(order)
-        out.append((username, wire.encode("in", type="C", timestamp=_timestamp(), token=order.token,
-                                          decrement=decrement, reason="U")))
+        out.append((username, _message("canceled", timestamp=_timestamp(), order_token=order.token,
+                                       decrement_shares=decrement, reason="U")))
 
     def _replace(self, username: str, message: dict, out: list) -> None:
-        order = self.orders.get((username, message["existing_token"]))
-        new_token = message["replacement_token"]
+        previous = message["existing_order_token"]
+        order = self.orders.get((username, previous))
+        new_token = message["replacement_order_token"]
         if order is None or (username, new_token) in self.tokens:
             return  # the spec ignores a replace of a dead order or with a used token
         self.tokens.add((username, new_token))
         reason = self._reject_reason(message, message["shares"])
         if reason is not None:
-            out.append((username, wire.encode("in", type="J", timestamp=_timestamp(), token=new_token, reason=reason)))
+            out.append((username, _message("rejected", timestamp=_timestamp(), order_token=new_token, reason=reason)))
             return
         keeps_priority = message["price"] == order.price and message["shares"] <= order.shares
         if keeps_priority:
@@ -214,13 +231,13 @@ class OuchExchange:
             order.token = new_token
             order.shares = message["shares"]
             self.orders[(username, new_token)] = order
-            out.append((username, self._accepted("U", order, message, previous=message["existing_token"])))
+            out.append((username, self._accepted(order, message, previous=previous)))
             if not order.shares:
                 self._unrest(order)
             return
         self._unrest(order)
         replacement = RestingOrder(username, new_token, order.side, message["shares"], order.stock, message["price"],
                                    next(self._references), order.fields)
-        out.append((username, self._accepted("U", replacement, message, previous=message["existing_token"])))
+        out.append((username, self._accepted(replacement, message, previous=previous)))
         self._match(replacement, out)
-        self._rest_or_cancel(replacement, message["tif"], out)
+        self._rest_or_cancel(replacement, message["time_in_force"], out)

@@ -15,16 +15,34 @@ login replays the answers the exchange sent meanwhile (SoupBinTCP keeps them), w
 
 from __future__ import annotations
 
-import struct
+import time
 from collections import deque
 from dataclasses import dataclass
 
-from . import ouch_wire as wire
+from .. import ouch
 from .connection import ConnectionLost, SoupConnection
 
-__all__ = ["OuchSession", "PendingOrder"]
+__all__ = ["OuchSession", "PendingOrder", "REJECT_REASONS", "CANCEL_REASONS", "TIF_IOC", "TIF_MARKET_HOURS",
+           "TIF_SYSTEM_HOURS", "price_to_int"]
 
-_ENTER = struct.Struct(">c14scI8sII4sccc I cc".replace(" ", ""))
+#: Rejected's reason codes (OUCH 4.2, section 2.3.7) and what they mean.
+REJECT_REASONS = {"T": "test mode", "H": "halted", "Z": "shares exceed the configured safety threshold",
+                  "S": "invalid stock", "D": "invalid display type", "C": "exchange closed",
+                  "L": "firm not authorized for the clearing type", "M": "outside permitted times for the clearing type",
+                  "R": "not allowed in this type of cross", "X": "invalid price", "N": "invalid minimum quantity",
+                  "O": "other"}
+#: Canceled's reason codes.
+CANCEL_REASONS = {"U": "user requested", "I": "immediate or cancel", "T": "timeout", "S": "supervisory",
+                  "D": "regulatory restriction", "Q": "self-match prevention", "Z": "system cancel"}
+#: Time in force: 0 is immediate-or-cancel; these two mean "until the market / the system closes".
+TIF_IOC, TIF_MARKET_HOURS, TIF_SYSTEM_HOURS = 0, 99998, 99999
+
+
+def price_to_int(price) -> int:
+    """A price in dollars (float, Decimal or str) as OUCH's integer with 4 implied decimals."""
+    from decimal import Decimal
+
+    return int((Decimal(str(price)) * ouch.PRICE_SCALE).to_integral_value())
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,6 +67,10 @@ class OuchSession:
         self.connection = SoupConnection(address, username, password, **connection_options)
         self.pending: dict[tuple[str, str], PendingOrder] = {}  # insertion order = send order
         self.messages: deque = deque()  # answers read by wait_for that were not what it waited for
+        self._enter = bytearray(ouch.MESSAGES["enter_order"].length)  # encoded in place, no allocation
+        self._cancel = bytearray(ouch.MESSAGES["cancel_order"].length)
+        self._replace = bytearray(ouch.MESSAGES["replace_order"].length)
+        self._record = ouch.ExchangeMessage()
 
     # -- the pool's session interface ----------------------------------------------------------
 
@@ -93,34 +115,27 @@ class OuchSession:
     # -- orders --------------------------------------------------------------------------------
 
     def enter_order(self, token: str, side: str, shares: int, stock: str, price: int, *,
-                    tif: int = wire.TIF_SYSTEM_HOURS, firm: str = "", display: str = "Y", capacity: str = "A",
+                    time_in_force: int = TIF_SYSTEM_HOURS, firm: str = "", display: str = "Y", capacity: str = "A",
                     intermarket_sweep: str = "N", minimum_quantity: int = 0, cross_type: str = "N",
                     customer_type: str = " ") -> None:
-        """Send Enter Order; ``price`` is an int with 4 implied decimals (``wire.price_to_int``)."""
-        try:
-            payload = _ENTER.pack(b"O", token.encode("ascii").ljust(14), side.encode("ascii"), shares,
-                                  stock.encode("ascii").ljust(8), price, tif, firm.encode("ascii").ljust(4),
-                                  display.encode("ascii"), capacity.encode("ascii"),
-                                  intermarket_sweep.encode("ascii"), minimum_quantity, cross_type.encode("ascii"),
-                                  customer_type.encode("ascii"))
-        except struct.error as error:
-            raise ValueError(f"enter_order: {error}") from None
-        if len(payload) != _ENTER.size:
-            raise ValueError("enter_order: token is at most 14 characters, stock 8, firm 4")
-        self._send("O", token, payload)
+        """Send Enter Order; ``price`` is an int with 4 implied decimals (:func:`price_to_int`).
+        Field errors are ``lowlat.ouch``'s (``TypeError``/``ValueError`` naming the field)."""
+        ouch.encode_enter_order(self._enter, 0, token, side, shares, stock, price, time_in_force, firm, display,
+                                capacity, intermarket_sweep, minimum_quantity, cross_type, customer_type)
+        self._send("O", token, bytes(self._enter))
 
     def cancel_order(self, token: str, shares: int = 0) -> None:
         """Send Cancel Order: reduce ``token`` to ``shares`` (0 cancels it)."""
-        self._send("X", token, wire.encode("out", type="X", token=token, shares=shares))
+        ouch.encode_cancel_order(self._cancel, 0, token, shares)
+        self._send("X", token, bytes(self._cancel))
 
     def replace_order(self, existing_token: str, replacement_token: str, shares: int, price: int, *,
-                      tif: int = wire.TIF_SYSTEM_HOURS, display: str = "Y", intermarket_sweep: str = "N",
+                      time_in_force: int = TIF_SYSTEM_HOURS, display: str = "Y", intermarket_sweep: str = "N",
                       minimum_quantity: int = 0) -> None:
         """Send Replace Order (pending under ``replacement_token``)."""
-        self._send("U", replacement_token, wire.encode(
-            "out", type="U", existing_token=existing_token, replacement_token=replacement_token, shares=shares,
-            price=price, tif=tif, display=display, intermarket_sweep=intermarket_sweep,
-            minimum_quantity=minimum_quantity))
+        ouch.encode_replace_order(self._replace, 0, existing_token, replacement_token, shares, price, time_in_force,
+                                  display, intermarket_sweep, minimum_quantity)
+        self._send("U", replacement_token, bytes(self._replace))
 
     def _send(self, kind: str, token: str, payload: bytes) -> None:
         self.pending[(kind, token)] = PendingOrder(kind, token, payload)  # before the bytes: a failed send is pending
@@ -132,28 +147,32 @@ class OuchSession:
 
     # -- answers -------------------------------------------------------------------------------
 
-    def _acknowledge(self, message: dict) -> None:
-        kind, token = message["type"], message.get("token")
+    def _decode(self, payload: bytes) -> dict:
+        """Decode one answer (``lowlat.ouch`` field names plus ``"type"``) and clear what it acknowledges."""
+        record = self._record
+        record.decode(payload)
+        message = record.as_dict()
+        kind = message["type"]
         pending = self.pending
-        if kind == "A":
-            pending.pop(("O", token), None)
-        elif kind == "J":
-            if pending.pop(("O", token), None) is None:
-                pending.pop(("U", token), None)
-        elif kind == "U":
-            pending.pop(("U", token), None)
-        elif kind == "C":
-            pending.pop(("X", token), None)
+        if pending:
+            if kind == "A":
+                pending.pop(("O", message["order_token"]), None)
+            elif kind == "J":
+                if pending.pop(("O", message["order_token"]), None) is None:
+                    pending.pop(("U", message["order_token"]), None)
+            elif kind == "U":
+                pending.pop(("U", message["replacement_order_token"]), None)
+            elif kind == "C":
+                pending.pop(("X", message["order_token"]), None)
+        return message
 
     def _drain_inbox(self) -> None:
         inbox = self.connection.inbox
         while inbox:
-            message = wire.decode("in", inbox.popleft().payload)
-            self._acknowledge(message)
-            self.messages.append(message)
+            self.messages.append(self._decode(inbox.popleft().payload))
 
     def receive(self, timeout: float | None = None) -> dict | None:
-        """Return the next answer from the exchange as a dict (``wire.decode``), None after
+        """Return the next answer from the exchange as a dict (``ExchangeMessage.as_dict()``), None after
         ``timeout`` seconds; ``ConnectionLost`` (with ``unacknowledged``) when the connection died."""
         if self.messages:
             return self.messages.popleft()
@@ -164,17 +183,14 @@ class OuchSession:
             raise
         if data is None:
             return None
-        message = wire.decode("in", data.payload)
-        self._acknowledge(message)
-        return message
+        return self._decode(data.payload)
 
     def wait_for(self, token: str, types: str = "AJUC", timeout: float = 5.0) -> dict:
-        """Return the first answer for ``token`` whose type is in ``types``; other answers are kept
-        for ``receive``. ``TimeoutError`` after ``timeout`` seconds."""
-        import time
-
+        """Return the first answer for ``token`` (its order token, or a Replaced's replacement token)
+        whose type is in ``types``; other answers are kept for ``receive``. ``TimeoutError`` after
+        ``timeout`` seconds."""
         for index, message in enumerate(self.messages):
-            if message.get("token") == token and message["type"] in types:
+            if _token(message) == token and message["type"] in types:
                 del self.messages[index]
                 return message
         deadline = time.monotonic() + timeout
@@ -189,8 +205,12 @@ class OuchSession:
                 raise
             if data is None:
                 continue
-            message = wire.decode("in", data.payload)
-            self._acknowledge(message)
-            if message.get("token") == token and message["type"] in types:
+            message = self._decode(data.payload)
+            if _token(message) == token and message["type"] in types:
                 return message
             self.messages.append(message)
+
+
+def _token(message: dict):
+    token = message.get("order_token")
+    return message.get("replacement_order_token") if token is None else token

@@ -277,7 +277,8 @@ class ExchangeSimulator:
         else:
             failure = None
         for event in events:
-            self.received.append(Received(now, client.peer, client.username, event))
+            who = event.username if isinstance(event, soup.LoginRequest) else client.username
+            self.received.append(Received(now, client.peer, who, event))
             log.debug("received from %s: %r", client.username or client.peer, event)
             self._handle(client, event, now, selector, clients)
             if client.closed:

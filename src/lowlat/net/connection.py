@@ -236,7 +236,13 @@ class SoupConnection:
         now = time.monotonic()
         deadline = min(now + timeout, self.client.next_deadline())
         try:
-            data = transport.receive(max(deadline, now))
+            try:
+                data = transport.receive(max(deadline, now))
+            except ConnectionLost as error:
+                error.partial = self.client.partial
+                if error.partial:
+                    error.args = (f"{error.args[0]}, {error.partial} bytes into a packet",)
+                raise
             with self._lock:
                 now = time.monotonic()
                 if data is not None:

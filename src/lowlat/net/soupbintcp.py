@@ -331,6 +331,11 @@ class SoupClient:
         self._requested = sequence
         self._reader = PacketReader(_SERVER_TYPES)
 
+    @property
+    def partial(self) -> int:
+        """Bytes received that do not make a whole packet yet (a connection cut mid-message)."""
+        return self._reader.pending
+
     def reset(self) -> None:
         """Prepare for a new connection: drop partial bytes, keep session and sequence number."""
         self._reader.clear()

@@ -243,3 +243,262 @@ def test_a_bad_numeric_field_is_a_protocol_error():
     client.login(0.0)
     with pytest.raises(soup.ProtocolError, match="sequence"):
         client.receive_data(b"\x00\x1fA" + b"S".rjust(10) + b"12x".rjust(20), 0.0)
+
+
+# ------------------------------------------------------------------------------------------------
+# Over TCP: the socket layer
+# ------------------------------------------------------------------------------------------------
+
+import socket  # noqa: E402
+
+from lowlat import PoolExhausted  # noqa: E402
+from lowlat.exchange import ExchangeSimulator  # noqa: E402
+from lowlat.exchange.ouch_book import OuchExchange  # noqa: E402
+from lowlat.net import ConnectionLost, SoupConnection  # noqa: E402
+from lowlat.net.ouch import OuchSession  # noqa: E402
+from lowlat.net.pool import ConnectionPool  # noqa: E402
+
+FAST = {"heartbeat_interval": 0.05, "timeout": 1.0, "connect_timeout": 2.0}
+
+
+@pytest.fixture
+def echo():
+    sim = ExchangeSimulator(heartbeat_interval=0.05, timeout=2.0).start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+@pytest.fixture
+def exchange():
+    sim = ExchangeSimulator(application=OuchExchange(), heartbeat_interval=0.05, timeout=2.0).start()
+    try:
+        yield sim
+    finally:
+        sim.stop()
+
+
+def wait_until(predicate, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()
+
+
+@pytest.mark.parametrize("busy_poll", [False, True], ids=["selector", "busy-poll"])
+def test_soup_connection_round_trips_and_stays_alive_when_idle(echo, busy_poll):
+    conn = SoupConnection(echo.address, "user", "pw", busy_poll=busy_poll, **FAST)
+    accepted = conn.connect()
+    assert accepted == soup.LoginAccepted(echo.session, 1)
+    assert conn.transport.sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY)
+    assert conn.transport.busy_poll is busy_poll
+    for i in range(20):
+        conn.send(b"msg %d" % i)
+        assert conn.receive(2.0) == soup.SequencedData(i + 1, b"msg %d" % i)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.5:  # longer than both sides' timeouts: heartbeats keep it up
+        assert conn.receive(0.1) is None
+    assert conn.alive and time.monotonic() - conn.last_heartbeat < 0.5
+    heartbeats = [r for r in echo.received if isinstance(r.event, soup.ClientHeartbeat)]
+    assert len(heartbeats) >= 10
+    conn.logout()
+    assert not conn.alive
+    assert wait_until(lambda: echo.connected() == [])
+
+
+def test_reconnect_resumes_the_sequence_over_tcp(echo):
+    conn = SoupConnection(echo.address, "user", "pw", **FAST)
+    conn.connect()
+    for i in range(3):
+        conn.send(b"%d" % i)
+        conn.receive(2.0)
+    echo.disconnect("user")
+    with pytest.raises(ConnectionLost):
+        conn.receive(2.0)
+    echo.send("user", b"while away")
+    assert wait_until(lambda: echo.logs["user"].next_sequence == 5)
+    assert conn.connect() == soup.LoginAccepted(echo.session, 4)
+    assert conn.receive(2.0) == soup.SequencedData(4, b"while away")
+    assert conn.connects == 2
+    conn.close()
+
+
+def test_sends_from_many_threads_never_interleave(echo):
+    conn = SoupConnection(echo.address, "user", "pw", **FAST)
+    conn.connect()
+    threads, per_thread = 4, 200
+    errors = []
+
+    def sender(k):
+        try:
+            for i in range(per_thread):
+                conn.send(bytes([65 + k]) * (1 + (i * 37 + k) % 3000))  # sizes up to 3 KB
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    workers = [threading.Thread(target=sender, args=(k,)) for k in range(threads)]
+    for w in workers:
+        w.start()
+    for w in workers:
+        w.join(20)
+    assert not any(w.is_alive() for w in workers) and errors == []
+    assert wait_until(lambda: sum(isinstance(r.event, soup.UnsequencedData) for r in echo.received)
+                      == threads * per_thread, 10)
+    for record in echo.received:
+        if isinstance(record.event, soup.UnsequencedData):
+            payload = record.event.payload
+            assert payload == payload[:1] * len(payload)  # one thread's bytes only
+    conn.close()
+
+
+def test_a_connection_refused_is_an_os_error():
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    with pytest.raises(OSError):
+        SoupConnection(("127.0.0.1", port), "u", "p", connect_timeout=1).connect()
+
+
+# ------------------------------------------------------------------------------------------------
+# ConnectionPool
+# ------------------------------------------------------------------------------------------------
+
+
+def ouch_factory(sim, prefix="u"):
+    counter = iter(range(1000))
+    return lambda: OuchSession(sim.address, f"{prefix}{next(counter)}", "pw", **FAST)
+
+
+def test_pool_connects_up_front_and_checks_out_with_a_context_manager(exchange):
+    with ConnectionPool(ouch_factory(exchange), 3, service_interval=0.02) as pool:
+        assert exchange.connected() == ["u0", "u1", "u2"]
+        health = pool.health()
+        assert (health.size, health.up, health.idle, health.in_use, health.down) == (3, 3, 3, 0, 0)
+        with pool.session() as s:
+            assert pool.health().in_use == 1
+            s.enter_order("T1", "B", 10, "AAPL", 10000)
+            assert s.wait_for("T1", "A", timeout=2)["order_token"] == "T1"
+        assert pool.health().idle == 3
+        time.sleep(0.3)  # the maintenance thread keeps idle sessions heartbeating
+        assert time.monotonic() - pool.health().last_heartbeat < 0.25
+    assert wait_until(lambda: exchange.connected() == [])
+    with pytest.raises(RuntimeError, match="closed"):
+        pool.acquire()
+
+
+def test_pool_exhaustion_waits_then_raises(exchange):
+    with ConnectionPool(ouch_factory(exchange), 2, checkout_timeout=0.2) as pool:
+        a, b = pool.acquire(), pool.acquire()
+        started = time.monotonic()
+        with pytest.raises(PoolExhausted, match="2 in use"):
+            pool.acquire()
+        assert 0.19 <= time.monotonic() - started < 1.5
+        threading.Timer(0.1, pool.release, args=(a,)).start()
+        assert pool.acquire(timeout=2) is a  # a waiter gets the session given back
+        with pytest.raises(ValueError, match="not checked out"):
+            pool.release(OuchSession(exchange.address, "x", "pw"))
+        pool.release(a)
+        with pytest.raises(ValueError, match="not checked out"):
+            pool.release(a)
+        pool.release(b)
+
+
+def test_pool_grows_to_max_size(exchange):
+    with ConnectionPool(ouch_factory(exchange), 1, max_size=2, checkout_timeout=0.1) as pool:
+        a, b = pool.acquire(), pool.acquire()
+        assert a is not b and b.alive and pool.health().size == 2
+        with pytest.raises(PoolExhausted):
+            pool.acquire()
+        pool.release(a)
+        pool.release(b)
+    with pytest.raises(ValueError, match="max_size"):
+        ConnectionPool(ouch_factory(exchange), 2, max_size=1)
+    with pytest.raises(ValueError, match="size"):
+        ConnectionPool(ouch_factory(exchange), 0)
+
+
+def test_pool_replaces_a_dead_idle_session_in_the_background(exchange):
+    with ConnectionPool(ouch_factory(exchange), 2, service_interval=0.02, backoff=0.02) as pool:
+        exchange.disconnect("u0")
+        assert wait_until(lambda: pool.health().reconnects == 1 and pool.health().up == 2)
+        health = pool.health()
+        assert (health.failures, health.down) == (1, 0)
+        assert wait_until(lambda: exchange.connected() == ["u0", "u1"])
+        with pool.session() as s0, pool.session() as s1:  # both sessions work again
+            for s in (s0, s1):
+                s.enter_order("T1", "B", 1, "AAPL", 10000)
+                assert s.wait_for("T1", "A", timeout=2)["order_token"] == "T1"
+
+
+def test_pool_reports_orders_a_dead_session_never_had_answered(exchange):
+    lost_seen = []
+    with ConnectionPool(ouch_factory(exchange), 1, service_interval=0.02, backoff=0.02,
+                        on_lost=lost_seen.append) as pool:
+        exchange.misbehave(ack_delay=0.5)
+        with pool.session() as s:
+            s.enter_order("L1", "B", 1, "AAPL", 10000)
+            s.enter_order("L2", "B", 1, "AAPL", 10000)
+            exchange.disconnect(s.username)
+            with pytest.raises(ConnectionLost) as info:
+                s.wait_for("L2", "A", timeout=2)
+            assert [p.token for p in info.value.unacknowledged] == ["L1", "L2"]
+        lost = pool.take_lost_orders()
+        assert len(lost) == 1 and [p.token for p in lost[0].orders] == ["L1", "L2"]
+        assert lost_seen == lost and pool.take_lost_orders() == []
+        exchange.behave()
+        assert wait_until(lambda: pool.health().reconnects == 1)
+
+
+def test_pool_backs_off_while_the_exchange_is_down():
+    sim = ExchangeSimulator(application=OuchExchange(), heartbeat_interval=0.05).start()
+    pool = ConnectionPool(ouch_factory(sim), 2, service_interval=0.02, backoff=0.05, max_backoff=0.2,
+                          checkout_timeout=0.1)
+    try:
+        sim.stop()
+        assert wait_until(lambda: pool.health().down == 2)
+        time.sleep(0.6)
+        health = pool.health()
+        assert health.up == 0 and health.reconnects == 0 and health.last_heartbeat is None
+        attempts = [slot.attempts for slot in pool._slots]
+        assert all(2 <= a <= 8 for a in attempts), attempts  # 0.05, 0.1, 0.2, 0.2 ... not a spin
+        assert all(isinstance(slot.last_error, OSError) for slot in pool._slots)
+        with pytest.raises(PoolExhausted, match="2 reconnecting"):
+            pool.acquire()
+    finally:
+        pool.close()
+
+
+def test_concurrent_checkout_from_threads(exchange):
+    holders, lock, errors = set(), threading.Lock(), []
+    rounds, threads = 25, 6
+
+    def worker(k):
+        try:
+            for i in range(rounds):
+                with pool.session(timeout=10) as s:
+                    with lock:
+                        assert s not in holders, "one session checked out twice"
+                        holders.add(s)
+                    token = f"W{k}-{i}"
+                    s.enter_order(token, "B", 1, "AAPL", 10000)
+                    s.wait_for(token, "A", timeout=5)
+                    with lock:
+                        holders.discard(s)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    with ConnectionPool(ouch_factory(exchange), 3, service_interval=0.02) as pool:
+        workers = [threading.Thread(target=worker, args=(k,)) for k in range(threads)]
+        for w in workers:
+            w.start()
+        for w in workers:
+            w.join(60)
+        assert not any(w.is_alive() for w in workers)
+        assert errors == []
+        health = pool.health()
+        assert (health.up, health.idle, health.failures) == (3, 3, 0)
+        accepted = sum(1 for r in exchange.received if isinstance(r.event, soup.UnsequencedData))
+        assert accepted == rounds * threads

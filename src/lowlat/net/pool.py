@@ -55,7 +55,7 @@ class _Slot:
 
     def __init__(self, session) -> None:
         self.session = session
-        self.state = "idle"  # idle | busy (checked out or being serviced) | down
+        self.state = "idle"  # idle | busy (checked out) | service (the maintenance thread has it) | down
         self.retry_at = 0.0
         self.attempts = 0
         self.last_error: BaseException | None = None
@@ -211,11 +211,13 @@ class ConnectionPool:
     def health(self) -> PoolHealth:
         """A consistent snapshot of the pool (see :class:`PoolHealth`)."""
         with self._condition:
-            states = [s.state for s in self._slots]
-            up = [s.session.last_heartbeat for s in self._slots if s.state != "down"]
-            return PoolHealth(size=len(self._slots), max_size=self.max_size, up=len(up), idle=states.count("idle"),
-                              in_use=states.count("busy"), down=states.count("down"), reconnects=self.reconnects,
-                              failures=self.failures, last_heartbeat=min(up) if up else None)
+            slots = self._slots
+            up = [s.session.last_heartbeat for s in slots if s.state != "down" and s.session.alive]
+            in_use = sum(s.state == "busy" for s in slots)
+            idle = sum(s.state in ("idle", "service") and s.session.alive for s in slots)
+            return PoolHealth(size=len(slots), max_size=self.max_size, up=len(up), idle=idle, in_use=in_use,
+                              down=len(slots) - idle - in_use, reconnects=self.reconnects, failures=self.failures,
+                              last_heartbeat=min(up) if up else None)
 
     # -- background ----------------------------------------------------------------------------
 
@@ -230,8 +232,10 @@ class ConnectionPool:
                 now = time.monotonic()
                 idle = [s for s in self._slots if s.state == "idle"]
                 due = [s for s in self._slots if s.state == "down" and s.retry_at <= now]
-                for slot in idle + due:
-                    slot.state = "busy"  # nobody else may touch it meanwhile
+                for slot in idle:
+                    slot.state = "service"  # nobody else may touch it meanwhile
+                for slot in due:
+                    slot.state = "service"
             for slot in idle:
                 try:
                     slot.session.service(0.0)

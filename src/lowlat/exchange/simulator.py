@@ -227,7 +227,7 @@ class ExchangeSimulator:
         except (BlockingIOError, InterruptedError):
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        sock.settimeout(2.0)  # writes block at most this long: a client that stops reading is dropped
+        sock.setblocking(False)
         session = soup.SoupServer(heartbeat_interval=self.heartbeat_interval, timeout=self.timeout)
         session.last_received = session.last_sent = time.monotonic()
         client = _Client(sock, peer, session)
@@ -252,8 +252,16 @@ class ExchangeSimulator:
         log.info("closed %s:%d (%s)", client.peer[0], client.peer[1], client.username or "not logged in")
 
     def _write(self, client: _Client, data: bytes, selector, clients) -> None:
+        """Send all of ``data``; a client that does not read for 2 s is dropped."""
         try:
-            client.sock.sendall(data)
+            try:
+                sent = client.sock.send(data)
+            except BlockingIOError:
+                sent = 0
+            if sent < len(data):  # rare: the client's receive window is full
+                client.sock.settimeout(2.0)
+                client.sock.sendall(data[sent:])
+                client.sock.setblocking(False)
         except OSError as error:
             log.info("write to %s failed: %s", client.username, error)
             self._close(client, selector, clients)

@@ -109,6 +109,10 @@ class Transport:
         """Return the bytes available now or before ``deadline`` (``time.monotonic()``), None on
         timeout; ``ConnectionLost`` when the peer closed or reset the connection."""
         sock = self.sock
+        if not self.busy_poll:  # wait first: right after a send the answer is never there yet
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                self._selector.select(remaining)
         while True:
             try:
                 data = sock.recv(_RECV_SIZE)

@@ -104,7 +104,8 @@ class ConnectionPool:
         self._slots: list[_Slot] = []
         self._by_session: dict[int, _Slot] = {}
         self._lost: list[LostOrders] = []
-        self._condition = threading.Condition()
+        self._condition = threading.Condition()  # checkout waiters only: the maintenance thread sleeps on _stop
+        self._stop = threading.Event()
         self._closed = False
         opened = []
         try:
@@ -222,11 +223,10 @@ class ConnectionPool:
     # -- background ----------------------------------------------------------------------------
 
     def _maintain(self) -> None:
-        while True:
+        # Sleeping on its own event (not the checkout condition) keeps every release from waking
+        # this thread: a wake-up per order costs the order thread the GIL hand-over.
+        while not self._stop.wait(self.service_interval):
             with self._condition:
-                if self._closed:
-                    return
-                self._condition.wait(self.service_interval)
                 if self._closed:
                     return
                 now = time.monotonic()
@@ -270,6 +270,7 @@ class ConnectionPool:
                 return
             self._closed = True
             self._condition.notify_all()
+        self._stop.set()
         self._thread.join(timeout)
         for slot in self._slots:
             try:

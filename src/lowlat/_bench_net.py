@@ -1,0 +1,194 @@
+"""``lowlat bench`` section "net": an order round trip over loopback TCP, pooled vs per-order login.
+
+The seed's connection-pool experiment, for real. The exchange simulator runs in its own process
+(``lowlat.exchange.main``, OUCH 4.2 on SoupBinTCP, the price-time book behind it), and so does a
+bare TCP echo server; this process is the client. One round trip is: send an Enter Order, wait for
+its Accepted. Each contender's round trips are recorded in a ``lowlat.LatencyHistogram``:
+
+* ``bare TCP echo`` -- the floor: the very bytes a pooled Enter Order puts on the wire (SoupBinTCP
+  framing included), sent with ``socket.send`` and read back from an echo process, TCP_NODELAY,
+  blocking ``recv``. No protocol work on either side.
+* ``pooled OUCH`` -- ``with pool.session() as s: s.enter_order(...); s.wait_for(token, "A")`` on a
+  ConnectionPool of logged-in sessions, selector waits (and a busy-poll row).
+* ``connect + login per order`` -- what a pool saves: a new TCP connection and SoupBinTCP login for
+  every order (the socket is closed after the Accepted, outside the timed span).
+
+The rows are p50 and p99 in microseconds; the ratio column is relative to the bare echo. Target:
+pooled OUCH p50 within 1.5x the echo.
+"""
+
+from __future__ import annotations
+
+import gc
+import os
+import socket
+import subprocess
+import sys
+import time
+
+from ._benchkit import Progress, Row
+
+STEPS = 5
+
+_ECHO = r"""
+import socket, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+print(listener.getsockname()[1], flush=True)
+conn, _ = listener.accept()
+conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+while True:
+    data = conn.recv(65536)
+    if not data:
+        break
+    conn.sendall(data)
+"""
+
+_EXCHANGE = "import sys; from lowlat.exchange import main; sys.exit(main(sys.argv[1:]))"
+
+
+def _spawn(code: str, *args: str) -> tuple[subprocess.Popen, int]:
+    """Start ``python -c code`` and return it with the port it prints (last word of its first line)."""
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                            text=True, env=env)
+    line = proc.stdout.readline()
+    try:
+        return proc, int(line.strip().rsplit(":", 1)[-1].split()[-1])
+    except ValueError:
+        proc.kill()
+        raise RuntimeError(f"bench net: the helper process did not start: {line!r}") from None
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        proc.terminate()
+        try:
+            proc.wait(5)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
+
+
+def _histogram():
+    import lowlat
+
+    return lowlat.LatencyHistogram()
+
+
+def _echo_round_trips(port: int, message: bytes, count: int):
+    hist = _histogram()
+    sock = socket.create_connection(("127.0.0.1", port), timeout=10)
+    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    size = len(message)
+    clock = time.perf_counter_ns
+    try:
+        for i in range(count + count // 10):
+            start = clock()
+            sock.sendall(message)
+            got = 0
+            while got < size:
+                chunk = sock.recv(65536)
+                if not chunk:
+                    raise RuntimeError("bench net: the echo server closed the connection")
+                got += len(chunk)
+            if i >= count // 10:  # the first tenth warms up
+                hist.record(clock() - start)
+    finally:
+        sock.close()
+    return hist
+
+
+def _pooled_round_trips(address, count: int, busy_poll: bool, prefix: str):
+    from .net.ouch import OuchSession
+    from .net.pool import ConnectionPool
+
+    hist = _histogram()
+    clock = time.perf_counter_ns
+    names = iter(range(100))
+    pool = ConnectionPool(lambda: OuchSession(address, f"{prefix}{next(names)}", "bench", busy_poll=busy_poll), 2)
+    try:
+        for i in range(count + count // 10):
+            token = f"{prefix}{i}"
+            start = clock()
+            with pool.session() as session:
+                session.enter_order(token, "B", 100, "BENCH", 1_000_000)
+                session.wait_for(token, "A", timeout=10)
+            if i >= count // 10:
+                hist.record(clock() - start)
+    finally:
+        pool.close()
+    return hist
+
+
+def _connect_per_order(address, count: int):
+    from .net.ouch import OuchSession
+
+    hist = _histogram()
+    clock = time.perf_counter_ns
+    for i in range(count + count // 10):
+        token = f"F{i}"
+        start = clock()
+        session = OuchSession(address, "fresh", "bench", sequence=0)
+        session.connect()
+        session.enter_order(token, "B", 100, "BENCH", 1_000_000)
+        session.wait_for(token, "A", timeout=10)
+        elapsed = clock() - start
+        session.close()
+        if i >= count // 10:
+            hist.record(elapsed)
+    return hist
+
+
+def _enter_order_packet() -> bytes:
+    """The bytes one pooled Enter Order puts on the wire: SoupBinTCP header + OUCH message."""
+    from . import ouch
+    from .net import soupbintcp
+
+    buffer = bytearray(ouch.MESSAGES["enter_order"].length)
+    ouch.encode_enter_order(buffer, 0, "P12345", "B", 100, "BENCH", 1_000_000)
+    return soupbintcp.encode_packet(b"U", bytes(buffer))
+
+
+def run(quick: bool, progress: Progress) -> list[Row]:
+    rounds = 2_000 if quick else 20_000
+    fresh_rounds = 200 if quick else 2_000
+    echo, echo_port = _spawn(_ECHO)
+    exchange, exchange_port = _spawn(_EXCHANGE, "--port", "0", "--application", "ouch", "--timeout", "60")
+    address = ("127.0.0.1", exchange_port)
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        progress.step("net: bare TCP echo")
+        results = [("bare TCP echo of the same bytes (floor)", _echo_round_trips(echo_port, _enter_order_packet(), rounds))]
+        progress.step("net: pooled OUCH, selector")
+        results.append(("pooled OUCH session, selector waits", _pooled_round_trips(address, rounds, False, "S")))
+        progress.step("net: pooled OUCH, busy-poll")
+        results.append(("pooled OUCH session, busy-poll", _pooled_round_trips(address, rounds, True, "B")))
+        progress.step("net: connect + login per order")
+        results.append(("connect + login per order", _connect_per_order(address, fresh_rounds)))
+    finally:
+        if was_enabled:
+            gc.enable()
+        _stop(echo)
+        _stop(exchange)
+    progress.step("net: report")
+    rows = []
+    for quantile, group in ((50, "OUCH Enter Order -> Accepted round trip over loopback, p50"),
+                            (99, "OUCH Enter Order -> Accepted round trip over loopback, p99")):
+        for label, hist in results:
+            rows.append(Row(group, label, hist.percentile(quantile) / 1000, "us",
+                            note=f"{hist.count:,} round trips", extra={"p50_ns": hist.percentile(50),
+                                                                         "p99_ns": hist.percentile(99),
+                                                                         "count": hist.count}))
+    return rows
+
+
+if __name__ == "__main__":  # python -m lowlat._bench_net [--quick]
+    from ._benchkit import format_table
+
+    progress = Progress(STEPS)
+    table = run("--quick" in sys.argv, progress)
+    progress.close()
+    print(format_table(table))

@@ -502,3 +502,177 @@ def test_concurrent_checkout_from_threads(exchange):
         assert (health.up, health.idle, health.failures) == (3, 3, 0)
         accepted = sum(1 for r in exchange.received if isinstance(r.event, soup.UnsequencedData))
         assert accepted == rounds * threads
+
+
+# ------------------------------------------------------------------------------------------------
+# FIX session state machine (no sockets)
+# ------------------------------------------------------------------------------------------------
+
+from lowlat import fix  # noqa: E402
+from lowlat.net import fix_session as fs  # noqa: E402
+
+WALL = 1_764_000_000_000_000_000  # a fixed SendingTime: the bytes are the same every run
+
+
+def fix_pair(begin=fix.FIX44, interval=1.0):
+    client = fs.FixSession("CLIENT", "EXCH", begin, heartbeat_interval=interval, wall_clock_ns=lambda: WALL)
+    server = fs.FixSession("EXCH", "CLIENT", begin, heartbeat_interval=interval, initiator=False,
+                           wall_clock_ns=lambda: WALL)
+    return client, server
+
+
+def fix_logged_on(begin=fix.FIX44, interval=1.0):
+    client, server = fix_pair(begin, interval)
+    server.receive_data(client.logon(0.0), 0.0)
+    client.receive_data(server.data_to_send(), 0.0)
+    assert client.state is server.state is fs.FixState.ACTIVE
+    return client, server
+
+
+def fix_frame(begin, body):
+    """A FIX message with a correct BodyLength and CheckSum around ``body`` (tag=value fields)."""
+    head = b"8=%s\x019=%d\x01" % (begin.encode(), len(body))
+    return head + body + b"10=%03d\x01" % (sum(head + body) % 256)
+
+
+def order(session, now, token="O1"):
+    return session.send("new_order_single", now, token, "AAPL", fix.Side.BUY, 100, fix.OrdType.LIMIT, 1_000_000)
+
+
+@pytest.mark.parametrize("begin", [fix.FIX42, fix.FIX44])
+def test_fix_logon_and_order_in_every_split(begin):
+    client, server = fix_pair(begin)
+    logon = client.logon(0.0)
+    for chunks in splits(logon):
+        acceptor = fs.FixSession("EXCH", "CLIENT", begin, heartbeat_interval=1.0, initiator=False,
+                                 wall_clock_ns=lambda: WALL)
+        assert feed(acceptor, chunks) == [fs.LoggedOn(1, 1)]
+    server.receive_data(logon, 0.0)
+    answer = server.data_to_send()
+    assert b"\x0135=A\x01" in answer and b"\x01108=1\x01" in answer
+    stream = answer + server.send("execution_report", 0.0, "X1", "E1", fix.ExecType.NEW, fix.OrdStatus.NEW, "AAPL",
+                                  fix.Side.BUY, 100, 0, 0, cl_ord_id="O1")
+    for chunks in splits(stream):
+        initiator = fs.FixSession("CLIENT", "EXCH", begin, heartbeat_interval=1.0, wall_clock_ns=lambda: WALL)
+        initiator.logon(0.0)
+        events = feed(initiator, chunks)
+        assert [type(e) for e in events] == [fs.LoggedOn, fs.AppMessage]
+        assert events[1].msg_type == "8" and events[1].get(11) == "O1" and events[1].seq_num == 2
+        assert initiator.next_in == 3 and initiator.data_to_send() == b""
+
+
+def test_fix_heartbeats_test_requests_and_timeout():
+    client, server = fix_logged_on(interval=1.0)
+    assert client.poll(0.5) == (b"", [])
+    out, _ = client.poll(1.0)
+    assert b"\x0135=0\x01" in out  # nothing sent for an interval: Heartbeat
+    assert server.receive_data(out, 1.0) == [fs.Heartbeat(None)]
+    out, _ = client.poll(1.2)
+    assert b"\x0135=1\x01" in out and b"112=TEST1" in out  # nothing received for 1.2 intervals: TestRequest
+    events = server.receive_data(out, 1.2)
+    assert events == [fs.TestRequest("TEST1")]
+    reply = server.data_to_send()
+    assert b"\x0135=0\x01" in reply and b"112=TEST1" in reply
+    assert client.receive_data(reply, 1.3) == [fs.Heartbeat("TEST1")]
+    assert client.poll(2.0)[1] == []  # answered: no timeout
+    out, _ = client.poll(2.6)  # silent again: a second TestRequest, then the timeout
+    assert b"112=TEST2" in out
+    _, events = client.poll(3.7)
+    assert isinstance(events[0], fs.HeartbeatTimeout) and client.state is fs.FixState.CLOSED
+
+
+def test_fix_gap_is_answered_with_a_resend_request_and_filled_in_order():
+    client, server = fix_logged_on()
+    lost_admin = server.heartbeat(0.0)  # seq 2, an admin message: gap-filled, never re-sent
+    reports = [server.send("execution_report", 0.0, "X%d" % i, "E%d" % i, fix.ExecType.NEW, fix.OrdStatus.NEW,
+                           "AAPL", fix.Side.BUY, 100, 0, 0, cl_ord_id="O%d" % i) for i in range(4)]  # seq 3..6
+    assert lost_admin
+    stream = reports[2] + reports[3]  # 2, 3 and 4 are lost in transit
+    for chunks in splits(stream):
+        c = fs.FixSession("CLIENT", "EXCH", heartbeat_interval=1.0, next_in=2, wall_clock_ns=lambda: WALL)
+        c.state = fs.FixState.ACTIVE
+        assert feed(c, chunks) == [fs.GapDetected(2, 5)]
+        request = c.data_to_send()
+        assert b"\x0135=2\x01" in request and b"\x017=2\x01" in request and b"\x0116=0\x01" in request
+    assert client.receive_data(stream, 0.1) == [fs.GapDetected(2, 5)]
+    assert server.receive_data(client.data_to_send(), 0.1) == [fs.ResendRequested(2, 0)]
+    resent = server.data_to_send()
+    # a gap fill for the heartbeat (34=2 -> 36=3), then reports 3..6 again as possible duplicates
+    assert resent.count(b"\x0135=4\x01") == 1 and b"\x0134=2\x01" in resent and b"\x0136=3\x01" in resent
+    assert resent.count(b"\x0143=Y\x01") == 4 and resent.count(b"\x01122=") == 4
+    for chunks in splits(resent):
+        c = fs.FixSession("CLIENT", "EXCH", heartbeat_interval=1.0, next_in=2, wall_clock_ns=lambda: WALL)
+        c.state = fs.FixState.ACTIVE
+        feed(c, [stream])
+        c.data_to_send()
+        events = feed(c, chunks)
+        assert events[0] == fs.SequenceReset(3, True)
+        assert [e.get(11) for e in events[1:]] == ["O0", "O1", "O2", "O3"]  # each once, in order
+        assert c.next_in == 7 and c._queued == {}
+
+
+def test_fix_resend_of_admin_only_is_one_gap_fill():
+    client, server = fix_logged_on()
+    server.receive_data(client.heartbeat(0.0), 0.0)
+    assert server.receive_data(client._encode("resend_request", 0.0, 1, 0), 0.0) == [fs.ResendRequested(1, 0)]
+    fill = server.data_to_send()
+    assert fill.count(b"8=FIX") == 1 and b"\x01123=Y\x01" in fill and b"\x0136=2\x01" in fill
+
+
+def test_fix_gap_filled_by_resent_messages_delivers_everything_once():
+    client, server = fix_logged_on()
+    reports = [server.send("execution_report", 0.0, "X%d" % i, "E%d" % i, fix.ExecType.NEW, fix.OrdStatus.NEW,
+                           "AAPL", fix.Side.BUY, 100, 0, 0, cl_ord_id="O%d" % i) for i in range(3)]
+    assert client.receive_data(reports[1] + reports[2], 0.1) == [fs.GapDetected(2, 3)]
+    events = client.receive_data(reports[0], 0.2)  # the resend arrives
+    assert [e.get(11) for e in events] == ["O0", "O1", "O2"]
+    assert client.next_in == 5 and client._resend_pending is False
+
+
+def test_fix_sequence_too_low_is_fatal_unless_possible_duplicate():
+    client, server = fix_logged_on()
+    low = fix_frame(fix.FIX44, b"35=0\x0149=EXCH\x0156=CLIENT\x0134=1\x0152=20251124-16:00:00.000\x01")
+    dup = fix_frame(fix.FIX44, b"35=0\x0149=EXCH\x0156=CLIENT\x0134=1\x0143=Y\x0152=20251124-16:00:00.000\x01")
+    assert client.receive_data(dup, 0.1) == [] and client.state is fs.FixState.ACTIVE
+    events = client.receive_data(low, 0.1)
+    assert isinstance(events[0], fs.SessionError) and "too low" in events[0].text
+    assert client.state is fs.FixState.CLOSED and b"\x0135=5\x01" in client.data_to_send()
+
+
+def test_fix_malformed_message_is_rejected_without_dropping_the_session():
+    client, server = fix_logged_on()
+    missing_symbol = fix_frame(fix.FIX44, b"35=D\x0149=CLIENT\x0156=EXCH\x0134=2\x0152=20251124-16:00:00.000\x01"
+                               b"11=O1\x0154=1\x0160=20251124-16:00:00.000\x0138=100\x0140=2\x0144=100\x01")
+    good = order(client, 0.0)  # numbered 2 too: re-number it as 3
+    good = fix_frame(fix.FIX44, good[good.index(b"35="):good.rindex(b"10=")].replace(b"\x0134=2\x01", b"\x0134=3\x01"))
+    bad_checksum = good[:-4] + b"000\x01"
+    stream = missing_symbol + bad_checksum + good
+    for chunks in splits(stream):
+        s = fs.FixSession("EXCH", "CLIENT", initiator=False, heartbeat_interval=1.0, next_in=2,
+                          wall_clock_ns=lambda: WALL)
+        s.state = fs.FixState.ACTIVE
+        events = feed(s, chunks)
+        assert [type(e) for e in events] == [fs.MalformedMessage, fs.MalformedMessage, fs.AppMessage]
+        assert events[0].rejected and events[0].error.reason == fix.Reason.MISSING_TAG
+        assert not events[1].rejected and events[1].error.reason == fix.Reason.CHECKSUM  # garbled: ignored
+        assert events[2].get(11) == "O1" and s.state is fs.FixState.ACTIVE and s.next_in == 4
+        reject = s.data_to_send()
+        assert b"\x0135=3\x01" in reject and b"\x0145=2\x01" in reject and b"\x01373=1\x01" in reject
+        assert b"\x01371=55\x01" in reject
+
+
+def test_fix_logout_handshake():
+    client, server = fix_logged_on()
+    bye = client.logout(0.5, "done")
+    assert client.state is fs.FixState.LOGOUT_SENT
+    assert server.receive_data(bye, 0.5) == [fs.LoggedOut("done")]
+    assert server.state is fs.FixState.CLOSED
+    assert client.receive_data(server.data_to_send(), 0.6) == [fs.LoggedOut("")]
+    assert client.state is fs.FixState.CLOSED
+
+
+def test_fix_first_message_must_be_a_logon():
+    _, server = fix_pair()
+    client, _ = fix_logged_on()
+    events = server.receive_data(order(client, 0.0), 0.0)
+    assert isinstance(events[0], fs.SessionError) and server.state is fs.FixState.CLOSED

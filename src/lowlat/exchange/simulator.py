@@ -30,6 +30,7 @@ from __future__ import annotations
 import heapq
 import itertools
 import logging
+import re
 import selectors
 import socket
 import threading
@@ -37,6 +38,7 @@ import time
 from collections import deque
 from dataclasses import dataclass
 
+from ..net import fix_session as fs
 from ..net import soupbintcp as soup
 
 __all__ = ["ExchangeSimulator", "Received", "EchoApplication"]
@@ -64,14 +66,20 @@ class EchoApplication:
 
 
 class _Client:
-    __slots__ = ("sock", "peer", "session", "username", "closed")
+    __slots__ = ("sock", "peer", "session", "username", "closed", "fix", "pending")
 
-    def __init__(self, sock: socket.socket, peer: tuple, session: soup.SoupServer) -> None:
+    def __init__(self, sock: socket.socket, peer: tuple, session, fix: bool = False) -> None:
         self.sock = sock
         self.peer = peer
-        self.session = session
+        self.session = session  # SoupServer, or the user's FixSession once its Logon names it
         self.username = ""
         self.closed = False
+        self.fix = fix
+        self.pending = bytearray()  # FIX bytes before the Logon says who this is
+
+
+_COMP_ID = re.compile(rb"\x0149=([^\x01]{1,64})\x01")
+_BEGIN = re.compile(rb"^8=(FIX\.4\.[24])\x01")
 
 
 class ExchangeSimulator:
@@ -84,10 +92,20 @@ class ExchangeSimulator:
     """
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, application=None, users: dict | None = None,
-                 session: str = "SIM0000001", heartbeat_interval: float = 1.0, timeout: float = 15.0) -> None:
+                 session: str = "SIM0000001", heartbeat_interval: float = 1.0, timeout: float = 15.0,
+                 fix_port: int | None = None, fix_comp_id: str = "EXCH") -> None:
         self.host = host
         self.port = port
         self.application = application if application is not None else EchoApplication()
+        self.fix_port = fix_port
+        self.fix_comp_id = fix_comp_id
+        self.fix_sessions: dict[str, fs.FixSession] = {}  # SenderCompID -> its session, across connections
+        self.gateway = None
+        if fix_port is not None:
+            from .fix_gateway import FixGateway
+
+            self.gateway = FixGateway(self.application)
+        self._fix_listener: socket.socket | None = None
         self.users = users
         self.session = session
         self.heartbeat_interval = heartbeat_interval
@@ -115,14 +133,26 @@ class ExchangeSimulator:
             raise RuntimeError("the simulator is not started")
         return self._listener.getsockname()[:2]
 
-    def start(self) -> "ExchangeSimulator":
-        """Bind, listen and run the event loop in a daemon thread; return ``self``."""
+    @property
+    def fix_address(self) -> tuple[str, int]:
+        """``(host, port)`` of the FIX listener (after ``start`` with ``fix_port``)."""
+        if self._fix_listener is None:
+            raise RuntimeError("the simulator has no FIX listener (pass fix_port)")
+        return self._fix_listener.getsockname()[:2]
+
+    def _listen(self, port: int) -> socket.socket:
         listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
         listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        listener.bind((self.host, self.port))
+        listener.bind((self.host, port))
         listener.listen(64)
         listener.setblocking(False)
-        self._listener = listener
+        return listener
+
+    def start(self) -> "ExchangeSimulator":
+        """Bind, listen and run the event loop in a daemon thread; return ``self``."""
+        self._listener = self._listen(self.port)
+        if self.fix_port is not None:
+            self._fix_listener = self._listen(self.fix_port)
         self._thread = threading.Thread(target=self._run, name="lowlat-exchange", daemon=True)
         self._thread.start()
         log.info("exchange simulator listening on %s:%d", *self.address)
@@ -189,6 +219,8 @@ class ExchangeSimulator:
     def _run(self) -> None:
         selector = selectors.DefaultSelector()
         selector.register(self._listener, selectors.EVENT_READ, None)
+        if self._fix_listener is not None:
+            selector.register(self._fix_listener, selectors.EVENT_READ, "fix")
         selector.register(self._wake_r, selectors.EVENT_READ, "wake")
         all_clients: set[_Client] = set()
         try:
@@ -196,8 +228,8 @@ class ExchangeSimulator:
                 now = time.monotonic()
                 timeout = self._next_timer(all_clients, now)
                 for key, _ in selector.select(timeout):
-                    if key.data is None:
-                        self._accept(selector, all_clients)
+                    if key.data is None or key.data == "fix":
+                        self._accept(key.fileobj, selector, all_clients)
                     elif key.data == "wake":
                         try:
                             self._wake_r.recv(4096)
@@ -211,6 +243,8 @@ class ExchangeSimulator:
                 self._close(client, selector, all_clients)
             selector.close()
             self._listener.close()
+            if self._fix_listener is not None:
+                self._fix_listener.close()
 
     def _next_timer(self, clients, now: float) -> float:
         due = now + 0.25
@@ -218,19 +252,27 @@ class ExchangeSimulator:
             due = min(due, self._delayed[0][0])
         for client in clients:
             session = client.session
-            due = min(due, session.last_sent + session.heartbeat_interval, session.last_received + session.timeout)
+            if session is None:
+                continue
+            if client.fix:
+                due = min(due, session.next_deadline())
+            else:
+                due = min(due, session.last_sent + session.heartbeat_interval, session.last_received + session.timeout)
         return max(due - now, 0.0)
 
-    def _accept(self, selector, clients) -> None:
+    def _accept(self, listener, selector, clients) -> None:
         try:
-            sock, peer = self._listener.accept()
+            sock, peer = listener.accept()
         except (BlockingIOError, InterruptedError):
             return
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(False)
-        session = soup.SoupServer(heartbeat_interval=self.heartbeat_interval, timeout=self.timeout)
-        session.last_received = session.last_sent = time.monotonic()
-        client = _Client(sock, peer, session)
+        if listener is self._fix_listener:
+            client = _Client(sock, peer, None, fix=True)
+        else:
+            session = soup.SoupServer(heartbeat_interval=self.heartbeat_interval, timeout=self.timeout)
+            session.last_received = session.last_sent = time.monotonic()
+            client = _Client(sock, peer, session)
         clients.add(client)
         selector.register(sock, selectors.EVENT_READ, client)
         self.connections += 1
@@ -277,6 +319,9 @@ class ExchangeSimulator:
             self._close(client, selector, clients)
             return
         now = time.monotonic()
+        if client.fix:
+            self._read_fix(client, data, now, selector, clients)
+            return
         try:
             events = client.session.receive_data(data, now)
         except soup.ProtocolError as error:
@@ -300,7 +345,10 @@ class ExchangeSimulator:
         if isinstance(event, soup.LoginRequest):
             self._login(client, event, now, selector, clients)
         elif isinstance(event, soup.UnsequencedData):
-            for username, payload in self.application.on_message(client.username, event.payload):
+            answers = self.application.on_message(client.username, event.payload)
+            if self.gateway is not None:
+                answers = self.gateway.translate(answers)
+            for username, payload in answers:
                 self._sequenced(username, payload, now, selector, clients)
         elif isinstance(event, soup.LogoutRequest):
             self._close(client, selector, clients)
@@ -344,7 +392,12 @@ class ExchangeSimulator:
             return
         self._deliver(username, payload, now, selector, clients)
 
-    def _deliver(self, username: str, payload: bytes, now: float, selector, clients) -> None:
+    def _deliver(self, username: str, payload, now: float, selector, clients) -> None:
+        if isinstance(payload, tuple):  # from the FIX gateway: ("fix", message) or ("ouch", bytes)
+            kind, payload = payload
+            if kind == "fix":
+                self._deliver_fix(username, payload, now, selector, clients)
+                return
         session_log = self.logs.setdefault(username, soup.SessionLog(self.session))
         with self._lock:
             client = self._clients.get(username)
@@ -365,6 +418,86 @@ class ExchangeSimulator:
         else:
             self._write(client, packet, selector, clients)
 
+    # -- FIX ---------------------------------------------------------------------------------------
+
+    def _read_fix(self, client: _Client, data: bytes, now: float, selector, clients) -> None:
+        if client.session is None:
+            client.pending += data
+            comp = _COMP_ID.search(client.pending)
+            begin = _BEGIN.search(client.pending)
+            if comp is None or begin is None:
+                if len(client.pending) > 4096 or (client.pending and not client.pending.startswith(b"8"[:1])):
+                    self._close(client, selector, clients)
+                return
+            user = comp.group(1).decode("latin-1")
+            begin_string = begin.group(1).decode("ascii")
+            session = self.fix_sessions.get(user)
+            if session is None or session.begin_string != begin_string:
+                session = fs.FixSession(self.fix_comp_id, user, begin_string, heartbeat_interval=self.heartbeat_interval,
+                                        initiator=False)
+                self.fix_sessions[user] = session
+            session.reset_connection()
+            session.last_received = session.last_sent = now
+            client.session = session
+            client.username = user
+            self.gateway.begin_strings[user] = begin_string
+            data, client.pending = bytes(client.pending), bytearray()
+        session = client.session
+        events = session.receive_data(data, now)
+        with self._lock:
+            quiet = self._misbehaviour["stop_heartbeats"]
+        out = session.data_to_send()
+        if out and not quiet:
+            self._write(client, out, selector, clients)
+        for event in events:
+            self.received.append(Received(now, client.peer, client.username, event))
+            log.debug("received from %s: %r", client.username, event)
+            if isinstance(event, fs.LoggedOn):
+                with self._lock:
+                    previous = self._clients.get(client.username)
+                    self._clients[client.username] = client
+                if previous is not None and previous is not client:
+                    self._close(previous, selector, clients)
+                log.info("FIX logon %s from %s:%d (%s)", client.username, client.peer[0], client.peer[1],
+                         session.begin_string)
+            elif isinstance(event, fs.AppMessage):
+                for username, answer in self.gateway.on_fix(client.username, event):
+                    self._sequenced(username, answer, now, selector, clients)
+            elif isinstance(event, fs.MalformedMessage):
+                log.warning("malformed FIX from %s: %s", client.username, event.error)
+            elif isinstance(event, (fs.LoggedOut, fs.SessionError)):
+                self._close(client, selector, clients)
+            if client.closed:
+                return
+
+    def _deliver_fix(self, username: str, message, now: float, selector, clients) -> None:
+        name, args, kwargs = message
+        session = self.fix_sessions.get(username)
+        if session is None:
+            return
+        with self._lock:
+            client = self._clients.get(username)
+            connected = client is not None and session.state is fs.FixState.ACTIVE
+            if connected:
+                garbage = self._misbehaviour["garbage"]
+                drop = self._misbehaviour["drop_mid_message"]
+                skip = self._misbehaviour["skip_sequence"]
+                self._misbehaviour["garbage"] = self._misbehaviour["drop_mid_message"] = False
+                self._misbehaviour["skip_sequence"] = False
+        if not connected:
+            session.store(name, now, *args, **kwargs)  # numbered and kept: the next logon recovers it
+            return
+        if skip:
+            session.skip_sequence_number()
+        data = session.send(name, now, *args, **kwargs)
+        if garbage:
+            self._write(client, GARBAGE + data, selector, clients)
+        elif drop:
+            self._write(client, data[:max(len(data) // 2, 1)], selector, clients)
+            self._close(client, selector, clients)
+        else:
+            self._write(client, data, selector, clients)
+
     def _timers(self, selector, clients, now: float) -> None:
         while True:
             with self._lock:
@@ -380,6 +513,16 @@ class ExchangeSimulator:
                 self._close(client, selector, clients)
                 continue
             session = client.session
+            if session is None:
+                continue
+            if client.fix:
+                out, events = session.poll(now)
+                if events:
+                    log.info("FIX client %s silent: closing", client.username)
+                    self._close(client, selector, clients)
+                elif out and not quiet:
+                    self._write(client, out, selector, clients)
+                continue
             if quiet and session.state is soup.SessionState.ACTIVE:
                 session.last_sent = now  # pretend: nothing goes out
             out, timeouts = session.poll(now)

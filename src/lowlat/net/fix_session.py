@@ -15,7 +15,7 @@ session adds the rules of the FIX session layer:
   (43=Y) is fatal (Logout, :class:`SessionError`); with it, the duplicate is dropped.
 * **ResendRequest from the peer**: application messages still kept (the last ``resend_limit``)
   are sent again with PossDupFlag (43=Y) and OrigSendingTime (122); admin messages and anything
-  no longer kept are covered by SequenceReset-GapFill. ``resend_application=False`` gap-fills
+  no longer kept are covered by SequenceReset-GapFill (also marked PossDupFlag, as resends are). ``resend_application=False`` gap-fills
   everything (for a client that would rather not re-send a minutes-old order).
 * **Malformed messages**: garbled ones (bad BodyLength or CheckSum, garbage) are ignored, as the
   standard says (the gap they leave is then recovered); a well-framed message with a bad field (a
@@ -261,6 +261,16 @@ class FixSession:
                 del sent[next(iter(sent))]
         return data
 
+    def store(self, name: str, now: float, *args, **kwargs) -> bytes:
+        """Number and keep an application message for a peer that is not connected (an acceptor's
+        report while its client is away): the client's next Logon shows the gap, and its
+        ResendRequest gets the message. Return the bytes."""
+        state, self.state = self.state, FixState.ACTIVE
+        try:
+            return self.send(name, now, *args, **kwargs)
+        finally:
+            self.state = state
+
     def skip_sequence_number(self) -> None:
         """Consume one outgoing number without sending it (to test a peer's gap handling)."""
         self.next_out += 1
@@ -409,11 +419,13 @@ class FixSession:
                     gap_start = seq
                 continue
             if gap_start is not None:
-                self._queue(self._encode("sequence_reset", now, seq, gap_fill=True, seq_num=gap_start))
+                self._queue(_possible_duplicate(self._encode("sequence_reset", now, seq, gap_fill=True,
+                                                             seq_num=gap_start)))
                 gap_start = None
             self._queue(_possible_duplicate(data))
         if gap_start is not None:
-            self._queue(self._encode("sequence_reset", now, last + 1, gap_fill=True, seq_num=gap_start))
+            self._queue(_possible_duplicate(self._encode("sequence_reset", now, last + 1, gap_fill=True,
+                                                         seq_num=gap_start)))
 
     def _fail(self, now: float, events: list, text: str) -> None:
         if self.state in (FixState.ACTIVE, FixState.LOGOUT_SENT):

@@ -221,29 +221,6 @@ def test_unknown_misbehaviour_is_refused(exchange):
         exchange.misbehave(explode=True)
 
 
-def test_command_line_runs_until_interrupted():
-    code = "import sys; from lowlat.exchange import main; sys.exit(main(sys.argv[1:]))"
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-    proc = subprocess.Popen([sys.executable, "-c", code, "--port", "0"], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, env=env)
-    try:
-        line = proc.stdout.readline()
-        assert line.startswith("lowlat exchange listening on 127.0.0.1:"), (line, proc.stderr.read())
-        port = int(line.rsplit(":", 1)[1])
-        alice = OuchSession(("127.0.0.1", port), "alice", "pw", connect_timeout=5)
-        alice.connect()
-        alice.enter_order("A1", "B", 100, "AAPL", PRICE)
-        assert alice.wait_for("A1", "A", timeout=5)["type"] == "A"
-        alice.logout()
-        proc.send_signal(signal.SIGINT)
-        assert proc.wait(timeout=10) == 0
-        assert "login alice" in proc.stderr.read()
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(5)
-
-
 # ------------------------------------------------------------------------------------------------
 # FIX 4.2 / 4.4 against the same book
 # ------------------------------------------------------------------------------------------------
@@ -386,3 +363,33 @@ def test_fix_dropped_connection_reports_then_recovers_unacknowledged_orders(fix_
     alice.wait_for("A2", fix.ExecType.NEW, timeout=2)
     assert alice.unacknowledged() == [] and alice.gaps  # recovered through a ResendRequest
     alice.close()
+
+
+def test_command_line_runs_until_interrupted():
+    code = "import sys; from lowlat.exchange import main; sys.exit(main(sys.argv[1:]))"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    proc = subprocess.Popen([sys.executable, "-c", code, "--port", "0", "--fix-port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("lowlat exchange listening on 127.0.0.1:"), (line, proc.stderr.read())
+        port = int(line.split()[4].rsplit(":", 1)[1])
+        fix_port = int(line.rsplit(":", 1)[1])
+        carol = FixOrderSession(("127.0.0.1", fix_port), "CAROL", connect_timeout=5)
+        carol.connect()
+        carol.new_order_single("C1", "AAPL", fix.Side.SELL, 100, PRICE)
+        assert carol.wait_for("C1", fix.ExecType.NEW, timeout=5).get(fix.Tag.ClOrdID) == "C1"
+        alice = OuchSession(("127.0.0.1", port), "alice", "pw", connect_timeout=5)
+        alice.connect()
+        alice.enter_order("A1", "B", 100, "AAPL", PRICE)
+        assert alice.wait_for("A1", "A", timeout=5)["type"] == "A"
+        assert carol.wait_for("C1", fix.ExecType.TRADE, timeout=5).get(fix.Tag.LastQty) == "100"
+        alice.logout()
+        carol.logout()
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=10) == 0
+        assert "login alice" in proc.stderr.read()
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(5)

@@ -676,3 +676,38 @@ def test_fix_first_message_must_be_a_logon():
     client, _ = fix_logged_on()
     events = server.receive_data(order(client, 0.0), 0.0)
     assert isinstance(events[0], fs.SessionError) and server.state is fs.FixState.CLOSED
+
+
+def test_pool_of_fix_sessions_from_threads():
+    from lowlat.net.fix_orders import FixOrderSession
+
+    sim = ExchangeSimulator(application=OuchExchange(), heartbeat_interval=0.2, fix_port=0).start()
+    names = iter(range(100))
+    errors = []
+
+    def worker(k):
+        try:
+            for i in range(10):
+                with pool.session(timeout=10) as s:
+                    s.new_order_single(f"W{k}-{i}", "AAPL", fix.Side.BUY, 1, 10000)
+                    s.wait_for(f"W{k}-{i}", fix.ExecType.NEW, timeout=5)
+        except Exception as error:  # pragma: no cover - reported below
+            errors.append(error)
+
+    try:
+        with ConnectionPool(lambda: FixOrderSession(sim.fix_address, f"F{next(names)}", heartbeat_interval=0.2),
+                            2, service_interval=0.02, backoff=0.02) as pool:
+            workers = [threading.Thread(target=worker, args=(k,)) for k in range(4)]
+            for w in workers:
+                w.start()
+            for w in workers:
+                w.join(30)
+            assert not any(w.is_alive() for w in workers) and errors == []
+            sim.disconnect("F0")  # a dead FIX session is replaced: its numbers continue
+            assert wait_until(lambda: pool.health().reconnects == 1 and pool.health().up == 2)
+            with pool.session() as a, pool.session() as b:
+                for s in (a, b):
+                    s.new_order_single("LAST", "AAPL", fix.Side.BUY, 1, 10000)
+                    s.wait_for("LAST", fix.ExecType.NEW, timeout=5)
+    finally:
+        sim.stop()

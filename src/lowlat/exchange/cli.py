@@ -1,10 +1,11 @@
-"""``lowlat exchange [--host H] [--port P]``: run the simulator in the foreground until Ctrl-C."""
+"""``lowlat exchange [--host H] [--port P] [--fix-port F]``: run the simulator until Ctrl-C."""
 
 from __future__ import annotations
 
 import argparse
 import logging
 import signal
+import sys
 import threading
 
 __all__ = ["main", "build_parser"]
@@ -16,6 +17,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
         parser = argparse.ArgumentParser(prog="lowlat exchange", description="run the exchange simulator")
     parser.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1)")
     parser.add_argument("--port", type=int, default=0, help="TCP port (default 0: a free one, printed)")
+    parser.add_argument("--fix-port", type=int, default=None,
+                        help="also accept FIX 4.2/4.4 sessions on this port (0: a free one, printed)")
     parser.add_argument("--application", choices=("ouch", "echo"), default="ouch",
                         help="what answers the orders (default ouch: a price-time book)")
     parser.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds between heartbeats")
@@ -45,10 +48,17 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: stop.set())
+    if args.fix_port is not None and args.application != "ouch":
+        print("lowlat exchange: --fix-port needs --application ouch (FIX orders go to the book)", file=sys.stderr)
+        return 2
     simulator = ExchangeSimulator(args.host, args.port, application=make_application(args.application),
-                                  heartbeat_interval=args.heartbeat_interval, timeout=args.timeout).start()
+                                  heartbeat_interval=args.heartbeat_interval, timeout=args.timeout,
+                                  fix_port=args.fix_port).start()
     host, port = simulator.address
-    print(f"lowlat exchange listening on {host}:{port}", flush=True)
+    line = f"lowlat exchange listening on {host}:{port}"
+    if args.fix_port is not None:
+        line += f" (SoupBinTCP), FIX on {host}:{simulator.fix_address[1]}"
+    print(line, flush=True)
     try:
         while not stop.wait(0.5):
             pass

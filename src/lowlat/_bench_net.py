@@ -13,8 +13,11 @@ its Accepted. Each contender's round trips are recorded in a ``lowlat.LatencyHis
 * ``connect + login per order`` -- what a pool saves: a new TCP connection and SoupBinTCP login for
   every order (the socket is closed after the Accepted, outside the timed span).
 
-The rows are p50 and p99 in microseconds; the ratio column is relative to the bare echo. Target:
-pooled OUCH p50 within 1.5x the echo.
+The same three for FIX 4.4 (NewOrderSingle -> ExecutionReport NEW, the simulator's FIX listener
+in front of the same book, its echo row sending the very NewOrderSingle bytes).
+
+The rows are p50 and p99 in microseconds; the ratio column is relative to the bare echo of each
+group. Target: pooled OUCH p50 within 1.5x the echo.
 """
 
 from __future__ import annotations
@@ -28,7 +31,7 @@ import time
 
 from ._benchkit import Progress, Row
 
-STEPS = 5
+STEPS = 8
 
 _ECHO = r"""
 import socket, sys
@@ -48,17 +51,16 @@ while True:
 _EXCHANGE = "import sys; from lowlat.exchange import main; sys.exit(main(sys.argv[1:]))"
 
 
-def _spawn(code: str, *args: str) -> tuple[subprocess.Popen, int]:
-    """Start ``python -c code`` and return it with the port it prints (last word of its first line)."""
+def _spawn(code: str, *args: str) -> tuple[subprocess.Popen, str]:
+    """Start ``python -c code`` and return it with the first line it prints (its ports)."""
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, env=env)
     line = proc.stdout.readline()
-    try:
-        return proc, int(line.strip().rsplit(":", 1)[-1].split()[-1])
-    except ValueError:
+    if not line:
         proc.kill()
-        raise RuntimeError(f"bench net: the helper process did not start: {line!r}") from None
+        raise RuntimeError("bench net: the helper process did not start")
+    return proc, line
 
 
 def _stop(proc: subprocess.Popen) -> None:
@@ -141,6 +143,58 @@ def _connect_per_order(address, count: int):
     return hist
 
 
+def _fix_pooled_round_trips(address, count: int, prefix: str):
+    from . import fix
+    from .net.fix_orders import FixOrderSession
+    from .net.pool import ConnectionPool
+
+    hist = _histogram()
+    clock = time.perf_counter_ns
+    names = iter(range(100))
+    pool = ConnectionPool(lambda: FixOrderSession(address, f"{prefix}{next(names)}"), 2)
+    try:
+        for i in range(count + count // 10):
+            cl_ord_id = f"{prefix}{i}"
+            start = clock()
+            with pool.session() as session:
+                session.new_order_single(cl_ord_id, "BENCH", fix.Side.BUY, 100, 1_000_000)
+                session.wait_for(cl_ord_id, fix.ExecType.NEW, timeout=10)
+            if i >= count // 10:
+                hist.record(clock() - start)
+    finally:
+        pool.close()
+    return hist
+
+
+def _fix_connect_per_order(address, count: int):
+    from . import fix
+    from .net.fix_orders import FixOrderSession
+
+    hist = _histogram()
+    clock = time.perf_counter_ns
+    for i in range(count + count // 10):
+        cl_ord_id = f"N{i}"
+        start = clock()
+        session = FixOrderSession(address, f"NEW{i}")  # a new CompID: a new session at sequence 1
+        session.connect()
+        session.new_order_single(cl_ord_id, "BENCH", fix.Side.BUY, 100, 1_000_000)
+        session.wait_for(cl_ord_id, fix.ExecType.NEW, timeout=10)
+        elapsed = clock() - start
+        session.close()
+        if i >= count // 10:
+            hist.record(elapsed)
+    return hist
+
+
+def _new_order_single_bytes() -> bytes:
+    from . import fix
+
+    buffer = bytearray(512)
+    n = fix.FixEncoder("P0", "EXCH").new_order_single(buffer, 0, 2, time.time_ns(), "P12345", "BENCH", fix.Side.BUY,
+                                                      100, fix.OrdType.LIMIT, 1_000_000)
+    return bytes(buffer[:n])
+
+
 def _enter_order_packet() -> bytes:
     """The bytes one pooled Enter Order puts on the wire: SoupBinTCP header + OUCH message."""
     from . import ouch
@@ -155,8 +209,13 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     rounds = 2_000 if quick else 20_000
     fresh_rounds = 200 if quick else 2_000
     echo, echo_port = _spawn(_ECHO)
-    exchange, exchange_port = _spawn(_EXCHANGE, "--port", "0", "--application", "ouch", "--timeout", "60")
-    address = ("127.0.0.1", exchange_port)
+    fix_echo, fix_echo_port = _spawn(_ECHO)
+    echo_port, fix_echo_port = int(echo_port), int(fix_echo_port)
+    exchange, ports = _spawn(_EXCHANGE, "--port", "0", "--fix-port", "0", "--application", "ouch",
+                                     "--timeout", "60", "--heartbeat-interval", "5")
+    # "lowlat exchange listening on 127.0.0.1:P (SoupBinTCP), FIX on 127.0.0.1:F"
+    address = ("127.0.0.1", int(ports.split()[4].rsplit(":", 1)[1]))
+    fix_address = ("127.0.0.1", int(ports.rsplit(":", 1)[1]))
     was_enabled = gc.isenabled()
     gc.disable()
     try:
@@ -168,16 +227,27 @@ def run(quick: bool, progress: Progress) -> list[Row]:
         results.append(("pooled OUCH session, busy-poll", _pooled_round_trips(address, rounds, True, "B")))
         progress.step("net: connect + login per order")
         results.append(("connect + login per order", _connect_per_order(address, fresh_rounds)))
+        progress.step("net: FIX bare TCP echo")
+        fix_results = [("bare TCP echo of the same bytes (floor)",
+                        _echo_round_trips(fix_echo_port, _new_order_single_bytes(), rounds))]
+        progress.step("net: pooled FIX")
+        fix_results.append(("pooled FIX 4.4 session, selector waits", _fix_pooled_round_trips(fix_address, rounds, "P")))
+        progress.step("net: FIX connect + logon per order")
+        fix_results.append(("connect + logon per order", _fix_connect_per_order(fix_address, fresh_rounds)))
     finally:
         if was_enabled:
             gc.enable()
         _stop(echo)
+        _stop(fix_echo)
         _stop(exchange)
     progress.step("net: report")
     rows = []
-    for quantile, group in ((50, "OUCH Enter Order -> Accepted round trip over loopback, p50"),
-                            (99, "OUCH Enter Order -> Accepted round trip over loopback, p99")):
-        for label, hist in results:
+    for quantile, group, group_results in (
+            (50, "OUCH Enter Order -> Accepted round trip over loopback, p50", results),
+            (99, "OUCH Enter Order -> Accepted round trip over loopback, p99", results),
+            (50, "FIX 4.4 NewOrderSingle -> ExecutionReport round trip over loopback, p50", fix_results),
+            (99, "FIX 4.4 NewOrderSingle -> ExecutionReport round trip over loopback, p99", fix_results)):
+        for label, hist in group_results:
             rows.append(Row(group, label, hist.percentile(quantile) / 1000, "us",
                             note=f"{hist.count:,} round trips", extra={"p50_ns": hist.percentile(50),
                                                                          "p99_ns": hist.percentile(99),

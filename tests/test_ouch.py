@@ -217,6 +217,14 @@ BAD_CALLS = [
     lambda m: m.encode_enter_order(bytearray(49), 0, "T", "B", -1, "A", 1),
     lambda m: m.encode_enter_order(bytearray(49), 0, "T", "B", 2**32, "A", 1),
     lambda m: m.encode_enter_order(bytearray(49), 0, "T", "B", 1.0, "A", 1),
+    lambda m: m.encode_enter_order(bytearray(49), 0, "T", "B", np.float64(1), "A", 1),
+    lambda m: m.encode_enter_order(bytearray(49), 0, "T", "B", np.int64(-1), "A", 1),
+    lambda m: m.encode_enter_order(bytearray(49), 0.0, "T", "B", 1, "A", 1),
+    lambda m: m.encode_enter_order(bytearray(49), 0, b"T" * 15, "B", 1, "A", 1),
+    lambda m: m.encode_enter_order(bytearray(49), 0, "T", b"B", 1, b"A" * 9, 1),
+    lambda m: m.encode_enter_order(bytearray(49), 0, "T", "B", 1, "A", 1, display=None),
+    lambda m: m.encode_modify_order(bytearray(20), 0, "T", "SS", 1),
+    lambda m: m.encode_replace_order(bytearray(47), 0, "T", "U" * 15, 1, 1),
     lambda m: m.encode_enter_order(bytearray(49), 0, "T", "B", 1, "A", 1, firm="FIRMS"),
     lambda m: m.encode_enter_order(bytearray(48), 0, "T", "B", 1, "A", 1),
     lambda m: m.encode_enter_order(bytearray(60), 12, "T", "B", 1, "A", 1),
@@ -274,7 +282,20 @@ def test_failed_encode_leaves_the_buffer_untouched(ouch):
     buf = bytearray(b"\xaa" * 49)
     with pytest.raises(ValueError):
         ouch.encode_enter_order(buf, 0, "T", "B", 1, "A", 1, customer_type="RR")
+    with pytest.raises(ValueError):
+        ouch.encode_enter_order(buf, 0, "T", "B", 1, "A", 1, minimum_quantity=-1)  # the last integer
+    with pytest.raises(TypeError):
+        ouch.encode_replace_order(buf, 0, "T", "U", 1, 2, 3, "Y", "N", 1.5)
     assert buf == b"\xaa" * 49
+
+
+def test_integers_may_be_numpy_integers(both):
+    out = []
+    for module in both:
+        buf = bytearray(49)
+        module.encode_enter_order(buf, 0, "T", "B", np.uint32(7), "A", np.int64(12345), minimum_quantity=np.uint8(1))
+        out.append(bytes(buf))
+    assert out[0] == out[1] and out[0][16:20] == b"\0\0\0\x07"
 
 
 def test_record_keeps_its_message_after_a_failed_decode(ouch):

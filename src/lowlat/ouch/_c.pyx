@@ -26,6 +26,7 @@ from libc.string cimport memcpy, memset
 
 cimport numpy as cnp
 import numpy as np
+from operator import index as _operator_index
 
 from lowlat.ouch.spec import ALPHA, CHAR, CLIENT, EXCHANGE, FIELDS, MAX_LENGTH, MESSAGES, U32, U64, batch_dtype, by_type
 
@@ -109,45 +110,57 @@ cdef int M_CANCEL = _message_number["cancel_order"]
 cdef int M_MODIFY = _message_number["modify_order"]
 
 
-# Field conversion: each writes one field into the scratch message or raises naming the field.
+# Field conversion: each writes one field into the scratch message or raises naming the field. The
+# raising lives in separate functions so that the inline fast paths stay a few instructions long.
+
+cdef int _bad_text(object value, Py_ssize_t width, str name) except -1:
+    if PyUnicode_Check(value) or PyBytes_Check(value):
+        if PyUnicode_Check(value) and not PyUnicode_IS_ASCII(value):
+            raise ValueError(f"{name} must be ASCII, got {value!r}")
+        raise ValueError(f"{name} is {len(value)} characters, at most {width} fit")
+    raise TypeError(f"{name} must be str or bytes, got {type(value).__name__}")
+
+
+cdef int _bad_char(object value, str name) except -1:
+    if PyUnicode_Check(value) or PyBytes_Check(value):
+        if PyUnicode_Check(value) and not PyUnicode_IS_ASCII(value):
+            raise ValueError(f"{name} must be ASCII, got {value!r}")
+        raise ValueError(f"{name} must be one character, got {len(value)}")
+    raise TypeError(f"{name} must be str or bytes, got {type(value).__name__}")
+
+
+cdef int _bad_int(object value, str name, str largest) except -1:
+    if not PyLong_Check(value):
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    raise ValueError(f"{name} must be in [0, {largest}], got {value}")
+
 
 cdef inline int _put_text(unsigned char* p, object value, Py_ssize_t width, str name) except -1:
     cdef const char* chars
     cdef Py_ssize_t n
-    if PyUnicode_Check(value):
-        if not PyUnicode_IS_ASCII(value):
-            raise ValueError(f"{name} must be ASCII, got {value!r}")
+    if PyUnicode_Check(value) and PyUnicode_IS_ASCII(value):
         chars = <const char*>PyUnicode_DATA(value)
         n = PyUnicode_GET_LENGTH(value)
     elif PyBytes_Check(value):
         chars = PyBytes_AS_STRING(value)
         n = PyBytes_GET_SIZE(value)
     else:
-        raise TypeError(f"{name} must be str or bytes, got {type(value).__name__}")
+        return _bad_text(value, width, name)
     if n > width:
-        raise ValueError(f"{name} is {n} characters, at most {width} fit")
+        return _bad_text(value, width, name)
     memcpy(p, chars, n)
     memset(p + n, 32, width - n)  # alpha fields are left-justified, space-padded
     return 0
 
 
 cdef inline int _put_char(unsigned char* p, object value, str name) except -1:
-    cdef Py_ssize_t n
-    if PyUnicode_Check(value):
-        if not PyUnicode_IS_ASCII(value):
-            raise ValueError(f"{name} must be ASCII, got {value!r}")
-        n = PyUnicode_GET_LENGTH(value)
-        if n == 1:
-            p[0] = (<const unsigned char*>PyUnicode_DATA(value))[0]
-            return 0
-    elif PyBytes_Check(value):
-        n = PyBytes_GET_SIZE(value)
-        if n == 1:
-            p[0] = <unsigned char>PyBytes_AS_STRING(value)[0]
-            return 0
-    else:
-        raise TypeError(f"{name} must be str or bytes, got {type(value).__name__}")
-    raise ValueError(f"{name} must be one character, got {n}")
+    if PyUnicode_Check(value) and PyUnicode_IS_ASCII(value) and PyUnicode_GET_LENGTH(value) == 1:
+        p[0] = (<const unsigned char*>PyUnicode_DATA(value))[0]
+        return 0
+    if PyBytes_Check(value) and PyBytes_GET_SIZE(value) == 1:
+        p[0] = <unsigned char>PyBytes_AS_STRING(value)[0]
+        return 0
+    return _bad_char(value, name)
 
 
 cdef inline void _store_u32(unsigned char* p, uint32_t x) noexcept nogil:
@@ -170,31 +183,51 @@ cdef inline uint64_t _load_u64(const unsigned char* p) noexcept nogil:
     return (<uint64_t>_load_u32(p) << 32) | <uint64_t>_load_u32(p + 4)
 
 
-cdef inline int _put_u32(unsigned char* p, object value, str name) except -1:
+cdef object _as_int(object value, str name):
+    """Return ``value.__index__()`` (numpy integers...), or raise the int TypeError naming ``name``."""
+    try:
+        return _operator_index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+
+
+cdef int _put_u32_index(unsigned char* p, object value, str name) except -1:
+    """The slow path of ``_put_u32`` for objects that are not ints but have ``__index__``."""
     cdef int overflow = 0
     cdef long long x
-    if not PyLong_Check(value):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
-    x = PyLong_AsLongLongAndOverflow(value, &overflow)
+    number = _as_int(value, name)
+    x = PyLong_AsLongLongAndOverflow(number, &overflow)
     if overflow != 0 or x < 0 or x > 0xFFFFFFFF:
-        raise ValueError(f"{name} must be in [0, 4294967295], got {value}")
+        return _bad_int(number, name, "4294967295")
     _store_u32(p, <uint32_t>x)
     return 0
 
 
-cdef inline int _put_u64(unsigned char* p, object value, str name) except -1:
+cdef inline int _put_u32(unsigned char* p, object value, str name) except -1:
+    cdef int overflow = 0
+    cdef long long x
+    if not PyLong_Check(value):
+        return _put_u32_index(p, value, name)
+    x = PyLong_AsLongLongAndOverflow(value, &overflow)
+    if overflow != 0 or x < 0 or x > 0xFFFFFFFF:
+        return _bad_int(value, name, "4294967295")
+    _store_u32(p, <uint32_t>x)
+    return 0
+
+
+cdef int _put_u64(unsigned char* p, object value, str name) except -1:
     cdef int overflow = 0
     cdef long long x
     cdef uint64_t u
     if not PyLong_Check(value):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+        return _put_u64(p, _as_int(value, name), name)
     x = PyLong_AsLongLongAndOverflow(value, &overflow)
     if overflow == 0 and x >= 0:
         u = <uint64_t>x
     elif overflow > 0 and value <= 0xFFFFFFFFFFFFFFFF:
         u = PyLong_AsUnsignedLongLong(value)
     else:
-        raise ValueError(f"{name} must be in [0, 18446744073709551615], got {value}")
+        return _bad_int(value, name, "18446744073709551615")
     _store_u64(p, u)
     return 0
 

@@ -7,6 +7,7 @@ in, bytes out, no sockets.
 
 from __future__ import annotations
 
+import operator
 import struct
 
 import numpy as np
@@ -66,17 +67,24 @@ def _char(value, name: str) -> bytes:
     return raw
 
 
+def _as_int(value, name: str) -> int:
+    if isinstance(value, int):
+        return value
+    try:
+        return operator.index(value)
+    except TypeError:
+        raise TypeError(f"{name} must be an int, got {type(value).__name__}") from None
+
+
 def _u32(value, name: str) -> int:
-    if not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = _as_int(value, name)
     if not 0 <= value <= _U32_MAX:
         raise ValueError(f"{name} must be in [0, {_U32_MAX}], got {value}")
     return value
 
 
 def _u64(value, name: str) -> int:
-    if not isinstance(value, int):
-        raise TypeError(f"{name} must be an int, got {type(value).__name__}")
+    value = _as_int(value, name)
     if not 0 <= value <= _U64_MAX:
         raise ValueError(f"{name} must be in [0, {_U64_MAX}], got {value}")
     return value
@@ -113,8 +121,7 @@ def _readable(buffer) -> memoryview:
 
 
 def _check_offset(offset) -> None:
-    if not isinstance(offset, int):
-        raise TypeError(f"offset must be an int, got {type(offset).__name__}")
+    operator.index(offset)  # the TypeError a C Py_ssize_t argument raises
 
 
 def _put(buffer, offset: int, name: str, values: tuple) -> int:
@@ -124,6 +131,33 @@ def _put(buffer, offset: int, name: str, values: tuple) -> int:
         raise ValueError(f"OUCH {layout.title} needs {layout.length} bytes at offset {offset}, the buffer has {view.nbytes}")
     _STRUCTS[name].pack_into(view, offset, _TYPE_BYTE[name], *values)
     return offset + layout.length
+
+
+# The named encoders' fast path: text fields come from caches of padded bytes that only the checked
+# path fills, integers go straight to struct (which refuses what does not fit), the message is packed
+# whole before one copy into the buffer (so a failure never leaves half a message). Anything unusual
+# -- a cache miss, a struct error, a bad buffer -- falls through to the checked path, which raises
+# exactly what the compiled half raises.
+_CACHE_LIMIT = 4096
+_TEXT_CACHE: dict[int, dict] = {4: {}, 8: {}}
+_CHAR_CACHE: dict = {}
+_ENTER, _REPLACE, _CANCEL, _MODIFY = (_STRUCTS[n] for n in ("enter_order", "replace_order", "cancel_order", "modify_order"))
+_COPY = {m.length: struct.Struct(f"{m.length}s") for m in MESSAGES.values()}
+
+
+def _remember(cache: dict, value, raw: bytes) -> bytes:
+    if len(cache) >= _CACHE_LIMIT:
+        cache.clear()
+    cache[value] = raw
+    return raw
+
+
+def _cached_text(value, name: str, width: int) -> bytes:
+    return _remember(_TEXT_CACHE[width], value, _text(value, name, width))
+
+
+def _cached_char(value, name: str) -> bytes:
+    return _remember(_CHAR_CACHE, value, _char(value, name))
 
 
 def encode_enter_order(buffer, offset, order_token, side, shares, stock, price, time_in_force=99998, firm="",
@@ -137,13 +171,24 @@ def encode_enter_order(buffer, offset, order_token, side, shares, stock, price, 
     ``TypeError``, out of range or too long -> ``ValueError`` naming the field (checked before the
     buffer is touched); a message that does not fit at ``offset`` -> ``ValueError``.
     """
+    try:
+        token = order_token.encode("ascii")
+        if len(token) <= 14 and offset >= 0:
+            chars = _CHAR_CACHE
+            message = _ENTER.pack(b"O", token.ljust(14), chars[side], shares, _TEXT_CACHE[8][stock], price,
+                                  time_in_force, _TEXT_CACHE[4][firm], chars[display], chars[capacity],
+                                  chars[intermarket_sweep], minimum_quantity, chars[cross_type], chars[customer_type])
+            _COPY[49].pack_into(buffer, offset, message)
+            return offset + 49
+    except Exception:  # noqa: BLE001 - the checked path below raises the precise error
+        pass
     _check_offset(offset)
     values = (
-        _text(order_token, "order_token", 14), _char(side, "side"), _u32(shares, "shares"),
-        _text(stock, "stock", 8), _u32(price, "price"), _u32(time_in_force, "time_in_force"),
-        _text(firm, "firm", 4), _char(display, "display"), _char(capacity, "capacity"),
-        _char(intermarket_sweep, "intermarket_sweep"), _u32(minimum_quantity, "minimum_quantity"),
-        _char(cross_type, "cross_type"), _char(customer_type, "customer_type"),
+        _text(order_token, "order_token", 14), _cached_char(side, "side"), _u32(shares, "shares"),
+        _cached_text(stock, "stock", 8), _u32(price, "price"), _u32(time_in_force, "time_in_force"),
+        _cached_text(firm, "firm", 4), _cached_char(display, "display"), _cached_char(capacity, "capacity"),
+        _cached_char(intermarket_sweep, "intermarket_sweep"), _u32(minimum_quantity, "minimum_quantity"),
+        _cached_char(cross_type, "cross_type"), _cached_char(customer_type, "customer_type"),
     )
     return _put(buffer, offset, "enter_order", values)
 
@@ -154,12 +199,23 @@ def encode_replace_order(buffer, offset, existing_order_token, replacement_order
 
     Same rules as :func:`encode_enter_order`.
     """
+    try:
+        existing = existing_order_token.encode("ascii")
+        replacement = replacement_order_token.encode("ascii")
+        if len(existing) <= 14 and len(replacement) <= 14 and offset >= 0:
+            chars = _CHAR_CACHE
+            message = _REPLACE.pack(b"U", existing.ljust(14), replacement.ljust(14), shares, price, time_in_force,
+                                    chars[display], chars[intermarket_sweep], minimum_quantity)
+            _COPY[47].pack_into(buffer, offset, message)
+            return offset + 47
+    except Exception:  # noqa: BLE001 - the checked path below raises the precise error
+        pass
     _check_offset(offset)
     values = (
         _text(existing_order_token, "existing_order_token", 14),
         _text(replacement_order_token, "replacement_order_token", 14),
         _u32(shares, "shares"), _u32(price, "price"), _u32(time_in_force, "time_in_force"),
-        _char(display, "display"), _char(intermarket_sweep, "intermarket_sweep"),
+        _cached_char(display, "display"), _cached_char(intermarket_sweep, "intermarket_sweep"),
         _u32(minimum_quantity, "minimum_quantity"),
     )
     return _put(buffer, offset, "replace_order", values)
@@ -171,6 +227,13 @@ def encode_cancel_order(buffer, offset, order_token, shares=0):
     ``shares`` is the order's new intended size: 0 cancels all of it. Same rules as
     :func:`encode_enter_order`.
     """
+    try:
+        token = order_token.encode("ascii")
+        if len(token) <= 14 and offset >= 0:
+            _COPY[19].pack_into(buffer, offset, _CANCEL.pack(b"X", token.ljust(14), shares))
+            return offset + 19
+    except Exception:  # noqa: BLE001 - the checked path below raises the precise error
+        pass
     _check_offset(offset)
     values = (_text(order_token, "order_token", 14), _u32(shares, "shares"))
     return _put(buffer, offset, "cancel_order", values)
@@ -181,8 +244,15 @@ def encode_modify_order(buffer, offset, order_token, side, shares):
 
     Same rules as :func:`encode_enter_order`.
     """
+    try:
+        token = order_token.encode("ascii")
+        if len(token) <= 14 and offset >= 0:
+            _COPY[20].pack_into(buffer, offset, _MODIFY.pack(b"M", token.ljust(14), _CHAR_CACHE[side], shares))
+            return offset + 20
+    except Exception:  # noqa: BLE001 - the checked path below raises the precise error
+        pass
     _check_offset(offset)
-    values = (_text(order_token, "order_token", 14), _char(side, "side"), _u32(shares, "shares"))
+    values = (_text(order_token, "order_token", 14), _cached_char(side, "side"), _u32(shares, "shares"))
     return _put(buffer, offset, "modify_order", values)
 
 
@@ -239,8 +309,7 @@ class _Record:
         the buffer may be reused at once. O(1); the compiled record allocates nothing here.
         """
         _check_offset(offset)
-        if not isinstance(length, int):
-            raise TypeError(f"length must be an int, got {type(length).__name__}")
+        operator.index(length)
         view = _readable(buffer)
         layout = _message_at(view, offset, length, _BY_TYPE[self._DIRECTION], self._DIRECTION)
         self._data = bytes(view[offset:offset + layout.length])

@@ -483,6 +483,8 @@ class FixMessage:
     def _span(self, tag: int) -> tuple[int, int]:
         if self._owner is None or self._owner._generation != self._generation:
             raise ValueError(_STALE)
+        if type(tag) is not int:
+            raise TypeError(f"tag must be an int, got {type(tag).__name__}")
         span = self._fields.get(tag)
         if span is None:
             raise KeyError(tag)
@@ -516,44 +518,45 @@ class FixMessage:
             raise ValueError(_STALE)
         return len(self._order)
 
-    def has(self, tag: int) -> bool:
+    def has(self, tag: int, /) -> bool:
         """Return whether the message carries ``tag`` (8, 9 and 10 are not body fields)."""
         if self._owner is None or self._owner._generation != self._generation:
             raise ValueError(_STALE)
+        if type(tag) is not int:
+            raise TypeError(f"tag must be an int, got {type(tag).__name__}")
         return tag in self._fields
 
-    def get_bytes(self, tag: int) -> bytes:
+    def get_bytes(self, tag: int, /) -> bytes:
         """Return the raw value of ``tag``."""
         return self._value(tag)
 
-    def get_str(self, tag: int) -> str:
+    def get_str(self, tag: int, /) -> str:
         """Return the value of ``tag`` decoded as Latin-1 (every byte maps; ASCII is unchanged)."""
         return self._value(tag).decode("latin-1")
 
-    def get_int(self, tag: int) -> int:
+    def get_int(self, tag: int, /) -> int:
         """Return the value of ``tag`` as an int (``[-]digits``, at most 18 digits)."""
         return spec.parse_int(tag, self._value(tag))
 
-    def get_price(self, tag: int, decimals: int) -> int:
+    def get_price(self, tag: int, decimals: int, /) -> int:
         """Return the value of ``tag`` as an int with ``decimals`` implied decimals, exactly.
 
         ``"123.45"`` is ``1234500`` at 4 decimals; ``ValueError`` when the value has more
         non-zero decimals than ``decimals`` or is not ``[-]digits[.digits]``.
         """
         value = self._value(tag)
-        if not 0 <= decimals <= 9:
-            raise ValueError(f"decimals must be in [0, 9], got {decimals}")
+        spec.check_int("decimals", decimals, 0, 9)
         return spec.price_to_int(tag, value, decimals)
 
-    def get_float(self, tag: int) -> float:
+    def get_float(self, tag: int, /) -> float:
         """Return the value of ``tag`` (``[-]digits[.digits]``) as the nearest float."""
         return spec.parse_float(tag, self._value(tag))
 
-    def get_decimal(self, tag: int) -> Decimal:
+    def get_decimal(self, tag: int, /) -> Decimal:
         """Return the value of ``tag`` (``[-]digits[.digits]``) as an exact ``decimal.Decimal``."""
         return spec.parse_decimal(tag, self._value(tag))
 
-    def get_timestamp_ns(self, tag: int) -> int:
+    def get_timestamp_ns(self, tag: int, /) -> int:
         """Return the UTCTimestamp of ``tag`` (``YYYYMMDD-HH:MM:SS[.d{1,9}]``) as ns since the epoch."""
         return spec.parse_timestamp(tag, self._value(tag))
 
@@ -641,7 +644,7 @@ class FixReader:
         """Errors returned so far."""
         return self._errors
 
-    def feed(self, data: object) -> None:
+    def feed(self, data: object, /) -> None:
         """Append ``data`` (any bytes-like object) to the stream. ``ValueError`` after ``finish()``."""
         if self._eof:
             raise ValueError("feed() after finish(): call reset() to start a new stream")

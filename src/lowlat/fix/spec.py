@@ -402,8 +402,8 @@ def price_to_int(tag: int, value: bytes, decimals: int) -> int:
 # --- UTC timestamps -------------------------------------------------------------------------------
 
 _NS_PER_DAY = 86_400 * 10**9
-#: Latest instant either backend formats: 9999-12-31T23:59:59.999999999Z.
-MAX_TIMESTAMP_NS = 253_402_300_800 * 10**9 - 1
+#: Latest instant the encoder writes: 2262-04-11T23:47:16.854775807Z, the most 64-bit ns hold.
+MAX_TIMESTAMP_NS = 2**63 - 1
 
 
 def civil_from_days(days: int) -> tuple[int, int, int]:

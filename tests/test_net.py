@@ -711,3 +711,25 @@ def test_pool_of_fix_sessions_from_threads():
                     s.wait_for("LAST", fix.ExecType.NEW, timeout=5)
     finally:
         sim.stop()
+
+
+def test_fix_both_sides_with_a_gap_recover_without_waiting_for_each_other():
+    client, server = fix_logged_on()
+    client.heartbeat(0.0)  # lost: the server will see a gap
+    report = server.send("execution_report", 0.0, "X1", "E1", fix.ExecType.NEW, fix.OrdStatus.NEW, "AAPL",
+                         fix.Side.BUY, 100, 0, 0, cl_ord_id="O1")
+    assert report
+    server.heartbeat(0.0)  # lost too: so the client sees a gap
+    client.reset_connection()
+    server.reset_connection()
+    assert server.receive_data(client.logon(1.0), 1.0) == [fs.LoggedOn(1, 3), fs.GapDetected(2, 3)]
+    to_client = server.data_to_send()  # Logon (4) + ResendRequest (5)
+    events = client.receive_data(to_client, 1.0)
+    assert events[:2] == [fs.LoggedOn(1, 4), fs.GapDetected(2, 4)] and isinstance(events[2], fs.ResendRequested)
+    to_server = client.data_to_send()  # its ResendRequest + the answer to the server's
+    events = server.receive_data(to_server, 1.0)
+    assert any(isinstance(e, fs.ResendRequested) for e in events)
+    events = client.receive_data(server.data_to_send(), 1.1)
+    assert [e.get(11) for e in events if isinstance(e, fs.AppMessage)] == ["O1"]
+    assert client._queued == {} and server._queued == {}
+    assert (client.next_in, server.next_in) == (server.next_out, client.next_out)

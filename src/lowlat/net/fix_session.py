@@ -377,7 +377,9 @@ class FixSession:
             self._release_queued(now, events)
             return
         if seq > self.next_in:
-            if msg_type == MsgType.Logon:  # log on first, then recover what came before the Logon
+            if msg_type == MsgType.Logon or msg_type == MsgType.ResendRequest:
+                # Log on / answer the peer's resend first, then recover what came before: if both
+                # sides have a gap, each waiting for the other to fill it first would never end.
                 self._dispatch(msg_type, seq, dict(message.fields()), now, events)
                 self._queued[seq] = None
             else:
@@ -404,7 +406,7 @@ class FixSession:
                 break
             item = self._queued.pop(self.next_in)
             self.next_in += 1
-            if item is not None:  # None: a Logon already handled
+            if item is not None:  # None: a Logon or ResendRequest already handled
                 self._dispatch(*item, now, events)
         if not self._queued:
             self._resend_pending = False

@@ -31,6 +31,7 @@ import heapq
 import itertools
 import logging
 import re
+import select
 import selectors
 import socket
 import threading
@@ -63,6 +64,44 @@ class EchoApplication:
 
     def on_message(self, username: str, payload: bytes) -> list[tuple[str, bytes]]:
         return [(username, payload)]
+
+
+class _Key:
+    __slots__ = ("fileobj", "data")
+
+    def __init__(self, fileobj, data) -> None:
+        self.fileobj = fileobj
+        self.data = data
+
+
+class _Poller:
+    """The few ``selectors`` calls the loop makes, straight on ``epoll`` (a few microseconds less
+    per message than the selectors wrapper; ``poll`` where there is no epoll)."""
+
+    def __init__(self) -> None:
+        self._epoll = hasattr(select, "epoll")
+        self._poller = select.epoll() if self._epoll else select.poll()
+        self._keys: dict[int, _Key] = {}
+
+    def register(self, fileobj, events, data) -> None:
+        fd = fileobj.fileno()
+        self._keys[fd] = _Key(fileobj, data)
+        self._poller.register(fd, select.POLLIN)
+
+    def unregister(self, fileobj) -> None:
+        fd = fileobj.fileno()
+        if self._keys.pop(fd, None) is None:
+            raise KeyError(fd)
+        self._poller.unregister(fd)
+
+    def select(self, timeout: float) -> list:
+        keys = self._keys
+        events = self._poller.poll(timeout if self._epoll else timeout * 1000)
+        return [(keys[fd], mask) for fd, mask in events if fd in keys]
+
+    def close(self) -> None:
+        if self._epoll:
+            self._poller.close()
 
 
 class _Client:
@@ -217,7 +256,7 @@ class ExchangeSimulator:
     # -- the loop ------------------------------------------------------------------------------
 
     def _run(self) -> None:
-        selector = selectors.DefaultSelector()
+        selector = _Poller()
         selector.register(self._listener, selectors.EVENT_READ, None)
         if self._fix_listener is not None:
             selector.register(self._fix_listener, selectors.EVENT_READ, "fix")

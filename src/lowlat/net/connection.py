@@ -16,6 +16,7 @@ thread at a time (the session's owner, or the pool's maintenance thread while it
 
 from __future__ import annotations
 
+import select
 import selectors
 import socket
 import threading
@@ -76,8 +77,10 @@ class Transport:
         self.busy_poll = busy_poll
         self.closed = False
         self._send_lock = threading.Lock()
-        self._selector = selectors.DefaultSelector()
-        self._selector.register(sock, selectors.EVENT_READ)
+        # epoll directly, not the selectors wrapper: one wait per message, a few microseconds saved
+        self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
+        self._poller.register(sock.fileno(), select.POLLIN)
+        self._poll_ms = not hasattr(select, "epoll")  # poll() takes milliseconds, epoll seconds
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -85,7 +88,15 @@ class Transport:
     def send(self, data: bytes, timeout: float = 5.0) -> None:
         """Write all of ``data`` before any other thread's send; ``ConnectionLost`` if it cannot."""
         with self._send_lock:
-            view = memoryview(data)
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as error:
+                raise ConnectionLost(f"send failed: {error}") from error
+            if sent == len(data):  # the usual case: the whole message in one call
+                return
+            view = memoryview(data)[sent:]
             deadline = None
             while view:
                 try:
@@ -112,7 +123,7 @@ class Transport:
         if not self.busy_poll:  # wait first: right after a send the answer is never there yet
             remaining = deadline - time.monotonic()
             if remaining > 0:
-                self._selector.select(remaining)
+                self._wait(remaining)
         while True:
             try:
                 data = sock.recv(_RECV_SIZE)
@@ -131,7 +142,13 @@ class Transport:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
                 return None
-            self._selector.select(remaining)
+            self._wait(remaining)
+
+    def _wait(self, seconds: float) -> None:
+        try:
+            self._poller.poll(seconds * 1000 if self._poll_ms else seconds)
+        except (OSError, ValueError):  # closed from another thread: the recv that follows says so
+            pass
 
     def close(self) -> None:
         """Close the socket (idempotent)."""
@@ -139,7 +156,8 @@ class Transport:
             return
         self.closed = True
         try:
-            self._selector.close()
+            if not self._poll_ms:
+                self._poller.close()
         finally:
             self.sock.close()
 

@@ -170,7 +170,9 @@ def test_restricted_kill_switch_unknown_and_invalid(risk):
     assert e.check(3, BUY, 1, PX, 0) == R.UNKNOWN_INSTRUMENT
     assert e.check(-1, BUY, 1, PX, 0) == R.UNKNOWN_INSTRUMENT
     assert e.check(10**6, BUY, 1, PX, 0) == R.UNKNOWN_INSTRUMENT
-    for side, quantity, price in ((0, 1, PX), (2, 1, PX), (BUY, 0, PX), (BUY, -5, PX), (BUY, 1, 0), (BUY, 2**31, PX)):
+    assert e.check(2**62, BUY, 1, PX, 0) == R.UNKNOWN_INSTRUMENT
+    for side, quantity, price in ((0, 1, PX), (2, 1, PX), (BUY, 0, PX), (BUY, -5, PX), (BUY, 1, 0), (BUY, 2**31, PX),
+                                  (2**40 + 1, 1, PX), (BUY, 2**62, PX), (SELL, 1, -2**62), (BUY, 1, 2**63 - 1)):
         assert e.check(1, side, quantity, price, 0) == R.INVALID_ORDER
     e.kill()
     assert e.killed and e.check(1, BUY, 1, PX, 0) == R.KILL_SWITCH

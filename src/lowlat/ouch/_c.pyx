@@ -52,9 +52,10 @@ __all__ = [
     "encode_replace_order",
 ]
 
-DEF N_FIELDS_MAX = 64
-DEF N_MESSAGES_MAX = 32
-DEF SCRATCH = 128
+cdef enum:
+    N_FIELDS_MAX = 64      # table sizes: spec.FIELDS and spec.MESSAGES must fit (checked at import)
+    N_MESSAGES_MAX = 32
+    SCRATCH = 128          # the stack scratch message: spec.MAX_LENGTH must fit
 
 cdef enum Kind:
     K_ALPHA = 0

@@ -33,9 +33,10 @@ from lowlat.risk import config as _config
 
 __all__ = ["RiskEngine"]
 
-DEF MEMORY = 8                 # config.DUPLICATE_MEMORY, checked at import
-DEF ONE = 1000000000           # one order in the token buckets' units
-DEF MAX_VALUE = 2147483647     # config.MAX_VALUE
+cdef enum:
+    MEMORY = 8                 # config.DUPLICATE_MEMORY, checked at import
+    ONE = 1000000000           # one order in the token buckets' units
+    MAX_VALUE = 2147483647     # config.MAX_VALUE, checked at import
 cdef int64_t CEILING = 4611686018427387903LL  # config.NOTIONAL_CEILING: each counter <= 2**62-1, so their sum fits
 
 assert DUPLICATE_MEMORY == MEMORY and MAX_VALUE == _config.MAX_VALUE and CEILING == _config.NOTIONAL_CEILING
@@ -117,7 +118,7 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
 
     ``check(instrument_id, side, quantity, price, now_ns)`` runs every enabled check in the order
     of :class:`~lowlat.risk.config.Reason` and returns the first failing reason code, 0 when the
-    order passes; it never raises for int arguments and (compiled) allocates nothing. An accepted
+    order passes; it never raises for 64-bit int arguments and (compiled) allocates nothing. An accepted
     order counts as open: it adds to its side's open quantity, to the open notional, to the
     duplicate memory and takes a token from each bucket. ``on_fill``, ``on_cancel`` and
     ``on_reject`` move that state on; ``set_reference_price`` moves the collar.
@@ -201,11 +202,11 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
 
     @cython.boundscheck(False)
     @cython.wraparound(False)
-    def check(self, Py_ssize_t instrument_id, int side, int64_t quantity, int64_t price, int64_t now_ns=-1):
+    def check(self, int64_t instrument_id, int64_t side, int64_t quantity, int64_t price, int64_t now_ns=-1):
         """Return 0 when the order passes every enabled check, else the first failing reason code.
 
         An accepted order is counted as open from here on (position, exposure, duplicates, rate).
-        Never raises for int arguments; a rejected order changes nothing. O(1).
+        Never raises for int arguments that fit in 64 bits; a rejected order changes nothing. O(1).
         """
         cdef Instrument* instrument
         cdef int64_t notional, collar, reference, difference, limit, worst

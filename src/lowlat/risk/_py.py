@@ -60,7 +60,7 @@ class RiskEngine:
 
     ``check(instrument_id, side, quantity, price, now_ns)`` runs every enabled check in the order
     of :class:`~lowlat.risk.config.Reason` and returns the first failing reason code, 0 when the
-    order passes; it never raises for int arguments and (compiled) allocates nothing. An accepted
+    order passes; it never raises for 64-bit int arguments and (compiled) allocates nothing. An accepted
     order counts as open: it adds to its side's open quantity, to the open notional, to the
     duplicate memory and takes a token from each bucket. ``on_fill``, ``on_cancel`` and
     ``on_reject`` move that state on; ``set_reference_price`` moves the collar.
@@ -125,7 +125,7 @@ class RiskEngine:
         """Return 0 when the order passes every enabled check, else the first failing reason code.
 
         An accepted order is counted as open from here on (position, exposure, duplicates, rate).
-        Never raises for int arguments; a rejected order changes nothing. O(1).
+        Never raises for int arguments that fit in 64 bits; a rejected order changes nothing. O(1).
         """
         if self._killed:
             return _KILL_SWITCH

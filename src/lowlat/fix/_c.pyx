@@ -435,6 +435,8 @@ Encode the FIX messages of one session into a caller's preallocated buffer.
 
     cdef int _start(self, char msg_type, object seq_num, object sending_time_ns) except -1:
         cdef int64_t seq
+        if self._body == NULL:
+            raise ValueError("FixEncoder is not initialised")
         if self._busy:
             raise RuntimeError("FixEncoder is not re-entrant")
         self._busy = True
@@ -1189,7 +1191,7 @@ Split a FIX byte stream into validated messages: feed bytes in any split, take e
         return self
 
     def __next__(self):
-        event = self.next_event()
+        event = self._next()
         if event is None:
             raise StopIteration
         return event
@@ -1199,6 +1201,9 @@ Split a FIX byte stream into validated messages: feed bytes in any split, take e
 
         A message or an error ends the previous message's view; ``None`` leaves it valid.
         """
+        return self._next()
+
+    cdef object _next(self):
         cdef Py_ssize_t p = self._pos, n = self._len, q
         if p >= n:
             return None

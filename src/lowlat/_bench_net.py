@@ -12,6 +12,9 @@ its Accepted. Each contender's round trips are recorded in a ``lowlat.LatencyHis
   ConnectionPool of logged-in sessions, selector waits (and a busy-poll row).
 * ``connect + login per order`` -- what a pool saves: a new TCP connection and SoupBinTCP login for
   every order (the socket is closed after the Accepted, outside the timed span).
+* ``SoupBinTCP session, echo application`` -- the same Enter Order bytes through a
+  ``SoupConnection`` to a second simulator process that answers with the same bytes: the cost of
+  the two session layers and the socket layer without the OUCH book and codecs.
 
 The same three for FIX 4.4 (NewOrderSingle -> ExecutionReport NEW, the simulator's FIX listener
 in front of the same book, its echo row sending the very NewOrderSingle bytes).
@@ -35,7 +38,7 @@ TITLE = "Connection pooling over loopback TCP"
 SEED = "section 7, benchmark_connection_pooling"
 SEED_SAYS = ("The seed's pool saved the 'setup latency' its SimulatedConnection slept for: a measurement of "
              "time.sleep, not of a network.")
-STEPS = 8
+STEPS = 9
 
 _ECHO = r"""
 import socket, sys
@@ -125,6 +128,26 @@ def _pooled_round_trips(address, count: int, busy_poll: bool, prefix: str):
                 hist.record(clock() - start)
     finally:
         pool.close()
+    return hist
+
+
+def _soup_echo_round_trips(address, payload: bytes, count: int):
+    from .net.connection import SoupConnection
+
+    hist = _histogram()
+    clock = time.perf_counter_ns
+    connection = SoupConnection(address, "echo", "bench")
+    connection.connect()
+    try:
+        for i in range(count + count // 10):
+            start = clock()
+            connection.send(payload)
+            if connection.receive(10) is None:
+                raise RuntimeError("bench net: no echo from the simulator")
+            if i >= count // 10:
+                hist.record(clock() - start)
+    finally:
+        connection.close()
     return hist
 
 
@@ -218,6 +241,8 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     exchange, ports = _spawn(_EXCHANGE, "--port", "0", "--fix-port", "0", "--application", "ouch",
                                      "--timeout", "60", "--heartbeat-interval", "5")
     # "lowlat exchange listening on 127.0.0.1:P (SoupBinTCP), FIX on 127.0.0.1:F"
+    echo_exchange, echo_line = _spawn(_EXCHANGE, "--port", "0", "--application", "echo", "--timeout", "60")
+    echo_address = ("127.0.0.1", int(echo_line.rsplit(":", 1)[1]))
     address = ("127.0.0.1", int(ports.split()[4].rsplit(":", 1)[1]))
     fix_address = ("127.0.0.1", int(ports.rsplit(":", 1)[1]))
     was_enabled = gc.isenabled()
@@ -229,6 +254,9 @@ def run(quick: bool, progress: Progress) -> list[Row]:
         results.append(("pooled OUCH session, selector waits", _pooled_round_trips(address, rounds, False, "S")))
         progress.step("net: pooled OUCH, busy-poll")
         results.append(("pooled OUCH session, busy-poll", _pooled_round_trips(address, rounds, True, "B")))
+        progress.step("net: SoupBinTCP session, echo application")
+        results.append(("SoupBinTCP session, simulator echo application",
+                        _soup_echo_round_trips(echo_address, _enter_order_packet()[3:], rounds)))
         progress.step("net: connect + login per order")
         results.append(("connect + login per order", _connect_per_order(address, fresh_rounds)))
         progress.step("net: FIX bare TCP echo")
@@ -244,6 +272,7 @@ def run(quick: bool, progress: Progress) -> list[Row]:
         _stop(echo)
         _stop(fix_echo)
         _stop(exchange)
+        _stop(echo_exchange)
     progress.step("net: report")
     rows = []
     for quantile, group, group_results in (

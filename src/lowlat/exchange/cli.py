@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import gc
 import logging
 import signal
 import sys
@@ -24,6 +25,8 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
     parser.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds between heartbeats")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds of client silence before closing")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every message received")
+    parser.add_argument("--gc", action="store_true",
+                        help="keep Python's cyclic garbage collector on (off by default: its pauses show in p99)")
     return parser
 
 
@@ -43,6 +46,11 @@ def main(argv: list[str] | None = None) -> int:
     from .simulator import ExchangeSimulator
 
     args = build_parser().parse_args(argv)
+    if not args.gc:
+        # The simulator is the latency reference its clients measure against: a cyclic collection
+        # over a book of tens of thousands of orders is a multi-millisecond stall in every client's
+        # p99 (measured here). Nothing it keeps forms reference cycles; refcounting frees the rest.
+        gc.disable()
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO,
                         format="%(asctime)s %(name)s %(message)s")
     stop = threading.Event()

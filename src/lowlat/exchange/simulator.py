@@ -10,7 +10,15 @@ The application is any object with ``on_message(username, payload) -> [(username
 (the OUCH book in :mod:`lowlat.exchange.ouch_book` is one): each returned pair is a sequenced
 message for that user.
 
-Misbehaviours (:meth:`ExchangeSimulator.misbehave`), and what a correct client sees:
+With ``fix_port``, a second listener accepts FIX 4.2/4.4 sessions (one
+:class:`~lowlat.net.fix_session.FixSession` per SenderCompID, kept across connections so a
+reconnect's gap is recovered by resend); their orders reach the same book through
+:class:`~lowlat.exchange.fix_gateway.FixGateway`, so OUCH and FIX users trade with each other.
+
+Misbehaviours (:meth:`ExchangeSimulator.misbehave`), and what a correct client sees (SoupBinTCP;
+for FIX: a drop loses the connection and the reconnect's ResendRequest recovers the report,
+garbage is reported by the client's reader and skipped, a skipped number is a gap the client
+recovers, stopped heartbeats also leave TestRequests unanswered):
 
 ``drop_mid_message``  (one-shot) the next sequenced message is cut after half its bytes and the
                       connection closed: ``ConnectionLost`` with ``partial > 0``; the message stays
@@ -122,7 +130,8 @@ _BEGIN = re.compile(rb"^8=(FIX\.4\.[24])\x01")
 
 
 class ExchangeSimulator:
-    """A SoupBinTCP exchange on ``host`` (loopback) and ``port`` (0: a free one), in a thread.
+    """A SoupBinTCP (and, with ``fix_port``, FIX) exchange on ``host`` (loopback) and ``port``
+    (0: a free one), in a thread.
 
     ``users`` maps usernames to passwords (None: anyone may log in); ``session`` is the session id
     every user is given. ``start()`` binds and starts the thread and returns ``self``; ``address``

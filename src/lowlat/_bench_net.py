@@ -232,22 +232,29 @@ def _enter_order_packet() -> bytes:
     return soupbintcp.encode_packet(b"U", bytes(buffer))
 
 
-def run(quick: bool, progress: Progress) -> list[Row]:
-    rounds = 2_000 if quick else 20_000
-    fresh_rounds = 200 if quick else 2_000
-    echo, echo_port = _spawn(_ECHO)
-    fix_echo, fix_echo_port = _spawn(_ECHO)
-    echo_port, fix_echo_port = int(echo_port), int(fix_echo_port)
-    exchange, ports = _spawn(_EXCHANGE, "--port", "0", "--fix-port", "0", "--application", "ouch",
-                                     "--timeout", "60", "--heartbeat-interval", "5")
-    # "lowlat exchange listening on 127.0.0.1:P (SoupBinTCP), FIX on 127.0.0.1:F"
-    echo_exchange, echo_line = _spawn(_EXCHANGE, "--port", "0", "--application", "echo", "--timeout", "60")
-    echo_address = ("127.0.0.1", int(echo_line.rsplit(":", 1)[1]))
-    address = ("127.0.0.1", int(ports.split()[4].rsplit(":", 1)[1]))
-    fix_address = ("127.0.0.1", int(ports.rsplit(":", 1)[1]))
+def run(quick: bool, progress: Progress, *, rounds: int | None = None, fresh_rounds: int | None = None) -> list[Row]:
+    """Return the p50/p99 rows of every contender (``rounds`` / ``fresh_rounds`` override the counts)."""
+    rounds = rounds or (2_000 if quick else 20_000)
+    fresh_rounds = fresh_rounds or (200 if quick else 2_000)
+    helpers: list[subprocess.Popen] = []  # every process started here is stopped in the finally
+
+    def spawn(code: str, *args: str) -> str:
+        proc, line = _spawn(code, *args)
+        helpers.append(proc)
+        return line
+
     was_enabled = gc.isenabled()
-    gc.disable()
     try:
+        echo_port = int(spawn(_ECHO))
+        fix_echo_port = int(spawn(_ECHO))
+        # "lowlat exchange listening on 127.0.0.1:P (SoupBinTCP), FIX on 127.0.0.1:F"
+        ports = spawn(_EXCHANGE, "--port", "0", "--fix-port", "0", "--application", "ouch", "--timeout", "60",
+                      "--heartbeat-interval", "5")
+        address = ("127.0.0.1", int(ports.split()[4].rsplit(":", 1)[1]))
+        fix_address = ("127.0.0.1", int(ports.rsplit(":", 1)[1]))
+        echo_address = ("127.0.0.1", int(spawn(_EXCHANGE, "--port", "0", "--application", "echo", "--timeout",
+                                               "60").rsplit(":", 1)[1]))
+        gc.disable()
         progress.step("net: bare TCP echo")
         results = [("bare TCP echo of the same bytes (floor)", _echo_round_trips(echo_port, _enter_order_packet(), rounds))]
         progress.step("net: pooled OUCH, selector")
@@ -269,10 +276,8 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     finally:
         if was_enabled:
             gc.enable()
-        _stop(echo)
-        _stop(fix_echo)
-        _stop(exchange)
-        _stop(echo_exchange)
+        for proc in helpers:
+            _stop(proc)
     progress.step("net: report")
     rows = []
     for quantile, group, group_results in (

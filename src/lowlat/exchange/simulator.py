@@ -165,6 +165,7 @@ class ExchangeSimulator:
         self._misbehaviour = {"drop_mid_message": False, "ack_delay": 0.0, "garbage": False,
                               "stop_heartbeats": False, "skip_sequence": False}
         self._clients: dict[str, _Client] = {}  # logged-in user -> connection
+        self._doomed: set[str] = set()  # users to disconnect at the loop's next turn
         self._delayed: list = []  # heap of (due, tiebreak, username, payload)
         self._tiebreak = itertools.count()
         self._listener: socket.socket | None = None
@@ -248,7 +249,7 @@ class ExchangeSimulator:
     def disconnect(self, username: str) -> None:
         """Close ``username``'s connection abruptly (no End of Session)."""
         with self._lock:
-            self._misbehaviour.setdefault("_disconnect", set()).add(username)
+            self._doomed.add(username)
         self._wake()
 
     def connected(self) -> list[str]:
@@ -555,7 +556,7 @@ class ExchangeSimulator:
             self._deliver(username, payload, now, selector, clients)
         with self._lock:
             quiet = self._misbehaviour["stop_heartbeats"]
-            doomed = self._misbehaviour.pop("_disconnect", set())
+            doomed, self._doomed = self._doomed, set()
         for client in list(clients):
             if client.username in doomed:
                 self._close(client, selector, clients)

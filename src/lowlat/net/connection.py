@@ -33,11 +33,13 @@ _RECV_SIZE = 65536
 
 class ConnectionLost(ConnectionError):
     """The connection is gone (peer closed, reset, or declared dead); ``partial`` counts the bytes
-    of an incomplete message that were received before it went."""
+    of an incomplete message that were received before it went, and an order session fills
+    ``unacknowledged`` with the orders it had sent and not had answered (oldest first)."""
 
     def __init__(self, message: str, *, partial: int = 0) -> None:
         super().__init__(message)
         self.partial = partial
+        self.unacknowledged: list = []
 
 
 class HeartbeatTimeoutError(ConnectionLost):

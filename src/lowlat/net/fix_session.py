@@ -205,7 +205,9 @@ class FixSession:
         self.peer_heartbeat_interval: int | None = None
         self._buffer = bytearray(8192)
         self._outbox = bytearray()
-        self._queued: dict[int, object] = {}  # early messages waiting for a gap to be filled
+        # early messages waiting for a gap to be filled: (MsgType, MsgSeqNum, fields), or None
+        # for a Logon / ResendRequest already handled out of order
+        self._queued: dict[int, tuple[str, int, dict] | None] = {}
         self._resend_pending = False
         self._test_request: tuple[str, float] | None = None
         self._test_ids = 0

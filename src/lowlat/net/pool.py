@@ -14,12 +14,28 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from typing import Callable, Iterator, Protocol
 
 from .._errors import PoolExhausted
 from .connection import ConnectionLost
 
-__all__ = ["ConnectionPool", "PoolHealth", "LostOrders", "PoolExhausted"]
+__all__ = ["ConnectionPool", "PoolHealth", "LostOrders", "PoolExhausted", "PooledSession"]
+
+
+class PooledSession(Protocol):
+    """What a pool needs of a session (``unacknowledged()`` and ``logout(timeout)`` are optional)."""
+
+    @property
+    def alive(self) -> bool: ...
+
+    @property
+    def last_heartbeat(self) -> float: ...
+
+    def connect(self) -> object: ...
+
+    def close(self) -> None: ...
+
+    def service(self, timeout: float = 0.0) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -80,7 +96,7 @@ class ConnectionPool:
     Every method is thread-safe. ``close()`` logs every session out and stops the thread.
     """
 
-    def __init__(self, factory: Callable[[], object], size: int, *, max_size: int | None = None,
+    def __init__(self, factory: Callable[[], PooledSession], size: int, *, max_size: int | None = None,
                  checkout_timeout: float = 1.0, backoff: float = 0.05, max_backoff: float = 2.0,
                  service_interval: float = 0.05, on_lost: Callable[[LostOrders], object] | None = None) -> None:
         if not isinstance(size, int) or size < 1:

@@ -266,6 +266,24 @@ def test_fix_logon_order_ack_fill_logout(fix_exchange, begin):
     assert [type(r.event) for r in fix_exchange.received if r.username == "BUYER"][-1] is fs.LoggedOut
 
 
+def test_fix_idle_session_stays_up_on_heartbeats_and_test_requests(fix_exchange):
+    alice = fix_session(fix_exchange, "ALICE", heartbeat_interval=0.1)
+    started = time.monotonic()
+    while time.monotonic() - started < 1.0:  # ten intervals with no application traffic
+        alice.service(0.05)
+    assert alice.alive and time.monotonic() - alice.last_heartbeat < 0.3
+    received = [type(r.event) for r in fix_exchange.received if r.username == "ALICE"]
+    assert received.count(fs.Heartbeat) >= 5  # the client's heartbeats reached the exchange
+    alice.session.last_received -= 1.0  # as if the exchange had been silent: the client asks
+    alice.service(0.0)
+    assert alice.session._test_request is not None
+    deadline = time.monotonic() + 2
+    while alice.session._test_request is not None and time.monotonic() < deadline:
+        alice.service(0.05)
+    assert alice.session._test_request is None and alice.alive  # the exchange answered it
+    alice.logout(timeout=2)
+
+
 def test_fix_cancel_replace_and_cancel_reject(fix_exchange):
     alice = fix_session(fix_exchange, "ALICE")
     alice.new_order_single("A1", "AAPL", fix.Side.BUY, 100, PRICE)

@@ -408,3 +408,53 @@ def test_stub_names_match(ouch):
     tree = ast.parse(Path(lowlat.ouch.__file__).with_name("_c.pyi").read_text())
     names = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef)) and not n.name.startswith("_")}
     assert names == set(ouch.__all__)
+
+
+def _fixed_values(name):
+    values = []
+    for k, (field, _) in enumerate(spec.MESSAGES[name].fields):
+        if field.kind == spec.ALPHA:
+            values.append(("Z" + "x" * k)[:field.width])
+        elif field.kind == spec.CHAR:
+            values.append(chr(65 + k))
+        elif field.kind == spec.U32:
+            values.append(2**32 - 1 - k)
+        else:
+            values.append(2**64 - 1 - k)
+    return tuple(values)
+
+
+@pytest.mark.parametrize("name", list(spec.MESSAGES))
+def test_each_message_type_round_trips_in_both_backends(both, name):
+    values = _fixed_values(name)
+    layout = spec.MESSAGES[name]
+    outputs = []
+    for module in both:
+        buf = bytearray(layout.length)
+        module.encode(buf, 0, name, values)
+        assert buf[0:1] == layout.type.encode()
+        for (field, offset), value in zip(layout.fields, values):  # each value at its offset
+            raw = bytes(buf[offset:offset + field.width])
+            if field.kind in (spec.ALPHA, spec.CHAR):
+                assert raw == value.encode().ljust(field.width, b" "), field.name
+            else:
+                assert int.from_bytes(raw, "big") == value, field.name
+        record = _record(module, name)
+        record.decode(bytes(buf))
+        assert record.name == name and record.values() == values
+        outputs.append(bytes(buf))
+    assert outputs[0] == outputs[1]
+
+
+def test_default_import_is_compiled_unless_forced():
+    import os
+    import subprocess
+
+    load_backend("cython", "lowlat.ouch")  # skips unless built (fails when required)
+    code = "import lowlat.ouch as o; print(o.BACKEND, o.ExchangeMessage.__module__)"
+    env = {**os.environ, "LOWLAT_PURE_PYTHON": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["cython", "lowlat.ouch._c"]
+    env["LOWLAT_PURE_PYTHON"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["python", "lowlat.ouch._py"]

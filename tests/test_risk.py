@@ -363,32 +363,37 @@ class Model:
         self.filled_notional += quantity * price
 
 
+# Coarse values, so that hypothesis often lands exactly on a limit: quantities and limits in lots of
+# 50, prices mostly at the reference, collars in whole percents of it, clock steps in whole ms that
+# divide the windows and the refill intervals.
+MS = 1_000_000
 limit_values = st.fixed_dictionaries({}, optional={
-    "max_order_quantity": st.integers(1, 400),
-    "max_order_notional": st.integers(1, 400 * 120),
-    "price_collar_bps": st.integers(1, 3000),
-    "max_position": st.integers(1, 1500),
-    "max_gross_exposure": st.integers(1, 5000 * 120),
-    "throttle_rate": st.integers(1, 50),
+    "max_order_quantity": st.integers(1, 8).map(lambda k: 50 * k),
+    "max_order_notional": st.integers(1, 8).map(lambda k: 5_000 * k),
+    "price_collar_bps": st.sampled_from([100, 300, 500, 3000]),
+    "max_position": st.integers(1, 30).map(lambda k: 50 * k),
+    "max_gross_exposure": st.integers(1, 100).map(lambda k: 5_000 * k),
+    "throttle_rate": st.sampled_from([1, 2, 5, 10, 50, 100]),
     "throttle_burst": st.integers(1, 6),
-    "instrument_throttle_rate": st.integers(1, 50),
+    "instrument_throttle_rate": st.sampled_from([1, 2, 5, 10, 50]),
     "instrument_throttle_burst": st.integers(1, 6),
-    "duplicate_window_ns": st.integers(1, 10**8),
+    "duplicate_window_ns": st.integers(1, 50).map(lambda k: k * MS),
 })
+prices = st.sampled_from([95, 99, 100, 100, 100, 101, 105])
 order = st.tuples(st.just("check"), st.integers(0, 3), st.sampled_from([1, -1, 1, -1, 0]), st.integers(1, 5).map(lambda q: q * 50),
-                  st.integers(95, 105), st.integers(0, 4 * 10**7))
+                  prices, st.integers(0, 40).map(lambda k: k * MS))
 event = st.tuples(st.sampled_from(["fill", "cancel", "reject"]), st.integers(0, 2), st.sampled_from([1, -1]),
-                  st.integers(1, 300), st.integers(95, 105))
+                  st.integers(1, 6).map(lambda q: q * 50), prices)
 other = st.one_of(
-    st.tuples(st.just("reference"), st.integers(0, 2), st.integers(0, 110)),
+    st.tuples(st.just("reference"), st.integers(0, 2), st.sampled_from([0, 97, 100, 103])),
     st.tuples(st.just("kill"), st.booleans()),
     st.tuples(st.just("limit"), st.sampled_from(["max_order_quantity", "max_position", "price_collar_bps", "throttle_rate"]),
-              st.one_of(st.none(), st.integers(1, 500))),
+              st.one_of(st.none(), st.integers(1, 10).map(lambda k: 50 * k))),
 )
 operations = st.lists(st.one_of(order, order, order, event, other), max_size=80)
 
 
-@settings(max_examples=150, deadline=None)
+@settings(max_examples=300, deadline=None)
 @given(limits=limit_values, ops=operations)
 def test_backends_follow_the_model(both, limits, ops):
     engines = [r.RiskEngine(**limits) for r in both]
@@ -485,3 +490,17 @@ def test_stub_names_match(risk):
     assert cls.name == "RiskEngine"
     stubbed = {n.name for n in cls.body if isinstance(n, ast.FunctionDef) and not n.name.startswith("_")}
     assert stubbed == {n for n in dir(risk.RiskEngine) if not n.startswith("_")}
+
+
+def test_default_import_is_compiled_unless_forced():
+    import os
+    import subprocess
+
+    load_backend("cython", "lowlat.risk")  # skips unless built (fails when required)
+    code = "import lowlat.risk as r; print(r.BACKEND, r.RiskEngine.__module__)"
+    env = {**os.environ, "LOWLAT_PURE_PYTHON": ""}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["cython", "lowlat.risk._c"]
+    env["LOWLAT_PURE_PYTHON"] = "1"
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
+    assert out == ["python", "lowlat.risk._py"]

@@ -109,6 +109,8 @@ cdef int M_ENTER = _message_number["enter_order"]
 cdef int M_REPLACE = _message_number["replace_order"]
 cdef int M_CANCEL = _message_number["cancel_order"]
 cdef int M_MODIFY = _message_number["modify_order"]
+# The named encoders below write these lengths as constants.
+assert (_message_length[M_ENTER], _message_length[M_REPLACE], _message_length[M_CANCEL], _message_length[M_MODIFY]) == (49, 47, 19, 20)
 
 
 # Field conversion: each writes one field into the scratch message or raises naming the field. The
@@ -138,7 +140,7 @@ cdef int _bad_int(object value, str name, str largest) except -1:
 
 cdef inline int _put_text(unsigned char* p, object value, Py_ssize_t width, str name) except -1:
     cdef const char* chars
-    cdef Py_ssize_t n
+    cdef Py_ssize_t n, i
     if PyUnicode_Check(value) and PyUnicode_IS_ASCII(value):
         chars = <const char*>PyUnicode_DATA(value)
         n = PyUnicode_GET_LENGTH(value)
@@ -149,8 +151,11 @@ cdef inline int _put_text(unsigned char* p, object value, Py_ssize_t width, str 
         return _bad_text(value, width, name)
     if n > width:
         return _bad_text(value, width, name)
-    memcpy(p, chars, n)
-    memset(p + n, 32, width - n)  # alpha fields are left-justified, space-padded
+    # Alpha fields are left-justified and space-padded. Inlined, width is a constant, so the fill is
+    # a few stores; the copy is a short loop (at most 14 bytes) rather than a libc call.
+    memset(p, 32, width)
+    for i in range(n):
+        p[i] = chars[i]
     return 0
 
 
@@ -198,7 +203,7 @@ cdef int _put_u32_index(unsigned char* p, object value, str name) except -1:
     cdef long long x
     number = _as_int(value, name)
     x = PyLong_AsLongLongAndOverflow(number, &overflow)
-    if overflow != 0 or x < 0 or x > 0xFFFFFFFF:
+    if overflow != 0 or x < 0 or x > <long long>0xFFFFFFFFU:
         return _bad_int(number, name, "4294967295")
     _store_u32(p, <uint32_t>x)
     return 0
@@ -210,7 +215,7 @@ cdef inline int _put_u32(unsigned char* p, object value, str name) except -1:
     if not PyLong_Check(value):
         return _put_u32_index(p, value, name)
     x = PyLong_AsLongLongAndOverflow(value, &overflow)
-    if overflow != 0 or x < 0 or x > 0xFFFFFFFF:
+    if overflow != 0 or x < 0 or x > <long long>0xFFFFFFFFU:
         return _bad_int(value, name, "4294967295")
     _store_u32(p, <uint32_t>x)
     return 0
@@ -246,17 +251,30 @@ cdef int _put_field(unsigned char* message, int m, int field, object value) exce
     return _put_u64(p, value, name)
 
 
-cdef Py_ssize_t _write(object buffer, Py_ssize_t offset, int m, const unsigned char* message) except -1:
-    """Copy the finished scratch ``message`` into ``buffer`` at ``offset``; return the end offset."""
+cdef int _bad_buffer(object buffer, Py_ssize_t offset, int m) except -1:
     cdef Py_buffer view
-    cdef Py_ssize_t length = _message_length[m], nbytes
     if _get_buffer(buffer, &view, PyBUF_WRITABLE) != 0:
         PyErr_Clear()
         raise TypeError("buffer must be a writable contiguous buffer")
     nbytes = view.len
-    if offset < 0 or offset + length > nbytes:
+    PyBuffer_Release(&view)
+    raise ValueError(f"OUCH {_titles[m]} needs {_message_length[m]} bytes at offset {offset}, the buffer has {nbytes}")
+
+
+cdef inline Py_ssize_t _write(object buffer, Py_ssize_t offset, int m, Py_ssize_t length,
+                              const unsigned char* message) except -1:
+    """Copy the finished scratch ``message`` into ``buffer`` at ``offset``; return the end offset.
+
+    ``length`` is the message's length (``_message_length[m]``); the named encoders pass it as a
+    constant so the copy compiles to a few moves.
+    """
+    cdef Py_buffer view
+    if _get_buffer(buffer, &view, PyBUF_WRITABLE) != 0:
+        PyErr_Clear()
+        return _bad_buffer(buffer, offset, m)
+    if offset < 0 or offset + length > view.len:
         PyBuffer_Release(&view)
-        raise ValueError(f"OUCH {_titles[m]} needs {length} bytes at offset {offset}, the buffer has {nbytes}")
+        return _bad_buffer(buffer, offset, m)
     memcpy(<unsigned char*>view.buf + offset, message, length)
     PyBuffer_Release(&view)
     return offset + length
@@ -289,7 +307,7 @@ def encode_enter_order(object buffer, Py_ssize_t offset, object order_token, obj
     _put_u32(message + 43, minimum_quantity, "minimum_quantity")
     _put_char(message + 47, cross_type, "cross_type")
     _put_char(message + 48, customer_type, "customer_type")
-    return _write(buffer, offset, M_ENTER, message)
+    return _write(buffer, offset, M_ENTER, 49, message)
 
 
 def encode_replace_order(object buffer, Py_ssize_t offset, object existing_order_token,
@@ -310,7 +328,7 @@ def encode_replace_order(object buffer, Py_ssize_t offset, object existing_order
     _put_char(message + 41, display, "display")
     _put_char(message + 42, intermarket_sweep, "intermarket_sweep")
     _put_u32(message + 43, minimum_quantity, "minimum_quantity")
-    return _write(buffer, offset, M_REPLACE, message)
+    return _write(buffer, offset, M_REPLACE, 47, message)
 
 
 def encode_cancel_order(object buffer, Py_ssize_t offset, object order_token, object shares=0):
@@ -323,7 +341,7 @@ def encode_cancel_order(object buffer, Py_ssize_t offset, object order_token, ob
     message[0] = b'X'
     _put_text(message + 1, order_token, 14, "order_token")
     _put_u32(message + 15, shares, "shares")
-    return _write(buffer, offset, M_CANCEL, message)
+    return _write(buffer, offset, M_CANCEL, 19, message)
 
 
 def encode_modify_order(object buffer, Py_ssize_t offset, object order_token, object side, object shares):
@@ -336,7 +354,7 @@ def encode_modify_order(object buffer, Py_ssize_t offset, object order_token, ob
     _put_text(message + 1, order_token, 14, "order_token")
     _put_char(message + 15, side, "side")
     _put_u32(message + 16, shares, "shares")
-    return _write(buffer, offset, M_MODIFY, message)
+    return _write(buffer, offset, M_MODIFY, 20, message)
 
 
 def encode(object buffer, Py_ssize_t offset, object name, object values):
@@ -358,7 +376,7 @@ def encode(object buffer, Py_ssize_t offset, object name, object values):
     message[0] = _message_letter[m]
     for k in range(_message_nfields[m]):
         _put_field(message, m, _message_field[m][k], <object>PySequence_Fast_GET_ITEM(items, k))
-    return _write(buffer, offset, m, message)
+    return _write(buffer, offset, m, _message_length[m], message)
 
 
 cdef int _message_at(const unsigned char* data, Py_ssize_t nbytes, Py_ssize_t offset, Py_ssize_t length,

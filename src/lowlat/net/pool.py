@@ -17,7 +17,6 @@ from dataclasses import dataclass
 from typing import Callable, Iterator, Protocol
 
 from .._errors import PoolExhausted
-from .connection import ConnectionLost
 
 __all__ = ["ConnectionPool", "PoolHealth", "LostOrders", "PoolExhausted", "PooledSession"]
 
@@ -255,7 +254,7 @@ class ConnectionPool:
             for slot in idle:
                 try:
                     slot.session.service(0.0)
-                except (ConnectionLost, OSError, ValueError) as error:
+                except Exception as error:  # any failure takes the session down, never this thread
                     self._mark_down(slot, f"{type(error).__name__}: {error}")
                     continue
                 with self._condition:
@@ -267,7 +266,7 @@ class ConnectionPool:
     def _reconnect(self, slot: _Slot) -> None:
         try:
             slot.session.connect()
-        except (OSError, ValueError) as error:  # refused, timed out, rejected, sequence gap
+        except Exception as error:  # refused, timed out, rejected, sequence gap...: retry later
             with self._condition:
                 slot.attempts += 1
                 slot.state = "down"

@@ -458,3 +458,22 @@ def test_default_import_is_compiled_unless_forced():
     env["LOWLAT_PURE_PYTHON"] = "1"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
     assert out == ["python", "lowlat.ouch._py"]
+
+
+def test_generic_encode_survives_values_that_change_the_sequence(both):
+    class Shrinker:
+        def __init__(self, victim, value):
+            self.victim, self.value = victim, value
+
+        def __index__(self):
+            self.victim.clear()  # empties the list being encoded
+            return self.value
+
+    out = []
+    for module in both:
+        values: list = [1, "T", 5, 100, "A", 9]
+        values[0] = Shrinker(values, 7)
+        buf = bytearray(40)
+        module.encode(buf, 0, "executed", values)
+        out.append(bytes(buf))
+    assert out[0] == out[1] and out[0][1:9] == (7).to_bytes(8, "big")

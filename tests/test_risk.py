@@ -504,3 +504,37 @@ def test_default_import_is_compiled_unless_forced():
     env["LOWLAT_PURE_PYTHON"] = "1"
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True).stdout.split()
     assert out == ["python", "lowlat.risk._py"]
+
+
+def test_state_changes_survive_checks_that_run_python_code(both):
+    """An int subclass whose comparisons grow the engine's table mid-call must not leave a stale pointer."""
+
+    class Sneaky(int):
+        engine = None
+        grown = 0
+
+        def _grow(self):
+            Sneaky.grown += 1
+            Sneaky.engine.add_instrument(1_000 * Sneaky.grown + 50_000, PX)  # reallocates the compiled table
+
+        def __ge__(self, other):
+            self._grow()
+            return int(self) >= other
+
+        def __le__(self, other):
+            self._grow()
+            return int(self) <= other
+
+    results = []
+    for risk in both:
+        e = engine(risk)
+        assert e.check(1, BUY, 100, PX, 0) == 0
+        Sneaky.engine = e
+        e.on_fill(1, BUY, Sneaky(60), PX)
+        e.on_cancel(1, BUY, Sneaky(10), PX)
+        e.set_reference_price(1, Sneaky(PX + 1))
+        e.set_instrument_limit(1, "max_position", Sneaky(500))
+        results.append((e.position(1), e.open_quantity(1, BUY), e.gross_exposure, e.instrument_count,
+                        e.check(1, BUY, 411, PX, 1), e.check(1, BUY, 410, PX, 2)))
+    assert results[0] == results[1]
+    assert results[0][:2] == (60, 30) and results[0][4:] == (R.POSITION_LIMIT, 0)

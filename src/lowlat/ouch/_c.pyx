@@ -19,7 +19,6 @@ from cpython.buffer cimport PyBUF_SIMPLE, PyBUF_WRITABLE, PyBuffer_Release
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_Check, PyBytes_GET_SIZE
 from cpython.long cimport PyLong_AsLongLongAndOverflow, PyLong_AsUnsignedLongLong, PyLong_Check
 from cpython.object cimport PyObject
-from cpython.sequence cimport PySequence_Fast, PySequence_Fast_GET_ITEM, PySequence_Fast_GET_SIZE
 from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeLatin1
 from libc.stdint cimport int8_t, int16_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
@@ -370,12 +369,14 @@ def encode(object buffer, Py_ssize_t offset, object name, object values):
     if number is None:
         raise ValueError(f"unknown OUCH message name {name!r}")
     m = number
-    items = PySequence_Fast(values, "values must be a sequence")
-    if PySequence_Fast_GET_SIZE(items) != _message_nfields[m]:
-        raise ValueError(f"OUCH {_titles[m]} takes {_message_nfields[m]} values, got {PySequence_Fast_GET_SIZE(items)}")
+    # A tuple copy: converting a field can run Python code (__index__), which must not be able to
+    # shrink the sequence under the loop.
+    items = tuple(values)
+    if len(items) != _message_nfields[m]:
+        raise ValueError(f"OUCH {_titles[m]} takes {_message_nfields[m]} values, got {len(items)}")
     message[0] = _message_letter[m]
     for k in range(_message_nfields[m]):
-        _put_field(message, m, _message_field[m][k], <object>PySequence_Fast_GET_ITEM(items, k))
+        _put_field(message, m, _message_field[m][k], items[k])
     return _write(buffer, offset, m, _message_length[m], message)
 
 
@@ -771,6 +772,8 @@ def decode_batch(object buffer, object direction="exchange"):
                     _store_le32(row + _row_offset[m][k], _load_u32(src + _offset_of[m][field]))
                 elif kind == K_U64:
                     _store_le64(row + _row_offset[m][k], _load_u64(src + _offset_of[m][field]))
+                elif kind == K_CHAR:
+                    row[_row_offset[m][k]] = src[_offset_of[m][field]]
                 else:
                     memcpy(row + _row_offset[m][k], src + _offset_of[m][field], _field_width[field])
             index += 1

@@ -297,14 +297,19 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
             raise ValueError(f"instrument_id {instrument_id} was never added")
         return &self._table[i]
 
-    cdef int _order(self, object side, object quantity, object price) except -1:
+    cdef tuple _checked_order(self, object instrument_id, object side, object quantity, object price):
+        """Check an instrument and an order the way the pure twin does; return ``(side, quantity, price)``.
+
+        These checks can run Python code (comparisons of int subclasses), so callers take their
+        instrument pointer only afterwards.
+        """
+        self._instrument(instrument_id)
         if isinstance(side, bool) or not isinstance(side, int):
             raise TypeError(f"side must be an int, got {type(side).__name__}")
         if side != 1 and side != -1:
             raise ValueError(f"side must be BUY (1) or SELL (-1), got {side}")
-        check_price("quantity", quantity, allow_zero=False)
-        check_price("price", price, allow_zero=False)
-        return 0
+        return (1 if side == 1 else -1, check_price("quantity", quantity, allow_zero=False),
+                check_price("price", price, allow_zero=False))
 
     cdef void _close(self, Instrument* instrument, int64_t side, int64_t quantity, int64_t price) noexcept:
         if side == 1:
@@ -363,33 +368,39 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
         moves by ``side * quantity`` and ``quantity * price`` joins the filled notional.
         ``ValueError`` for an instrument never added or a bad side, quantity or price.
         """
-        cdef Instrument* instrument = self._instrument(instrument_id)
-        self._order(side, quantity, price)
-        self._close(instrument, side, quantity, price)
-        instrument.position += <int64_t>side * <int64_t>quantity
-        self._filled_notional = _saturated(self._filled_notional + <int64_t>quantity * <int64_t>price)
+        cdef Instrument* instrument
+        cdef int64_t s, q, p
+        s, q, p = self._checked_order(instrument_id, side, quantity, price)
+        instrument = self._instrument(instrument_id)  # after every check: Python code may have moved the table
+        self._close(instrument, s, q, p)
+        instrument.position += s * q
+        self._filled_notional = _saturated(self._filled_notional + q * p)
 
     def on_cancel(self, instrument_id, side, quantity, price):
         """Record that ``quantity`` of an open order placed at ``price`` was canceled: it is no longer open."""
-        cdef Instrument* instrument = self._instrument(instrument_id)
-        self._order(side, quantity, price)
-        self._close(instrument, side, quantity, price)
+        cdef int64_t s, q, p
+        s, q, p = self._checked_order(instrument_id, side, quantity, price)
+        self._close(self._instrument(instrument_id), s, q, p)
 
     def on_reject(self, instrument_id, side, quantity, price):
         """Record that the exchange rejected an order this engine accepted: it is no longer open."""
-        cdef Instrument* instrument = self._instrument(instrument_id)
-        self._order(side, quantity, price)
-        self._close(instrument, side, quantity, price)
+        cdef int64_t s, q, p
+        s, q, p = self._checked_order(instrument_id, side, quantity, price)
+        self._close(self._instrument(instrument_id), s, q, p)
 
     def set_reference_price(self, instrument_id, price):
         """Set the instrument's reference price for the collar (0: none)."""
-        cdef Instrument* instrument = self._instrument(instrument_id)
-        instrument.reference_price = check_price("price", price, allow_zero=True)
+        cdef int64_t value
+        self._instrument(instrument_id)
+        value = check_price("price", price, allow_zero=True)
+        self._instrument(instrument_id).reference_price = value  # re-read after the checks ran Python code
 
     def set_restricted(self, instrument_id, restricted=True):
         """Put the instrument on the restricted list (or take it off with ``restricted=False``)."""
-        cdef Instrument* instrument = self._instrument(instrument_id)
-        instrument.restricted = bool(restricted)
+        cdef bint flag
+        self._instrument(instrument_id)
+        flag = bool(restricted)
+        self._instrument(instrument_id).restricted = flag  # re-read after bool() ran Python code
 
     def set_limit(self, name, value):
         """Change one engine limit while running (None switches its check off); checked like the constructor's.
@@ -409,11 +420,16 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
 
     def set_instrument_limit(self, instrument_id, name, value):
         """Override ``price_collar_bps`` or ``max_position`` for one instrument (None: use the engine's)."""
-        cdef Instrument* instrument = self._instrument(instrument_id)
+        cdef Instrument* instrument
+        cdef int64_t stored
+        cdef bint collar
+        self._instrument(instrument_id)
         if name not in INSTRUMENT_LIMITS:
             raise ValueError(f"unknown instrument limit {name!r}; instrument limits are {', '.join(INSTRUMENT_LIMITS)}")
         stored = check_limit(name, value)
-        if name == "price_collar_bps":
+        collar = name == "price_collar_bps"
+        instrument = self._instrument(instrument_id)  # re-read after the checks ran Python code
+        if collar:
             instrument.collar_bps = stored
         else:
             instrument.max_position = stored
@@ -447,12 +463,15 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
 
     def open_quantity(self, instrument_id, side):
         """Return the shares open on ``side`` (BUY or SELL) of the instrument."""
-        cdef Instrument* instrument = self._instrument(instrument_id)
+        cdef int which
+        self._instrument(instrument_id)
         if side == 1:
-            return instrument.open_buy
-        if side == -1:
-            return instrument.open_sell
-        raise ValueError(f"side must be BUY (1) or SELL (-1), got {side!r}")
+            which = 1
+        elif side == -1:
+            which = -1
+        else:
+            raise ValueError(f"side must be BUY (1) or SELL (-1), got {side!r}")
+        return self._instrument(instrument_id).open_buy if which == 1 else self._instrument(instrument_id).open_sell
 
     @property
     def instrument_count(self):

@@ -457,6 +457,39 @@ def test_getters_agree_across_backends(getter, value):
     assert results[0] == results[1]
 
 
+def _timestamp_like():
+    digits = st.text("0123456789", min_size=1, max_size=2)
+    return st.builds(
+        lambda y, mo, d, h, mi, se, frac: f"{y}{mo}{d}-{h}:{mi}:{se}{frac}",
+        st.text("0123456789", min_size=4, max_size=4), digits, digits, digits, digits, digits,
+        st.one_of(st.just(""), st.text("0123456789", min_size=0, max_size=11).map(lambda f: "." + f)),
+    ).filter(lambda text: text.count(":") == 2)
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(
+    value=st.one_of(
+        st.text("0123456789.-", min_size=1, max_size=30),
+        st.text("0123456789.-+e x", min_size=1, max_size=8),
+        _timestamp_like(),
+        st.binary(min_size=1, max_size=12).filter(lambda b: 1 not in b).map(lambda b: b.decode("latin-1")),
+    ),
+    decimals=st.integers(0, 9),
+)
+def test_getters_agree_on_random_values(value, decimals):
+    results = []
+    for backend in BACKENDS:
+        fix = load_backend(backend, "lowlat.fix")
+        reader, view = _view_of(fix, [(58, value.encode("latin-1"))])
+        outcome = []
+        for getter, args in (("get_int", ()), ("get_price", (decimals,)), ("get_float", ()), ("get_decimal", ()),
+                             ("get_timestamp_ns", ()), ("get_str", ()), ("get_bytes", ())):
+            error = _error_of(lambda: getattr(view, getter)(58, *args))
+            outcome.append(error or getattr(view, getter)(58, *args))
+        results.append(outcome)
+    assert results[0] == results[1]
+
+
 # --- the reader: each kind of damage ------------------------------------------------------------------
 
 
@@ -523,6 +556,17 @@ def test_garbage_between_messages_and_at_the_end(fix):
     reader.reset()
     reader.feed(first)
     assert reader.next_event().raw() == first and reader.offset == len(first)
+
+
+def test_errors_pickle_with_their_fields(fix):
+    import pickle
+
+    reader = fix.FixReader()
+    reader.feed(b"noise" + _good(fix))
+    error = reader.next_event()
+    again = pickle.loads(pickle.dumps(error))
+    assert type(again) is FixError and str(again) == str(error)
+    assert (again.reason, again.tag, again.text, again.offset, again.data) == (Reason.GARBAGE, 0, error.text, 0, b"noise")
 
 
 def test_lengths_are_bounded(fix):
@@ -678,6 +722,56 @@ def test_backends_report_the_same_events(plan, splits, max_message_size):
         events.extend((e.reason, e.tag, e.text, e.offset, e.data) for e in reader)
         seen.append(events)
     assert seen[0] == seen[1]
+
+
+def test_over_a_loopback_tcp_connection(fix):
+    """Once over a real socket: a sender thread writes 2,000 messages in odd-sized sends."""
+    import socket
+    import threading
+
+    encoder = _encoders(fix, "FIX.4.4")
+    buffer = bytearray(1 << 20)
+    size = 0
+    expected = []
+    for seq in range(1, 2001):
+        start = size
+        if seq % 3:
+            size += encoder.new_order_single(buffer, size, seq, NOW_NS + seq, f"ORD{seq}", "MSFT", "1", seq, "2", seq * 100)
+        else:
+            size += encoder.heartbeat(buffer, size, seq, NOW_NS + seq, test_req_id=f"T{seq}")
+        expected.append(bytes(buffer[start:size]))
+    listener = socket.create_server(("127.0.0.1", 0))
+    listener.settimeout(10)
+
+    def send():
+        with socket.create_connection(listener.getsockname(), timeout=10) as out:
+            out.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            position, step = 0, 1
+            while position < size:
+                out.sendall(buffer[position : min(position + step, size)])
+                position += step
+                step = step * 7 % 1499 + 1
+
+    sender = threading.Thread(target=send)
+    sender.start()
+    received = []
+    reader = fix.FixReader()
+    try:
+        connection, _ = listener.accept()
+        with connection:
+            connection.settimeout(10)
+            while chunk := connection.recv(65536):
+                reader.feed(chunk)
+                for event in reader:
+                    assert not isinstance(event, FixError), event
+                    received.append(event.raw())
+    finally:
+        sender.join(10)
+        listener.close()
+    assert not sender.is_alive()
+    reader.finish()
+    assert reader.next_event() is None
+    assert received == expected and reader.buffered == 0 and reader.offset == size
 
 
 # --- one interface, compiled by default -------------------------------------------------------------

@@ -43,8 +43,8 @@ class FixEncoder:
     timestamp_precision=3)`` holds what every message of a session repeats: BeginString (8),
     SenderCompID (49), TargetCompID (56). Each method writes one whole message at ``offset`` of
     ``buffer`` (any writable contiguous bytes-like object: ``bytearray``, ``memoryview``, numpy
-    array) and returns the number of bytes written; nothing is allocated per message on the
-    compiled path. A message that does not fit raises ``ValueError`` and writes nothing.
+    array) and returns the number of bytes written; the compiled path allocates nothing per
+    message but that int. A message that does not fit raises ``ValueError`` and writes nothing.
 
     Every method takes ``seq_num`` (MsgSeqNum 34, >= 1) and ``sending_time_ns`` (SendingTime 52,
     ns since the Unix epoch, UTC; written with ``timestamp_precision`` decimals: 0 or 3, and 6 for

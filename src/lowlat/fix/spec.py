@@ -261,6 +261,9 @@ class FixError(ValueError):
         self.offset = offset
         self.data = data
 
+    def __reduce__(self):  # pickles (to another process) with its fields, not just the message
+        return (type(self), (self.reason, self.tag, self.text, self.offset, self.data))
+
     def __repr__(self) -> str:
         return f"FixError({self.reason!r}, tag={self.tag}, offset={self.offset}, length={len(self.data)}, text={self.text!r})"
 

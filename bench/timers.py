@@ -1,0 +1,105 @@
+"""Experiment 1, timing methods (seed section 2, In [2]): what one clock read costs and how fine it is.
+
+Every Python clock and lowlat's ``now_ns`` (both backends), measured three ways: the seed's way (one
+loop of 10,000 reads divided by 10,000, the loop's own cost included, one run), as a whole loop
+(median of repeats, empty-loop cost subtracted), and the smallest step two consecutive reads
+show (the resolution a measurement can actually see). The TSC stamps lowlat's queues take are
+read in C and cannot be called from Python; the machine header gives their rate.
+"""
+
+from __future__ import annotations
+
+import time
+
+from ._harness import Progress, Row, backends, per_op_ns
+
+TITLE = "Timing methods: cost per read and resolution"
+SEED = "section 2, In [2] compare_timing_methods"
+SEED_SAYS = ("The seed timed 10,000 reads of each clock in one loop and recommended time.perf_counter_ns() "
+             "(51-65 ns per call there), noting time.time() has microsecond resolution.")
+STEPS = 3
+
+
+def clocks() -> dict[str, object]:
+    """Return every clock to compare: the standard library's and lowlat's ``now_ns`` per backend."""
+    found = {f"time.{name}()": getattr(time, name) for name in
+             ("perf_counter_ns", "monotonic_ns", "time_ns", "process_time_ns", "thread_time_ns", "perf_counter",
+              "time")}
+    for name, mod in backends():
+        found[f"lowlat now_ns() ({name})"] = mod.now_ns
+    return found
+
+
+def reads(clock):
+    def loop(n):
+        for _ in range(n):
+            clock()
+
+    return loop
+
+
+def seed_way(clock, n: int = 10_000) -> float:
+    """The seed's figure: one loop of ``n`` reads timed with perf_counter_ns, divided by ``n``."""
+    start = time.perf_counter_ns()
+    for _ in range(n):
+        clock()
+    return (time.perf_counter_ns() - start) / n
+
+
+def smallest_step_ns(clock, n: int) -> float:
+    """Return the smallest nonzero difference between consecutive reads, in ns (0 if none seen)."""
+    scale = 1 if isinstance(clock(), int) else 1e9
+    best = None
+    previous = clock()
+    for _ in range(n):
+        now = clock()
+        step = now - previous
+        if step > 0 and (best is None or step < best):
+            best = step
+        previous = now
+    return float(best * scale) if best is not None else 0.0
+
+
+def _info_resolution(label: str) -> str:
+    name = label[len("time."):-2] if label.startswith("time.") else ""
+    base = {"perf_counter_ns": "perf_counter", "monotonic_ns": "monotonic", "time_ns": "time",
+            "process_time_ns": "process_time", "thread_time_ns": "thread_time"}.get(name, name)
+    if not base:
+        return ""
+    return f"get_clock_info: {time.get_clock_info(base).resolution * 1e9:g} ns"
+
+
+def run(quick: bool, progress: Progress) -> list[Row]:
+    """Run the section; return its rows."""
+    n = 50_000 if quick else 300_000
+    repeats = 3 if quick else 9
+    rows: list[Row] = []
+    found = clocks()
+    progress.step("timers: the seed's way")
+    for label, clock in found.items():
+        rows.append(Row("one clock read, the seed's way (one loop of 10,000, loop cost included), ns", label,
+                        seed_way(clock), "ns", reference=label == "time.perf_counter_ns()"))
+    progress.step("timers: whole loops")
+    for label, clock in found.items():
+        backend = label.split("(")[-1].rstrip(")") if label.startswith("lowlat") else ""
+        rows.append(Row("one clock read, whole loop (median of repeats, empty-loop cost subtracted), ns", label,
+                        per_op_ns(reads(clock), n, repeats=repeats), "ns", backend=backend,
+                        reference=label == "time.perf_counter_ns()"))
+    progress.step("timers: resolution")
+    for label, clock in found.items():
+        rows.append(Row("smallest step between two consecutive reads, ns", label,
+                        smallest_step_ns(clock, 20_000 if quick else 200_000), "ns", note=_info_resolution(label),
+                        reference=label == "time.perf_counter_ns()"))
+    return rows
+
+
+def conclude(rows: list[Row]) -> str:
+    """Say what this run shows against the seed's figures."""
+    seed = {r.label: r.value for r in rows if "the seed's way" in r.group}
+    loop = {r.label: r.value for r in rows if "whole loop" in r.group}
+    step = {r.label: r.value for r in rows if r.group.startswith("smallest step")}
+    pc = "time.perf_counter_ns()"
+    return (f"The seed's way charges the loop to the clock: perf_counter_ns() shows {seed.get(pc, 0):,.0f} ns that way "
+            f"and {loop.get(pc, 0):,.0f} ns with the loop's cost removed. Its advice holds: perf_counter_ns() "
+            f"steps by {step.get(pc, 0):,.0f} ns here, while process_time_ns() and thread_time_ns() cost more and "
+            "measure CPU time, not latency; time.time() is a wall clock that can jump.")

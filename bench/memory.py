@@ -91,7 +91,7 @@ def _numpy_patterns(rows, quick, repeats):
 
 
 def _strides(rows, quick, repeats):
-    array = np.ones((1 << (23 if quick else 25)), dtype=np.int64)
+    array = np.ones((1 << (22 if quick else 25)), dtype=np.int64)  # 32 MiB / 256 MiB
     for stride in (1, 2, 4, 8, 16, 32, 64):
         view = array[::stride]
         rows.append(Row(STRIDES, f"every {stride} x 8 bytes", _per_element(lambda _n, v=view: v.sum(), view.size,
@@ -100,6 +100,7 @@ def _strides(rows, quick, repeats):
 
 
 def _staircase(rows, quick, repeats):
+    repeats = 2 if quick else repeats  # the largest arrays dominate the quick run
     rng = np.random.default_rng(3)
     top = 23 if quick else 26
     for power in range(11, top + 1):

@@ -49,6 +49,7 @@ def plot_distribution(plt, members: list[Row], title: str, path: str) -> None:
         points = sorted(row.distribution.items())
         ax.plot([1 / (1 - p / 100) for p, _ in points], [v for _, v in points], marker="o", label=row.label)
     ax.set_xscale("log")
+    ax.set_yscale("log")
     ticks = [2, 10, 100, 1000, 10000]
     ax.set_xticks(ticks)
     ax.set_xticklabels(["50%", "90%", "99%", "99.9%", "99.99%"])
@@ -91,6 +92,7 @@ def plot_sweep(plt, members: list[Row], title: str, path: str, caches: list[dict
     for name, rows in series.items():
         ax.plot([r.extra["x"] for r in rows], [r.value for r in rows], marker="o", label=name)
     ax.set_xscale("log", base=2)
+    ax.set_yscale("log")
     if members[0].extra.get("bytes_axis"):
         for cache in (c for c in caches if c.get("type") != "Instruction"):
             ax.axvline(cache["bytes"], color="r", ls="--", lw=0.8)

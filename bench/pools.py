@@ -17,8 +17,8 @@ from ._seed import OrderMessage, SeedObjectPool
 
 TITLE = "Object pool vs allocation"
 SEED = "section 4, In [8] benchmark_object_pool"
-SEED_SAYS = ("The seed timed each cycle with a tracker and found its pool (a generator-based borrow() plus six "
-             "field writes) no faster than constructing a fresh dataclass.")
+SEED_SAYS = ("The seed timed each cycle with a tracker and found its pool slower than allocation: 1,136 ns "
+             "against 656 ns for a fresh dataclass (a 0.58x 'speedup').")
 STEPS = 2
 
 GROUP = "ObjectPool (one cycle)"
@@ -138,4 +138,12 @@ def conclude(rows: list[Row]) -> str:
             f"{by.get('construct OrderMessage dataclass (6 fields)', 0):,.0f} ns to construct the dataclass, so a "
             "pool does save the allocation; what the seed measured was mostly its generator-based borrow() "
             f"({by.get('seed with pool.borrow() (@contextmanager)', 0):,.0f} ns per with block) and the six "
-            "attribute writes, not allocation.")
+            "attribute writes, not allocation; lowlat's borrow() with the same six writes is "
+            f"{_seed_ratio(rows):.2f}x the fresh dataclass when timed the seed's way.")
+
+
+def _seed_ratio(rows: list[Row]) -> float:
+    seed = {r.label: r.value for r in rows if r.group.startswith("seed's method")}
+    fresh = seed.get("fresh dataclass (seed)", 0.0)
+    ours = min((v for k, v in seed.items() if k.endswith("ObjectPool borrow + 6 writes")), default=0.0)
+    return ours / fresh if fresh else 0.0

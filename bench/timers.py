@@ -69,6 +69,10 @@ def _info_resolution(label: str) -> str:
     return f"get_clock_info: {time.get_clock_info(base).resolution * 1e9:g} ns"
 
 
+def _backend(label: str) -> str:
+    return label.split("(")[-1].rstrip(")") if label.startswith("lowlat") else ""
+
+
 def run(quick: bool, progress: Progress) -> list[Row]:
     """Run the section; return its rows."""
     n = 50_000 if quick else 300_000
@@ -78,12 +82,11 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     progress.step("timers: the seed's way")
     for label, clock in found.items():
         rows.append(Row("one clock read, the seed's way (one loop of 10,000, loop cost included), ns", label,
-                        seed_way(clock), "ns", reference=label == "time.perf_counter_ns()"))
+                        seed_way(clock), "ns", reference=label == "time.perf_counter_ns()", backend=_backend(label)))
     progress.step("timers: whole loops")
     for label, clock in found.items():
-        backend = label.split("(")[-1].rstrip(")") if label.startswith("lowlat") else ""
         rows.append(Row("one clock read, whole loop (median of repeats, empty-loop cost subtracted), ns", label,
-                        per_op_ns(reads(clock), n, repeats=repeats), "ns", backend=backend,
+                        per_op_ns(reads(clock), n, repeats=repeats), "ns", backend=_backend(label),
                         reference=label == "time.perf_counter_ns()"))
     progress.step("timers: resolution")
     for label, clock in found.items():

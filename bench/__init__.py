@@ -23,3 +23,6 @@ SECTIONS: dict[str, str] = {
     "histogram": "lowlat.bench.histogram",  # LatencyHistogram against hdrhistogram
     "shm": "lowlat.bench.shm",  # two processes over shared memory
 }
+
+#: Names earlier releases used for groups of sections (``lowlat bench --only core`` still works).
+ALIASES: dict[str, tuple[str, ...]] = {"core": ("queues", "pools"), "hist": ("histogram", "tracker")}

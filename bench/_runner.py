@@ -7,7 +7,7 @@ import time
 from dataclasses import dataclass, field
 from types import ModuleType
 
-from . import SECTIONS
+from . import ALIASES, SECTIONS
 from ._harness import Progress, Row, groups_of, ratio_of, reference_of
 
 
@@ -36,8 +36,12 @@ class SectionResult:
 
 
 def resolve(names: list[str] | None) -> list[str]:
-    """Return the section names to run, in the order given, each once; ``ValueError`` on unknown ones."""
-    chosen = list(dict.fromkeys(names)) if names else list(SECTIONS)
+    """Return the section names to run, in the order given, each once; ``ValueError`` on unknown ones.
+
+    An alias (``core``, ``hist``) stands for its sections.
+    """
+    expanded = [part for name in names for part in ALIASES.get(name, (name,))] if names else list(SECTIONS)
+    chosen = list(dict.fromkeys(expanded))
     unknown = [n for n in chosen if n not in SECTIONS]
     if unknown:
         raise ValueError(f"unknown section(s) {unknown}; choose from {list(SECTIONS)}")

@@ -4,20 +4,24 @@ Every Python clock and lowlat's ``now_ns`` (both backends), measured three ways:
 loop of 10,000 reads divided by 10,000, the loop's own cost included, one run), as a whole loop
 (median of repeats, empty-loop cost subtracted), and the smallest step two consecutive reads
 show (the resolution a measurement can actually see). The TSC stamps lowlat's queues take are
-read in C and cannot be called from Python; the machine header gives their rate.
+read in C and cannot be called from Python: they are measured inside ``TimestampedQueue``, once with
+the TSC and once with ``CLOCK_MONOTONIC``; the machine header gives the TSC rate.
 """
 
 from __future__ import annotations
 
+import os
+import statistics
 import time
 
-from ._harness import Progress, Row, backends, per_op_ns
+from ._harness import Measure, Progress, Row, backends, loop_overhead_ns, per_op_ns, time_loop
 
 TITLE = "Timing methods: cost per read and resolution"
 SEED = "section 2, In [2] compare_timing_methods"
 SEED_SAYS = ("The seed timed 10,000 reads of each clock in one loop and recommended time.perf_counter_ns() "
              "(51-65 ns per call there), noting time.time() has microsecond resolution.")
-STEPS = 3
+STEPS = 4
+STAMPS = "TimestampedQueue enqueue+dequeue (two stamps taken in C), by stamp clock, ns"
 
 
 def clocks() -> dict[str, object]:
@@ -69,6 +73,47 @@ def _info_resolution(label: str) -> str:
     return f"get_clock_info: {time.get_clock_info(base).resolution * 1e9:g} ns"
 
 
+def stamp_clock_rows(n: int, repeats: int) -> list[Row]:
+    """The compiled queues' C stamps: the same enqueue+dequeue with TSC stamps and with clock_gettime.
+
+    The TSC cannot be read from Python; the difference between the two rows is two stamps' worth
+    of TSC against CLOCK_MONOTONIC. The stamp clock is chosen at import (``LOWLAT_NO_TSC``), so the
+    section switches it with ``_calibrate_ticks`` and restores it before returning.
+    """
+    core = dict(backends()).get("cython")
+    if core is None:
+        return []
+    modes = (("TSC stamps (rdtsc)", ""), ("CLOCK_MONOTONIC stamps (LOWLAT_NO_TSC=1)", "1"))
+    samples: dict[str, list[float]] = {label: [] for label, _ in modes}
+    saved = os.environ.get("LOWLAT_NO_TSC")
+    try:
+        for _ in range(repeats):  # round-robin, so drift hits both clocks alike
+            for label, no_tsc in modes:
+                os.environ["LOWLAT_NO_TSC"] = no_tsc
+                if core._calibrate_ticks()[0] or no_tsc:
+                    samples[label].append(time_loop(_pairs(core.TimestampedQueue(1024)), n, repeats=1) / n)
+    finally:
+        if saved is None:
+            os.environ.pop("LOWLAT_NO_TSC", None)
+        else:
+            os.environ["LOWLAT_NO_TSC"] = saved
+        core._calibrate_ticks()
+    empty = loop_overhead_ns(n, repeats=repeats)
+    return [Row(STAMPS, label, Measure(max(statistics.median(got) - empty, 0.0), (max(got) - min(got)) / 2), "ns",
+                backend="cython") for label, got in samples.items() if got]
+
+
+def _pairs(queue):
+    enqueue, dequeue = queue.enqueue, queue.dequeue
+
+    def loop(n):
+        for i in range(n):
+            enqueue(i)
+            dequeue()
+
+    return loop
+
+
 def _backend(label: str) -> str:
     return label.split("(")[-1].rstrip(")") if label.startswith("lowlat") else ""
 
@@ -88,6 +133,8 @@ def run(quick: bool, progress: Progress) -> list[Row]:
         rows.append(Row("one clock read, whole loop (median of repeats, empty-loop cost subtracted), ns", label,
                         per_op_ns(reads(clock), n, repeats=repeats), "ns", backend=_backend(label),
                         reference=label == "time.perf_counter_ns()"))
+    progress.step("timers: the queues' C stamps")
+    rows.extend(stamp_clock_rows(n, repeats))
     progress.step("timers: resolution")
     for label, clock in found.items():
         rows.append(Row("smallest step between two consecutive reads, ns", label,
@@ -105,4 +152,12 @@ def conclude(rows: list[Row]) -> str:
     return (f"The seed's way charges the loop to the clock: perf_counter_ns() shows {seed.get(pc, 0):,.0f} ns that way "
             f"and {loop.get(pc, 0):,.0f} ns with the loop's cost removed. Its advice holds: perf_counter_ns() "
             f"steps by {step.get(pc, 0):,.0f} ns here, while process_time_ns() and thread_time_ns() cost more and "
-            "measure CPU time, not latency; time.time() is a wall clock that can jump.")
+            f"measure CPU time, not latency; time.time() is a wall clock that can jump.{_stamp_text(rows)}")
+
+
+def _stamp_text(rows: list[Row]) -> str:
+    stamps = [r.value for r in rows if r.group == STAMPS]
+    if len(stamps) < 2:
+        return ""
+    return (f" Inside the compiled queue a pair of TSC stamps saves {max(stamps[1] - stamps[0], 0):,.0f} ns per "
+            "message over two clock_gettime calls.")

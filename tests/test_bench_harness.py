@@ -9,7 +9,7 @@ import pytest
 
 import lowlat._benchkit as benchkit
 from lowlat._backend import BACKENDS
-from lowlat.bench import SECTIONS, _harness
+from lowlat.bench import ALIASES, SECTIONS, _harness
 from lowlat.bench._harness import Case, Measure, Row, compare, format_table, judge, per_op_ns
 from lowlat.bench._runner import json_rows, resolve
 
@@ -84,6 +84,11 @@ def test_resolve_keeps_order_and_drops_repeats():
     assert resolve(None) == list(SECTIONS)
     with pytest.raises(ValueError, match="unknown section"):
         resolve(["nope"])
+
+
+def test_old_section_names_still_resolve():
+    assert resolve(["core", "queues", "hist"]) == ["queues", "pools", "histogram", "tracker"]
+    assert all(part in SECTIONS for parts in ALIASES.values() for part in parts)
 
 
 @pytest.mark.parametrize("name", list(SECTIONS))

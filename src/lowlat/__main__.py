@@ -62,7 +62,10 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     from .bench._runner import json_rows, resolve, run_sections, summary
 
     if args.list:
+        from .bench import ALIASES
+
         print("\n".join(SECTIONS))
+        print("aliases: " + ", ".join(f"{name} = {' '.join(parts)}" for name, parts in ALIASES.items()))
         return 0
     try:
         names = resolve(args.only)

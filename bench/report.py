@@ -191,6 +191,8 @@ def render_markdown(results, header: list[str], images: dict, plots: bool) -> st
         out += [f"> {PLOT_HINT}", ""]
     out += ["Ratios are each row's value over its group's reference row (marked *); `better` says which way is "
             "better; spread is half the range of the repeats.", ""]
+    out += [f"{i}. {r.title} (`{r.name}`){' — skipped' if r.skipped else ''}" for i, r in enumerate(results, 1)]
+    out.append("")
     for result in results:
         out += [f"## {result.title} (`{result.name}`)", ""]
         out += [f"**{label}:** {text}  " for label, text in _section_text(result)] + [""]
@@ -213,7 +215,9 @@ def render_html(results, header: list[str], images: dict, plots: bool) -> str:
     if not plots:
         out.append(f"<p class='hint'>{html.escape(PLOT_HINT)}</p>")
     out.append("<p>Ratios are each row's value over its group's reference row (marked *, shaded); <i>better</i> "
-               "says which way is better; spread is half the range of the repeats.</p>")
+               "says which way is better; spread is half the range of the repeats.</p><ol>")
+    out += [f"<li><a href='#{r.name}'>{html.escape(r.title)}</a>{' (skipped)' if r.skipped else ''}</li>"
+            for r in results] + ["</ol>"]
     for result in results:
         out.append(f"<h2 id='{result.name}'>{html.escape(result.title)} (<code>{result.name}</code>)</h2>")
         out += [f"<p><b>{label}:</b> {html.escape(text)}</p>" for label, text in _section_text(result)]

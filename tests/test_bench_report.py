@@ -1,4 +1,6 @@
-"""The ``--report`` page in a real headless browser: every image loads. Skipped where none is installed."""
+"""The ``--report`` page in a real headless browser: every image loads, every link has its target.
+
+Skipped where no Chromium is installed."""
 
 import json
 import os
@@ -18,6 +20,11 @@ window.addEventListener('load', function () {
     var img = document.images[i];
     if (!(img.complete && img.naturalWidth > 0)) broken.push(img.getAttribute('src'));
   }
+  var links = document.querySelectorAll('a[href^="#"]');
+  for (var j = 0; j < links.length; j++) {
+    if (!document.getElementById(links[j].getAttribute('href').slice(1))) broken.push(links[j].getAttribute('href'));
+  }
+  document.body.setAttribute('data-links', String(links.length));
   document.body.setAttribute('data-images', String(document.images.length));
   document.body.setAttribute('data-broken', JSON.stringify(broken));
 });
@@ -47,4 +54,6 @@ def test_report_renders_in_headless_chromium_with_every_image(tmp_path):
     broken = re.search(r'data-broken="([^"]*)"', dom.stdout)
     assert count and broken, dom.stdout[-2000:]
     assert int(count.group(1)) == len(re.findall(r"<img ", page)) > 0
+    links = re.search(r'data-links="(\d+)"', dom.stdout)
+    assert links and int(links.group(1)) == 2  # the table of contents: one link per section
     assert json.loads(broken.group(1).replace("&quot;", '"')) == []

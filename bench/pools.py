@@ -104,7 +104,9 @@ def _seed_method_rows(rows, n):
     for i, (label, pool) in enumerate(contenders):
         fresh, pooled = _seed_cells(pool)
         dist = distribution_of(timed_each(fresh if i == 0 else pooled, n))
-        rows.append(Row(title, label, dist[50.0], "ns", distribution=dist, note=f"p99 {dist[99.0]:,.0f} ns"))
+        backend = label.split()[0] if label.split()[0] in ("cython", "python") else ""
+        rows.append(Row(title, label, dist[50.0], "ns", distribution=dist, backend=backend,
+                        note=f"p99 {dist[99.0]:,.0f} ns"))
 
 
 def run(quick: bool, progress: Progress) -> list[Row]:

@@ -129,7 +129,9 @@ def _seed_method_rows(rows, n):
             pop()
 
         dist = distribution_of(timed_each(pair, n))
-        rows.append(Row(title, label, dist[50.0], "ns", distribution=dist, note=f"p99 {dist[99.0]:,.0f} ns"))
+        backend = label.split()[0] if label.split()[0] in ("cython", "python") else ""
+        rows.append(Row(title, label, dist[50.0], "ns", distribution=dist, backend=backend,
+                        note=f"p99 {dist[99.0]:,.0f} ns"))
 
 
 def _priority_groups(rows, n, repeats):

@@ -108,11 +108,13 @@ def _staircase(rows, quick, repeats):
         array = np.arange(size, dtype=np.int64)
         out = np.empty(size, dtype=np.int64)
         count = max(1, (1 << 21) // size)
-        for pattern, index in (("sequential", np.arange(size)), ("random", rng.permutation(size))):
+        for pattern, make_index in (("sequential", np.arange), ("random", rng.permutation)):
+            index = make_index(size)
             rows.append(Row(STAIRCASE, f"{pattern} {_size_text(array.nbytes)}",
                             _per_element(gather(array, index, out), size, repeats, count), "ns",
                             extra={"x": array.nbytes, "x_label": "working set, bytes", "series": f"{pattern} gather",
                                    "bytes_axis": True}))
+            del index  # one index array alive at a time: the largest is 512 MiB
 
 
 def _size_text(nbytes: int) -> str:

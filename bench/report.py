@@ -43,11 +43,12 @@ def _pyplot():
 def plot_distribution(plt, members: list[Row], title: str, path: str) -> None:
     """Percentile distribution: x = 1/(1 - percentile), log scale, as HdrHistogram's plotter draws it."""
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=80)
-    for row in members:
-        if not row.distribution:
-            continue
+    styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]
+    for i, row in enumerate(r for r in members if r.distribution):
         points = sorted(row.distribution.items())
-        ax.plot([1 / (1 - p / 100) for p, _ in points], [v for _, v in points], marker="o", label=row.label)
+        marker, line = styles[i % len(styles)]
+        ax.plot([1 / (1 - p / 100) for p, _ in points], [v for _, v in points], marker=marker, ls=line,
+                label=row.label)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ticks = [2, 10, 100, 1000, 10000]
@@ -55,7 +56,7 @@ def plot_distribution(plt, members: list[Row], title: str, path: str) -> None:
     ax.set_xticklabels(["50%", "90%", "99%", "99.9%", "99.99%"])
     ax.set_xlabel("percentile")
     ax.set_ylabel(members[0].unit)
-    ax.set_title(title, fontsize=9)
+    ax.set_title(f"percentile distribution: {title}", fontsize=9)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(fontsize=7)
     fig.tight_layout()
@@ -111,15 +112,15 @@ def make_plots(plt, rows: list[Row], img_dir: str, caches: list[dict], taken: se
     """Draw every plot for ``rows``; return group -> image file names (relative to ``img_dir``)."""
     images: dict[str, list[str]] = {}
     for group, members in groups_of(rows).items():
-        names = []
+        plots = []
         if all("x" in r.extra for r in members):
-            names.append((plot_sweep, (caches,)))
+            plots.append((plot_sweep, (caches,)))
         else:
             if any(r.distribution for r in members):
-                names.append((plot_distribution, ()))
+                plots.append((plot_distribution, ()))
             if len(members) > 1:
-                names.append((plot_ratios, ()))
-        for draw, args in names:
+                plots.append((plot_ratios, ()))
+        for draw, args in plots:
             file = _slug(f"{members[0].section}-{group}-{draw.__name__[5:]}", taken) + ".png"
             draw(plt, members, group, os.path.join(img_dir, file), *args)
             images.setdefault(group, []).append(file)

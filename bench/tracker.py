@@ -72,7 +72,7 @@ def _percentile_rows(rows, seed, trackers):
     exact = np.percentile(np.asarray(seed.latencies, dtype=np.int64), POINTS)
     curves = {name: {p: float(t.histogram.percentile(p)) for p in POINTS} for name, t in trackers.items()}
     for point, truth in zip(POINTS, exact):
-        group = f"the same samples, p{point:g} in ns"
+        group = f"the same samples: p{point:g}, ns"
         first = point == POINTS[0]  # the whole curve rides on the first group's rows, for the plot
         rows.append(Row(group, "seed list tracker (exact, numpy.percentile)", float(truth), "ns", reference=True,
                         distribution=dict(zip(POINTS, map(float, exact))) if first else None))

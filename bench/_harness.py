@@ -17,6 +17,7 @@ words) and ``met`` (whether this run met it); :func:`judge` sets both.
 from __future__ import annotations
 
 import gc
+import re
 import statistics
 import sys
 import time
@@ -26,7 +27,7 @@ from typing import Callable, Iterable
 __all__ = [
     "BACKEND_MODULES", "backends", "Measure", "Row", "Progress", "Case", "compare", "time_loop", "per_op_ns",
     "loop_overhead_ns", "format_table", "reference_of", "ratio_of", "judge", "distribution_of",
-    "groups_of", "timed_each",
+    "groups_of", "timed_each", "backend_of",
 ]
 
 
@@ -38,6 +39,14 @@ def _backend_modules() -> dict[str, str]:
 
 #: Backend name -> core module, read from :data:`lowlat._backend.BACKENDS` (kept for old sections).
 BACKEND_MODULES = _backend_modules()
+
+
+def backend_of(label: str) -> str:
+    """Return the backend a contender's label names (a word of it, as in "cython SpscRing"), else ""."""
+    from lowlat._backend import BACKENDS
+
+    words = set(re.findall(r"\w+", label))
+    return next((name for name in BACKENDS if name in words), "")
 
 
 def backends(concept: str = "lowlat") -> list[tuple[str, object]]:

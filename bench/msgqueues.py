@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from collections import deque
 
-from ._harness import Case, Progress, Row, backends, compare, distribution_of, timed_each
+from ._harness import Case, Progress, Row, backend_of, backends, compare, distribution_of, timed_each
 from ._seed import SeedMessageQueue, SeedPriorityQueue
 
 TITLE = "Message queues: the seed's against lowlat's"
@@ -54,10 +54,6 @@ def deque_pairs(clock):
     return loop
 
 
-def _backend(label: str) -> str:
-    return label[label.index("(") + 1:-1] if label.startswith("lowlat") else ""
-
-
 def _contenders():
     fifo = [(f"lowlat TimestampedQueue ({name})", mod.TimestampedQueue(4096)) for name, mod in backends()]
     fifo.append(("seed LowLatencyMessageQueue", SeedMessageQueue(4096)))
@@ -74,11 +70,11 @@ def _whole_loops(rows, n, repeats):
     cases.append(Case("collections.deque of (seq, perf_counter_ns()) tuples", deque_pairs(time.perf_counter_ns), n))
     for case, ns in zip(cases, compare(cases, repeats=repeats)):
         rows.append(Row(FIFO, case.label, ns, "ns", reference=case.label.startswith("seed"),
-                        backend=_backend(case.label)))
+                        backend=backend_of(case.label)))
     cases = [Case(label, priority_pairs(q.enqueue, q.dequeue), n) for label, q in prio]
     for case, ns in zip(cases, compare(cases, repeats=repeats)):
         rows.append(Row(PRIORITY, case.label, ns, "ns", reference=case.label.startswith("seed"),
-                        backend=_backend(case.label)))
+                        backend=backend_of(case.label)))
 
 
 def _seed_way(rows, n):
@@ -88,13 +84,13 @@ def _seed_way(rows, n):
         enqueue, dequeue = q.enqueue, q.dequeue
         dist = distribution_of(timed_each(lambda: (enqueue(f"message_{rng.random()}"), dequeue()), n))
         rows.append(Row("the seed's way, FIFO: each pair timed (clock read included), p50 ns", label, dist[50.0], "ns",
-                        distribution=dist, backend=_backend(label),
+                        distribution=dist, backend=backend_of(label),
                         note=f"p99 {dist[99.0]:,.0f} ns, p99.9 {dist[99.9]:,.0f} ns"))
     for label, q in prio:
         enqueue, dequeue = q.enqueue, q.dequeue
         dist = distribution_of(timed_each(lambda: (enqueue(rng.randint(0, 10), "message"), dequeue()), n))
         rows.append(Row("the seed's way, priority: each pair timed (clock read included), p50 ns", label, dist[50.0],
-                        "ns", distribution=dist, backend=_backend(label),
+                        "ns", distribution=dist, backend=backend_of(label),
                         note=f"p99 {dist[99.0]:,.0f} ns, p99.9 {dist[99.9]:,.0f} ns"))
 
 

@@ -12,7 +12,7 @@ import threading
 import time
 from collections import deque
 
-from ._harness import Case, Progress, Row, backends, compare, distribution_of, judge, timed_each
+from ._harness import Case, Progress, Row, backend_of, backends, compare, distribution_of, judge, timed_each
 from ._seed import OrderMessage, SeedObjectPool
 
 TITLE = "Object pool vs allocation"
@@ -104,7 +104,7 @@ def _seed_method_rows(rows, n):
     for i, (label, pool) in enumerate(contenders):
         fresh, pooled = _seed_cells(pool)
         dist = distribution_of(timed_each(fresh if i == 0 else pooled, n))
-        backend = label.split()[0] if label.split()[0] in ("cython", "python") else ""
+        backend = backend_of(label)
         rows.append(Row(title, label, dist[50.0], "ns", distribution=dist, backend=backend,
                         note=f"p99 {dist[99.0]:,.0f} ns"))
 
@@ -117,7 +117,7 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     progress.step("pools: whole loops")
     cases = _cases(n)
     for case, ns in zip(cases, compare(cases, repeats=repeats)):
-        backend = case.label.split()[0] if case.label.split()[0] in ("cython", "python") else ""
+        backend = backend_of(case.label)
         rows.append(Row(GROUP, case.label, ns, "ns/op", note=case.note, backend=backend,
                         reference=case.label.startswith("bare deque")))
     progress.step("pools: the seed's method")

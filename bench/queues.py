@@ -13,7 +13,8 @@ from collections import deque
 
 import numpy as np
 
-from ._harness import Case, Progress, Row, backends, compare, distribution_of, judge, loop_overhead_ns, timed_each
+from ._harness import (Case, Progress, Row, backend_of, backends, compare, distribution_of, judge, loop_overhead_ns,
+                       timed_each)
 from ._seed import SeedRingBuffer
 
 TITLE = "Queues: SPSC ring, timestamped and priority queues, record rings"
@@ -98,7 +99,7 @@ def record_singles(push, pop, record):
 
 def _group(rows, title, cases, repeats, **fields):
     for case, ns in zip(cases, compare(cases, repeats=repeats)):
-        backend = case.label.split()[0] if case.label.split()[0] in ("cython", "python") else ""
+        backend = backend_of(case.label)
         rows.append(Row(title, case.label, ns, "ns/op", note=case.note, backend=backend, **fields))
 
 
@@ -129,7 +130,7 @@ def _seed_method_rows(rows, n):
             pop()
 
         dist = distribution_of(timed_each(pair, n))
-        backend = label.split()[0] if label.split()[0] in ("cython", "python") else ""
+        backend = backend_of(label)
         rows.append(Row(title, label, dist[50.0], "ns", distribution=dist, backend=backend,
                         note=f"p99 {dist[99.0]:,.0f} ns"))
 
@@ -158,7 +159,7 @@ def _record_groups(rows, n, repeats):
     for case, ns in zip(cases, compare(cases, repeats=repeats)):
         rows.append(Row("RecordRing write+read, batches of 1024 x 32-byte records", case.label,
                         RECORD_DTYPE.itemsize / ns * 1e3 if ns > 0 else 0.0, "MB/s", higher_is_better=True,
-                        backend=case.label.split()[0], note=f"{ns:.2f} ns/record"))
+                        backend=backend_of(case.label), note=f"{ns:.2f} ns/record"))
     cases = []
     for kind, record in (("numpy.void", batch[0]), ("tuple", (1, 4500.25, 10, 1, 7))):
         for name, mod in backends():

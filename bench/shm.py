@@ -23,6 +23,8 @@ import time
 
 import numpy as np
 
+from lowlat._backend import BACKENDS
+
 from ._harness import Row
 
 TITLE = "Shared-memory rings between two processes"
@@ -40,9 +42,9 @@ WAIT = 30.0  # no single wait in the benchmark may take longer (a stuck peer fai
 THROUGHPUT_WAIT = "yield"
 
 # Progress steps: per message size, one per throughput transport; then latency, records.
-_THROUGHPUT = ("mp.Queue", "mp.Pipe", "faster-fifo", "faster-fifo many", "ShmRing python", "ShmRing python many",
-               "ShmRing cython", "ShmRing cython many")
-_LATENCY = ("mp.Queue", "mp.Pipe", "faster-fifo", "ShmRing python", "ShmRing cython")
+_RINGS = tuple(f"ShmRing {backend}" for backend in reversed(BACKENDS))  # pure first, as the table reads
+_THROUGHPUT = ("mp.Queue", "mp.Pipe", "faster-fifo", "faster-fifo many", *(f"{r}{m}" for r in _RINGS for m in ("", " many")))
+_LATENCY = ("mp.Queue", "mp.Pipe", "faster-fifo", *_RINGS)
 STEPS = 1 + len(SIZES) * len(_THROUGHPUT) + len(_LATENCY) + 2
 
 
@@ -50,6 +52,17 @@ def _backend(name: str):
     from lowlat._backend import load
 
     return load("lowlat", name)
+
+
+def _missing_ring(label: str) -> bool:
+    """Return whether ``label`` is a ShmRing row of a backend not built here (a pure install)."""
+    if not label.startswith("ShmRing"):
+        return False
+    try:
+        _backend(label.split()[1])
+    except ImportError:
+        return True
+    return False
 
 
 def _faster_fifo():
@@ -418,7 +431,7 @@ def _throughput_rows(worker, plan, repeats, progress, rows) -> None:
         for label in _THROUGHPUT:
             progress.step(f"shm: {size} B, {label}")
             batched = label.endswith("many")
-            if label.startswith("faster-fifo") and not have_fifo:
+            if (label.startswith("faster-fifo") and not have_fifo) or _missing_ring(label):
                 continue
             transport, count = _transport_of(label, batched, plan)
             rate = _median_rate(lambda: _throughput(worker, transport, batched, size, count), repeats)
@@ -433,7 +446,7 @@ def _latency_rows(worker, plan, progress, rows) -> None:
     latency_rows: dict[float, list[Row]] = {50.0: [], 99.0: [], 99.9: []}
     for label in _LATENCY:
         progress.step(f"shm: ping-pong, {label}")
-        if label == "faster-fifo" and not have_fifo:
+        if (label == "faster-fifo" and not have_fifo) or _missing_ring(label):
             continue
         if label.startswith("mp."):
             transport, rounds = ("mp-queue" if label == "mp.Queue" else "mp-pipe"), plan["rounds_peer"]
@@ -455,8 +468,10 @@ def _latency_rows(worker, plan, progress, rows) -> None:
 
 def _record_rows(worker, plan, repeats, progress, rows) -> None:
     runs = "1 run" if repeats == 1 else f"median of {repeats} runs"
-    for backend in ("python", "cython"):
+    for backend in reversed(BACKENDS):
         progress.step(f"shm: ShmRecordRing {backend}")
+        if _missing_ring(f"ShmRing {backend}"):
+            continue
         count = plan["records"] // (4 if backend == "python" else 1)
         rate = _median_rate(lambda: _record_throughput(worker, backend, count), repeats)
         rows.append(Row("shm: ShmRecordRing, 16-byte records in batches of 1024, two processes (records/s)",

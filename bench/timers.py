@@ -14,7 +14,7 @@ import os
 import statistics
 import time
 
-from ._harness import Measure, Progress, Row, backends, loop_overhead_ns, per_op_ns, time_loop
+from ._harness import Measure, Progress, Row, backend_of, backends, loop_overhead_ns, per_op_ns, time_loop
 
 TITLE = "Timing methods: cost per read and resolution"
 SEED = "section 2, In [2] compare_timing_methods"
@@ -114,10 +114,6 @@ def _pairs(queue):
     return loop
 
 
-def _backend(label: str) -> str:
-    return label.split("(")[-1].rstrip(")") if label.startswith("lowlat") else ""
-
-
 def run(quick: bool, progress: Progress) -> list[Row]:
     """Run the section; return its rows."""
     n = 50_000 if quick else 300_000
@@ -127,11 +123,12 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     progress.step("timers: the seed's way")
     for label, clock in found.items():
         rows.append(Row("one clock read, the seed's way (one loop of 10,000, loop cost included), ns", label,
-                        seed_way(clock), "ns", reference=label == "time.perf_counter_ns()", backend=_backend(label)))
+                        seed_way(clock), "ns", reference=label == "time.perf_counter_ns()",
+                        backend=backend_of(label)))
     progress.step("timers: whole loops")
     for label, clock in found.items():
         rows.append(Row("one clock read, whole loop (median of repeats, empty-loop cost subtracted), ns", label,
-                        per_op_ns(reads(clock), n, repeats=repeats), "ns", backend=_backend(label),
+                        per_op_ns(reads(clock), n, repeats=repeats), "ns", backend=backend_of(label),
                         reference=label == "time.perf_counter_ns()"))
     progress.step("timers: the queues' C stamps")
     rows.extend(stamp_clock_rows(n, repeats))

@@ -94,7 +94,8 @@ def test_old_section_names_still_resolve():
 @pytest.mark.parametrize("name", list(SECTIONS))
 def test_every_section_keeps_the_contract(name):
     module = importlib.import_module(SECTIONS[name])
-    assert isinstance(module.STEPS, int) and module.TITLE and callable(module.run)
+    # TITLE, SEED, SEED_SAYS and conclude() are optional: the runner falls back to the section's name.
+    assert isinstance(module.STEPS, int) and isinstance(getattr(module, "TITLE", name), str) and callable(module.run)
     assert list(inspect.signature(module.run).parameters) == ["quick", "progress"]
     if getattr(module, "SKIP", ""):
         assert module.STEPS == 0 and module.run(True, None) == []

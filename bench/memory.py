@@ -102,7 +102,7 @@ def _strides(rows, quick, repeats):
 def _staircase(rows, quick, repeats):
     repeats = 2 if quick else repeats  # the largest arrays dominate the quick run
     rng = np.random.default_rng(3)
-    top = 23 if quick else 26
+    top = 23 if quick else 25  # 64 MiB / 256 MiB: 2x and 8x a 32 MiB last-level cache
     for power in range(11, top + 1):
         size = 1 << power
         array = np.arange(size, dtype=np.int64)
@@ -114,7 +114,7 @@ def _staircase(rows, quick, repeats):
                             _per_element(gather(array, index, out), size, repeats, count), "ns",
                             extra={"x": array.nbytes, "x_label": "working set, bytes", "series": f"{pattern} gather",
                                    "bytes_axis": True}))
-            del index  # one index array alive at a time: the largest is 512 MiB
+            del index  # one index array alive at a time: the largest is 256 MiB
 
 
 def _size_text(nbytes: int) -> str:

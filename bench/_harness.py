@@ -2,7 +2,8 @@
 
 Rules every section follows: time whole loops of many operations, warm up first, disable ``gc``
 while timing, take the median of repeats, and subtract the cost of an empty loop of the same
-length (shown in the table as its own row), so a figure is the operation's own cost.
+length, timed in turn with the contenders so that load on a shared machine hits both alike: a
+figure is the operation's own cost.
 
 Every timing function returns a :class:`Measure`: a ``float`` (the median) that also carries the
 ``spread`` of its repeats (half their range, in the same unit). A :class:`Row` built from a
@@ -198,10 +199,11 @@ def loop_overhead_ns(n: int, *, repeats: int = 7) -> float:
 
 
 def per_op_ns(loop: Callable[[int], object], n: int, *, repeats: int = 7, ops_per_iteration: int = 1) -> Measure:
-    """Return ns per operation of ``loop`` (one iteration = ``ops_per_iteration`` ops), loop cost removed."""
-    total = time_loop(loop, n, repeats=repeats)
-    value = max(total / n - loop_overhead_ns(n, repeats=repeats), 0.0) / ops_per_iteration
-    return Measure(value, total.spread / n / ops_per_iteration)
+    """Return ns per operation of ``loop`` (one iteration = ``ops_per_iteration`` ops), loop cost removed.
+
+    The empty loop is timed in turn with ``loop`` (see :func:`compare`), so drift hits both alike.
+    """
+    return compare([Case("", loop, n, ops_per_iteration)], repeats=repeats)[0]
 
 
 @dataclass
@@ -218,23 +220,29 @@ class Case:
 def compare(cases: list[Case], *, repeats: int = 7) -> list[Measure]:
     """Return ns per operation for each case, timed round-robin so drift hits all alike.
 
-    Each case is warmed up once; then every repeat times each case in turn, ``gc`` disabled. The
-    figure is the median of a case's repeats minus the empty-loop cost of the same length.
+    Each case is warmed up once; then every repeat times each case in turn, ``gc`` disabled, and
+    an empty loop of each length used in the same turn. The figure is the median of a case's
+    repeats minus the median of the empty loop of its length, per operation; ``spread`` is half
+    the range of the case's repeats.
     """
-    samples: list[list[int]] = [[] for _ in cases]
-    overheads = [loop_overhead_ns(c.count, repeats=repeats) for c in cases]
+    empties = [Case("empty loop", _empty_loop, count) for count in sorted({c.count for c in cases})]
+    timed = cases + empties
+    samples: list[list[float]] = [[] for _ in timed]
     with _GcOff():
-        for case in cases:
+        for case in timed:
             case.loop(case.count)
         for _ in range(repeats):
-            for case, bucket in zip(cases, samples):
+            for case, bucket in zip(timed, samples):
                 t0 = time.perf_counter_ns()
                 case.loop(case.count)
-                bucket.append(time.perf_counter_ns() - t0)
+                bucket.append((time.perf_counter_ns() - t0) / case.count)
+    overhead = {case.count: statistics.median(bucket) for case, bucket in zip(empties, samples[len(cases):])}
+    for count, ns in overhead.items():
+        _overhead_cache.setdefault(count, ns)
     results = []
-    for case, bucket, overhead in zip(cases, samples, overheads):
-        summary = _summarise([ns / case.count for ns in bucket])
-        results.append(Measure(max(summary - overhead, 0.0) / case.ops, summary.spread / case.ops))
+    for case, bucket in zip(cases, samples):
+        summary = _summarise(bucket)
+        results.append(Measure(max(summary - overhead[case.count], 0.0) / case.ops, summary.spread / case.ops))
     return results
 
 

@@ -172,8 +172,8 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     """Run the section; return its rows."""
     n = 50_000 if quick else 300_000
     repeats = 3 if quick else 9
-    rows = [Row("loop overhead", "empty for-loop iteration (subtracted below)", loop_overhead_ns(n, repeats=repeats),
-                "ns/iter")]
+    rows = [Row("loop overhead", "empty for-loop iteration (each group subtracts its own, timed in turn)",
+                loop_overhead_ns(n, repeats=repeats), "ns/iter")]
     progress.step("queues: SpscRing push+pop")
     _group(rows, "SpscRing push+pop (one pair)", _ring_cases(n), repeats)
     progress.step("queues: the seed's method")

@@ -146,10 +146,18 @@ def conclude(rows: list[Row]) -> str:
     loop = {r.label: r.value for r in rows if "whole loop" in r.group}
     step = {r.label: r.value for r in rows if r.group.startswith("smallest step")}
     pc = "time.perf_counter_ns()"
-    return (f"The seed's way charges the loop to the clock: perf_counter_ns() shows {seed.get(pc, 0):,.0f} ns that way "
-            f"and {loop.get(pc, 0):,.0f} ns with the loop's cost removed. Its advice holds: perf_counter_ns() "
-            f"steps by {step.get(pc, 0):,.0f} ns here, while process_time_ns() and thread_time_ns() cost more and "
-            f"measure CPU time, not latency; time.time() is a wall clock that can jump.{_stamp_text(rows)}")
+    cpu = max(loop.get("time.process_time_ns()", 0.0), loop.get("time.thread_time_ns()", 0.0))
+    cheaper = [k for k, v in loop.items() if v < 0.8 * loop.get(pc, 0.0)]
+    advice = ("its advice holds: no clock here is much cheaper than perf_counter_ns()" if not cheaper else
+              f"{', '.join(cheaper)} read faster here, but perf_counter_ns() is still the monotonic, "
+              "nanosecond clock to time latency with")
+    cpu_text = (f"; process_time_ns()/thread_time_ns() cost {cpu / loop[pc]:,.1f}x and measure CPU time, not latency"
+                if loop.get(pc) else "")
+    return (f"The seed's way charges the loop (and the first calls) to the clock: perf_counter_ns() shows "
+            f"{seed.get(pc, 0):,.0f} ns that way and {loop.get(pc, 0):,.0f} ns with the loop's cost removed, and "
+            f"two consecutive reads differ by at least {step.get(pc, 0):,.0f} ns. As for the seed's choice, {advice}"
+            f"{cpu_text}.{_stamp_text(rows)}")
+
 
 
 def _stamp_text(rows: list[Row]) -> str:

@@ -91,6 +91,8 @@ def _bench(args: argparse.Namespace, parser: argparse.ArgumentParser) -> int:
     for result in results:
         if result.skipped:
             print(f"\n{result.name}: skipped, {result.skipped}")
+        elif result.seed_says and result.conclusion:
+            print(f"\n{result.name} (seed {result.seed}):\n  the seed: {result.seed_says}\n  this run: {result.conclusion}")
     if args.json:
         with open(args.json, "w") as fh:
             json.dump({"header": header, "quick": args.quick, "date": started_at, "machine": info,

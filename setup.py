@@ -15,7 +15,7 @@ import importlib.machinery
 import os
 import sys
 
-from setuptools import Extension, setup
+from setuptools import Extension, find_packages, setup
 from setuptools.command.build_ext import build_ext
 
 try:
@@ -48,6 +48,15 @@ def _pyx_sources():
 
 def _module_of(path):
     return os.path.splitext(os.path.relpath(path, "src"))[0].replace(os.sep, ".")
+
+
+def _packages():
+    """Every package under ``src`` (new ones included) and ``lowlat.bench``, mapped to ``bench/``.
+
+    ``lowlat.bench`` is listed by name: in a checkout ``src/lowlat/bench`` is a symlink that
+    ``find_packages`` follows, but an sdist carries the ``bench/`` folder only.
+    """
+    return sorted({*find_packages("src"), "lowlat.bench"})
 
 
 def _remove_binaries(build_lib):
@@ -116,6 +125,7 @@ class pure_aware_bdist_wheel(bdist_wheel):
 
 
 setup(
+    packages=_packages(),
     ext_modules=_extensions(),
     cmdclass={"build_ext": optional_build_ext, "bdist_wheel": pure_aware_bdist_wheel},
 )

@@ -839,24 +839,6 @@ def test_public_package_exports_the_live_backend():
 
 
 @needs_hdrh
-def test_bench_section_reports_every_step():
-    from lowlat import _bench_hist
-    from lowlat._benchkit import Progress
-
-    stream = io.StringIO()
-    progress = Progress(_bench_hist.STEPS, stream=stream)
-    rows = _bench_hist.run(True, progress)
-    assert progress.done == _bench_hist.STEPS
-    labels = {r.label for r in rows}
-    assert "hdrhistogram record_value" in labels and "seed list tracker, 1M samples" in labels
-    assert all(r.value >= 0 for r in rows)
-    seed = _bench_hist.SeedListTracker("s", 2)
-    for v in (5, 5, 1, 2, 3):
-        seed.record(v)
-    assert seed.get_statistics()["count"] == 3 and seed.get_statistics()["max_ns"] == 3
-
-
-@needs_hdrh
 def test_decode_accepts_java_style_single_zeros(impl):
     # HdrHistogram (Java) writes a lone empty bucket as the count 0; hdrh writes it as a run (-1).
     def zigzag(values):

@@ -1,4 +1,4 @@
-"""``lowlat bench`` section "shm": messages between two processes, side by side.
+"""Messages between two processes, side by side: ShmRing and ShmRecordRing against the peers.
 
 One spawned worker process is the consumer (or the echo side of a ping-pong) for every transport,
 so all figures come from the same pair of processes in one run:
@@ -23,8 +23,13 @@ import time
 
 import numpy as np
 
-from ._backend import load
-from ._benchkit import Row
+from lowlat._backend import BACKENDS
+
+from ._harness import Row
+
+TITLE = "Shared-memory rings between two processes"
+SEED = ""
+SEED_SAYS = ""
 
 SIZES = (16, 256)
 BATCH = 256
@@ -37,14 +42,27 @@ WAIT = 30.0  # no single wait in the benchmark may take longer (a stuck peer fai
 THROUGHPUT_WAIT = "yield"
 
 # Progress steps: per message size, one per throughput transport; then latency, records.
-_THROUGHPUT = ("mp.Queue", "mp.Pipe", "faster-fifo", "faster-fifo many", "ShmRing python", "ShmRing python many",
-               "ShmRing cython", "ShmRing cython many")
-_LATENCY = ("mp.Queue", "mp.Pipe", "faster-fifo", "ShmRing python", "ShmRing cython")
+_RINGS = tuple(f"ShmRing {backend}" for backend in reversed(BACKENDS))  # pure first, as the table reads
+_THROUGHPUT = ("mp.Queue", "mp.Pipe", "faster-fifo", "faster-fifo many", *(f"{r}{m}" for r in _RINGS for m in ("", " many")))
+_LATENCY = ("mp.Queue", "mp.Pipe", "faster-fifo", *_RINGS)
 STEPS = 1 + len(SIZES) * len(_THROUGHPUT) + len(_LATENCY) + 2
 
 
 def _backend(name: str):
-    return load("lowlat.shm", name)
+    from lowlat._backend import load
+
+    return load("lowlat", name)
+
+
+def _missing_ring(label: str) -> bool:
+    """Return whether ``label`` is a ShmRing row of a backend not built here (a pure install)."""
+    if not label.startswith("ShmRing"):
+        return False
+    try:
+        _backend(label.split()[1])
+    except ImportError:
+        return True
+    return False
 
 
 def _faster_fifo():
@@ -322,15 +340,12 @@ def _ping_pong(worker: _Worker, transport: str, rounds: int) -> np.ndarray:
 
 
 def _percentiles(one_way_ns: np.ndarray) -> dict[float, float]:
-    """p50/p99/p99.9 in ns: lowlat.LatencyHistogram when this lowlat has it, else numpy."""
+    """p50 to p99.99 in ns, from a lowlat.LatencyHistogram of the samples."""
     import lowlat
 
-    points = (50.0, 99.0, 99.9)
-    if hasattr(lowlat, "LatencyHistogram"):
-        histogram = lowlat.LatencyHistogram()
-        histogram.record_many(np.maximum(one_way_ns, 1))
-        return {p: float(histogram.percentile(p)) for p in points}
-    return {p: float(np.percentile(one_way_ns, p)) for p in points}
+    histogram = lowlat.LatencyHistogram()
+    histogram.record_many(np.maximum(one_way_ns, 1))
+    return {p: float(histogram.percentile(p)) for p in (50.0, 90.0, 99.0, 99.9, 99.99)}
 
 
 def _record_throughput(worker: _Worker, backend: str, count: int) -> float:
@@ -396,87 +411,85 @@ def _median_rate(measure, repeats: int) -> float:
     return statistics.median(_without_gc(measure) for _ in range(repeats))
 
 
+def _transport_of(label: str, batched: bool, plan: dict) -> tuple[str, int]:
+    """Return the worker's transport name and the message count for a throughput row."""
+    if label.startswith("mp."):
+        return ("mp-queue" if label == "mp.Queue" else "mp-pipe"), plan["slow"]
+    if label.startswith("faster-fifo"):
+        return "faster-fifo", plan["batched"] // 10 if batched else plan["slow"]
+    backend = label.split()[1]
+    if batched:
+        return f"shm-{backend}", plan["batched"] if backend == "cython" else plan["pure"]
+    return f"shm-{backend}", plan["fast"] if backend == "cython" else plan["pure"]
+
+
+def _throughput_rows(worker, plan, repeats, progress, rows) -> None:
+    runs = "1 run" if repeats == 1 else f"median of {repeats} runs"
+    have_fifo = _faster_fifo() is not None
+    for size in SIZES:
+        group = f"shm: {size}-byte messages, two processes (msg/s; MB/s in note)"
+        for label in _THROUGHPUT:
+            progress.step(f"shm: {size} B, {label}")
+            batched = label.endswith("many")
+            if (label.startswith("faster-fifo") and not have_fifo) or _missing_ring(label):
+                continue
+            transport, count = _transport_of(label, batched, plan)
+            rate = _median_rate(lambda: _throughput(worker, transport, batched, size, count), repeats)
+            shown = label.replace("many", "put_many/get_many") if batched else label
+            backend = label.split()[1] if label.startswith("ShmRing") else ""
+            rows.append(Row(group, shown, rate, "msg/s", higher_is_better=True, reference=label == "mp.Queue",
+                            backend=backend, note=f"{rate * size / 1e6:,.1f} MB/s; {count:,} msgs, {runs}"))
+
+
+def _latency_rows(worker, plan, progress, rows) -> None:
+    have_fifo = _faster_fifo() is not None
+    latency_rows: dict[float, list[Row]] = {50.0: [], 99.0: [], 99.9: []}
+    for label in _LATENCY:
+        progress.step(f"shm: ping-pong, {label}")
+        if (label == "faster-fifo" and not have_fifo) or _missing_ring(label):
+            continue
+        if label.startswith("mp."):
+            transport, rounds = ("mp-queue" if label == "mp.Queue" else "mp-pipe"), plan["rounds_peer"]
+        elif label == "faster-fifo":
+            transport, rounds = "faster-fifo", plan["rounds_peer"]
+        else:
+            transport, rounds = f"shm-{label.split()[1]}", plan["rounds_ring"]
+        figures = _percentiles(_without_gc(lambda: _ping_pong(worker, transport, rounds)))
+        mode = "busy-spin" if transport.startswith("shm-") else "blocking"
+        in_us = {p: v / 1000.0 for p, v in figures.items()}
+        for point, group_rows in latency_rows.items():
+            group_rows.append(Row(f"shm: one-way latency p{point:g}, ping-pong halved (us)", label, in_us[point], "us",
+                                  reference=label == "mp.Queue", note=f"{rounds:,} round trips, {mode}",
+                                  distribution=in_us if point == 50.0 else None,
+                                  backend=label.split()[1] if label.startswith("ShmRing") else ""))
+    for group_rows in latency_rows.values():
+        rows.extend(group_rows)
+
+
+def _record_rows(worker, plan, repeats, progress, rows) -> None:
+    runs = "1 run" if repeats == 1 else f"median of {repeats} runs"
+    for backend in reversed(BACKENDS):
+        progress.step(f"shm: ShmRecordRing {backend}")
+        if _missing_ring(f"ShmRing {backend}"):
+            continue
+        count = plan["records"] // (4 if backend == "python" else 1)
+        rate = _median_rate(lambda: _record_throughput(worker, backend, count), repeats)
+        rows.append(Row("shm: ShmRecordRing, 16-byte records in batches of 1024, two processes (records/s)",
+                        f"ShmRecordRing {backend} write/read_into", rate, "records/s", higher_is_better=True,
+                        backend=backend, note=f"{rate * 16 / 1e6:,.0f} MB/s; {count:,} records, {runs}"))
+
+
 def run(quick: bool, progress) -> list[Row]:
     """Measure every transport between this process and one spawned worker; return the table rows."""
     plan = _plan(quick)
     repeats = 1 if quick else 3
-    runs = "1 run" if quick else f"median of {repeats} runs"
-    have_fifo = _faster_fifo() is not None
     rows: list[Row] = []
     progress.step("shm: starting the worker process")
     worker = _Worker()
     try:
-        for size in SIZES:
-            group = f"shm: {size}-byte messages, two processes (msg/s; MB/s in note)"
-            for label in _THROUGHPUT:
-                progress.step(f"shm: {size} B, {label}")
-                batched = label.endswith("many")
-                if label.startswith("faster-fifo") and not have_fifo:
-                    continue
-                if label.startswith("mp."):
-                    transport, count = ("mp-queue" if label == "mp.Queue" else "mp-pipe"), plan["slow"]
-                elif label.startswith("faster-fifo"):
-                    transport, count = "faster-fifo", plan["batched"] // 10 if batched else plan["slow"]
-                else:
-                    backend = label.split()[1]
-                    transport = f"shm-{backend}"
-                    if batched:
-                        count = plan["batched"] if backend == "cython" else plan["pure"]
-                    else:
-                        count = plan["fast"] if backend == "cython" else plan["pure"]
-                rate = _median_rate(lambda: _throughput(worker, transport, batched, size, count), repeats)
-                shown = label.replace("many", "put_many/get_many") if batched else label
-                rows.append(
-                    Row(
-                        group,
-                        shown,
-                        rate,
-                        "msg/s",
-                        higher_is_better=True,
-                        reference=label == "mp.Queue",
-                        note=f"{rate * size / 1e6:,.1f} MB/s; {count:,} msgs, {runs}",
-                    )
-                )
-        latency_rows: dict[float, list[Row]] = {50.0: [], 99.0: [], 99.9: []}
-        for label in _LATENCY:
-            progress.step(f"shm: ping-pong, {label}")
-            if label == "faster-fifo" and not have_fifo:
-                continue
-            if label.startswith("mp."):
-                transport, rounds = ("mp-queue" if label == "mp.Queue" else "mp-pipe"), plan["rounds_peer"]
-            elif label == "faster-fifo":
-                transport, rounds = "faster-fifo", plan["rounds_peer"]
-            else:
-                transport, rounds = f"shm-{label.split()[1]}", plan["rounds_ring"]
-            figures = _percentiles(_without_gc(lambda: _ping_pong(worker, transport, rounds)))
-            mode = "busy-spin" if transport.startswith("shm-") else "blocking"
-            for point, value in figures.items():
-                latency_rows[point].append(
-                    Row(
-                        f"shm: one-way latency p{point:g}, ping-pong halved (us)",
-                        label,
-                        value / 1000.0,
-                        "us",
-                        reference=label == "mp.Queue",
-                        note=f"{rounds:,} round trips, {mode}",
-                    )
-                )
-        for group_rows in latency_rows.values():
-            rows.extend(group_rows)
-        for backend in ("python", "cython"):
-            progress.step(f"shm: ShmRecordRing {backend}")
-            count = plan["records"] // (4 if backend == "python" else 1)
-            rate = _median_rate(lambda: _record_throughput(worker, backend, count), repeats)
-            rows.append(
-                Row(
-                    "shm: ShmRecordRing, 16-byte records in batches of 1024, two processes (records/s)",
-                    f"ShmRecordRing {backend} write/read_into",
-                    rate,
-                    "records/s",
-                    higher_is_better=True,
-                    note=f"{rate * 16 / 1e6:,.0f} MB/s; {count:,} records, {runs}",
-                )
-            )
+        _throughput_rows(worker, plan, repeats, progress, rows)
+        _latency_rows(worker, plan, progress, rows)
+        _record_rows(worker, plan, repeats, progress, rows)
     finally:
         worker.close()
     return rows

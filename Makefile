@@ -57,7 +57,7 @@ ASAN_PYTEST_ARGS ?= -k "not python"
 test-asan: $(STAMP)
 	rm -rf $(ASAN_DIR)
 	mkdir -p $(ASAN_DIR)
-	cp -r setup.py pyproject.toml README.md MANIFEST.in src tests $(ASAN_DIR)/
+	cp -r setup.py pyproject.toml README.md MANIFEST.in src tests bench $(ASAN_DIR)/
 	find $(ASAN_DIR)/src \( -name '*.so' -o -name '*.c' -o -name '*.html' -o -name __pycache__ \) -prune -exec rm -rf {} +
 	cd $(ASAN_DIR) && LOWLAT_REQUIRE_EXTENSIONS=1 LOWLAT_EXTRA_CFLAGS="$(ASAN_CFLAGS)" \
 		LOWLAT_EXTRA_LDFLAGS="$(ASAN_LDFLAGS)" $(abspath $(PY)) setup.py --quiet build_ext --inplace --force

@@ -370,17 +370,22 @@ def _record_struct(dtype):
 
 
 cdef inline cnp.ndarray _checked_array(object array, cnp.dtype dtype, str name, bint writable):
-    # The shared check reads dtype, ndim and flags through ndarray's own descriptors and hands back
-    # a plain ndarray; the C struct fields are then checked again here, because they are what the
-    # copies below trust (a subclass's Python attributes never are).
-    cdef cnp.ndarray checked = _v.record_array(array, dtype, name, writable)
-    if (type(checked) is not np.ndarray or cnp.PyArray_NDIM(checked) != 1
-            or not cnp.PyArray_EquivTypes(<cnp.dtype>cnp.PyArray_DESCR(checked), dtype)
-            or <size_t>cnp.PyArray_ITEMSIZE(checked) != <size_t>dtype.itemsize
-            or (writable and not cnp.PyArray_ISWRITEABLE(checked))):
-        raise TypeError(f"{name} must be a writable one-dimensional numpy.ndarray of dtype {dtype}"
-                        if writable else f"{name} must be a one-dimensional numpy.ndarray of dtype {dtype}")
-    return checked
+    # What the copies trust is the array's C struct (descr, ndim, dims, strides, flags), never a
+    # Python attribute a subclass can override. A plain ndarray is checked here in C; anything else
+    # goes through the shared check, which raises the common error or returns a plain ndarray view.
+    cdef cnp.ndarray checked
+    if type(array) is not np.ndarray:
+        array = _v.record_array(array, dtype, name, writable)
+        if type(array) is not np.ndarray:
+            raise TypeError(f"{name} must be a numpy.ndarray of dtype {dtype}")
+    checked = <cnp.ndarray>array
+    if (cnp.PyArray_NDIM(checked) == 1
+            and <size_t>cnp.PyArray_ITEMSIZE(checked) == <size_t>dtype.itemsize
+            and cnp.PyArray_EquivTypes(<cnp.dtype>cnp.PyArray_DESCR(checked), dtype)
+            and (not writable or cnp.PyArray_ISWRITEABLE(checked))):
+        return checked
+    _v.record_array(array, dtype, name, writable)  # raises the error both backends share
+    raise TypeError(f"{name} must be a one-dimensional numpy.ndarray of dtype {dtype}")
 
 
 @cython.final

@@ -227,3 +227,10 @@ def test_push_numpy_scalars_of_other_dtypes(backends):
         for dtype in [MIXED, np.dtype("f8"), np.dtype("i2")]:
             results = [_push_outcome(mod, dtype, record) for mod in backends]
             assert results[0] == results[1], (record, dtype, results)
+
+
+def test_empty_and_full(impl):
+    ring = impl.RecordRing("i4", 2)
+    assert ring.empty() and not ring.full()
+    ring.write(np.arange(2, dtype="i4"))
+    assert ring.full() and not ring.empty()

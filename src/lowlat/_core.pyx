@@ -193,6 +193,7 @@ Bounded FIFO of Python objects for one producer thread and one consumer thread.
     def __repr__(self):
         return f"SpscRing(capacity={self._capacity}, len={self._tail - self._head})"
 
+    @classmethod
     def __class_getitem__(cls, item):
         return _GenericAlias(cls, item)
 
@@ -803,6 +804,7 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
     def __repr__(self):
         return f"ObjectPool(available={self._nfree}, in_use={self._count - self._nfree}, allocated={self._allocated})"
 
+    @classmethod
     def __class_getitem__(cls, item):
         return _GenericAlias(cls, item)
 
@@ -1011,6 +1013,7 @@ Bounded FIFO of messages stamped with their enqueue time and a sequence number.
     def __repr__(self):
         return f"TimestampedQueue(capacity={self._capacity}, len={self._tail - self._head})"
 
+    @classmethod
     def __class_getitem__(cls, item):
         return _GenericAlias(cls, item)
 
@@ -1156,6 +1159,7 @@ Priority queue of messages: lowest ``priority`` first, FIFO among equal prioriti
     def __repr__(self):
         return f"PriorityQueue(capacity={self.capacity}, len={self._len})"
 
+    @classmethod
     def __class_getitem__(cls, item):
         return _GenericAlias(cls, item)
 

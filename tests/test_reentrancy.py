@@ -338,8 +338,8 @@ def test_clear_ends_when_a_finaliser_pushes_one_and_pops_two(impl):
 
 
 def test_pool_survives_its_internals_being_cleared(impl):
-    pool = impl.ObjectPool(list, 4)
-    held = pool.acquire()
+    pool = impl.ObjectPool(list, 8)
+    held = [pool.acquire() for _ in range(8)]  # full: the next acquire must grow the pool's tables
     for ref in gc.get_referents(pool):
         if isinstance(ref, (list, dict)):
             ref.clear()
@@ -348,10 +348,11 @@ def test_pool_survives_its_internals_being_cleared(impl):
             pool.acquire()
         except RuntimeError:
             pass
-    try:
-        pool.release(held)
-    except (RuntimeError, ValueError):
-        pass
+    for obj in held:
+        try:
+            pool.release(obj)
+        except (RuntimeError, ValueError):
+            pass
     len(pool), pool.in_use, repr(pool)
 
 

@@ -393,6 +393,27 @@ def test_extreme_sane_stamps_never_wedge_a_histogram(impl):
     assert len(q) == 0 and hist.count == 2
 
 
+def test_a_histogram_that_always_raises_does_not_wedge_the_queue(impl):
+    class Broken:
+        calls = 0
+
+        def record(self, value_ns):
+            Broken.calls += 1
+            raise OverflowError(f"cannot record {value_ns}")
+
+    q = impl.TimestampedQueue(4, histogram=Broken())
+    for name in "abc":
+        q.enqueue(name)
+    got = []
+    for _ in range(6):
+        with pytest.raises(OverflowError):
+            q.dequeue()
+        got.append(q.dequeue()[1])  # the retry delivers the message, unrecorded
+        if not len(q):
+            break
+    assert got == ["a", "b", "c"] and Broken.calls == 3 and q.dequeue() is None
+
+
 def test_a_histogram_that_raises_once_does_not_wedge_the_queue(impl):
     class Once:
         failed = False

@@ -964,8 +964,9 @@ Bounded FIFO of messages stamped with their enqueue time and a sequence number.
     One producer thread (``enqueue``) and one consumer thread (``dequeue``). ``capacity`` is rounded
     up to a power of two. Sequence numbers and stamps live beside the message slots; when a
     ``histogram`` (anything with ``record(value_ns)``) is given, every dequeue records its latency
-    there (a stamp in the future records 0); if ``record`` raises, the message stays queued and
-    the next ``dequeue`` tries again, so a histogram that fails once never wedges the queue.
+    there (a stamp in the future records 0). If ``record`` raises, the exception propagates and
+    the message stays queued; the next ``dequeue`` delivers that message without recording it, so
+    a failing histogram loses no message and never wedges the queue.
 
     Re-entrancy: ``dequeue`` guards the ``record`` call: a histogram that dequeues from this
     queue makes that inner call raise ``RuntimeError`` (and the outer one with it; nothing is
@@ -980,10 +981,12 @@ Bounded FIFO of messages stamped with their enqueue time and a sequence number.
     cdef size_t _drops  # producer only
     cdef object _histogram
     cdef bint _recording  # set while histogram.record() runs
+    cdef int64_t _unrecorded  # the head position whose record() raised (delivered unrecorded next), or -1
 
     def __cinit__(self, capacity=65536, *, histogram=None):
         cdef size_t size = _v.ring_capacity(capacity, "capacity")
         self._histogram = _v.histogram_or_none(histogram)
+        self._unrecorded = -1
         self._slots = <_Stamped*>calloc(size, sizeof(_Stamped))
         if self._slots == NULL:
             raise MemoryError()
@@ -1086,13 +1089,16 @@ Bounded FIFO of messages stamped with their enqueue time and a sequence number.
             return None
         cdef _Stamped* slot = &self._slots[head & self._mask]
         cdef int64_t latency = self._latency(slot)
-        if self._histogram is not None:
+        if self._histogram is not None and <int64_t>head != self._unrecorded:
             if self._recording:
                 raise RuntimeError("TimestampedQueue.dequeue re-entered from its histogram's record()")
-            # Before the message leaves: if record() raises, the message stays queued.
+            # Before the message leaves: if record() raises, the message stays queued (once).
             self._recording = True
             try:
                 self._histogram.record(latency if latency > 0 else 0)
+            except BaseException:
+                self._unrecorded = head
+                raise
             finally:
                 self._recording = False
             slot = &self._slots[head & self._mask]

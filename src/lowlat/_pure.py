@@ -592,15 +592,16 @@ class TimestampedQueue(_Final):
     One producer thread (``enqueue``) and one consumer thread (``dequeue``). ``capacity`` is rounded
     up to a power of two. Sequence numbers and stamps live beside the message slots; when a
     ``histogram`` (anything with ``record(value_ns)``) is given, every dequeue records its latency
-    there (a stamp in the future records 0); if ``record`` raises, the message stays queued and
-    the next ``dequeue`` tries again, so a histogram that fails once never wedges the queue.
+    there (a stamp in the future records 0). If ``record`` raises, the exception propagates and
+    the message stays queued; the next ``dequeue`` delivers that message without recording it, so
+    a failing histogram loses no message and never wedges the queue.
 
     Re-entrancy: ``dequeue`` guards the ``record`` call: a histogram that dequeues from this
     queue makes that inner call raise ``RuntimeError`` (and the outer one with it; nothing is
     lost). Every other method runs no Python code between reading and publishing a position.
     """
 
-    __slots__ = ("_messages", "_stamps", "_capacity", "_mask", "_head", "_tail", "_drops", "_histogram", "_recording")
+    __slots__ = ("_messages", "_stamps", "_capacity", "_mask", "_head", "_tail", "_drops", "_histogram", "_recording", "_unrecorded")
     __reduce_ex__ = _not_picklable
     __class_getitem__ = classmethod(_generic_alias)
 
@@ -615,6 +616,7 @@ class TimestampedQueue(_Final):
         self._tail = 0  # == enqueue count == next sequence number; producer only
         self._drops = 0  # producer only
         self._recording = False  # set while histogram.record() runs
+        self._unrecorded = -1  # the head position whose record() raised (delivered unrecorded next)
 
     @property
     def capacity(self) -> int:
@@ -692,13 +694,16 @@ class TimestampedQueue(_Final):
             return None
         index = head & self._mask
         latency = _now() - self._stamps[index]
-        if self._histogram is not None:
+        if self._histogram is not None and head != self._unrecorded:
             if self._recording:
                 raise RuntimeError("TimestampedQueue.dequeue re-entered from its histogram's record()")
-            # Before the message leaves: if record() raises, the message stays queued.
+            # Before the message leaves: if record() raises, the message stays queued (once).
             self._recording = True
             try:
                 self._histogram.record(latency if latency > 0 else 0)
+            except BaseException:
+                self._unrecorded = head
+                raise
             finally:
                 self._recording = False
         message = self._messages[index]

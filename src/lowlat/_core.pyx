@@ -439,7 +439,9 @@ Bounded FIFO of fixed-size records of a numpy ``dtype``, in one preallocated arr
         self._scalar_by_value = (<cnp.dtype>record_type).type_num <= cnp.NPY_CLONGDOUBLE
         self._nfields = len(record_type.names) if self._structured else 1
         self._packer = _record_struct(record_type)
-        self._view = memoryview(self._records).cast("B")
+        # Bytes, not records: a memoryview of the records fails for dtypes the buffer protocol
+        # cannot describe (datetime64...), and only the packer's plain number fields need it.
+        self._view = memoryview(self._records.view(np.uint8)) if self._packer is not None else None
         self._data = <char*>cnp.PyArray_DATA(self._records)
         self._itemsize = record_type.itemsize
         self._capacity = size

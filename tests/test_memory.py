@@ -111,3 +111,54 @@ def test_freeing_full_containers_releases_items(impl):
         [pool.acquire() for _ in range(32)]
 
     assert _growth(fill_and_drop, per_round=20) < LIMIT
+
+
+def test_reentrant_and_waiting_paths_do_not_leak(impl):
+    ring = impl.SpscRing(8)
+    records = impl.RecordRing("f8", 8)
+    strided = np.zeros(8, "f8")[::2]
+    queue = impl.TimestampedQueue(8, histogram=_Reentrant(lambda: queue.dequeue()))
+    pool = impl.ObjectPool(list, 1, max_size=1)
+
+    class Pushy:
+        def __float__(self):
+            records.push(1.0)
+            return 2.0
+
+    def iterator():
+        ring.push(object())
+        ring.pop()
+        yield object()
+
+    def cycle():
+        ring.push_many(iterator())
+        ring.pop(timeout=0)
+        ring.clear()
+        records.write(np.arange(8, dtype="f8")[::-2])
+        records.read_into(strided)
+        try:
+            records.push(Pushy())
+        except RuntimeError:
+            pass
+        queue.enqueue(object(), timestamp_ns=5)
+        try:
+            queue.dequeue()
+        except RuntimeError:
+            pass
+        queue.peek()
+        held = pool.acquire(timeout=0)
+        try:
+            pool.acquire(timeout=0)
+        except impl.PoolExhausted:
+            pass
+        pool.release(held)
+
+    assert _growth(cycle, per_round=500) < LIMIT
+
+
+class _Reentrant:
+    def __init__(self, action):
+        self.action = action
+
+    def record(self, value_ns):
+        self.action()

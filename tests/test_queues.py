@@ -252,3 +252,29 @@ def test_failing_histogram_loses_no_message(impl):
     assert len(q) == 1 and q.stats["dequeue_count"] == 0
     Flaky.fail = False
     assert q.dequeue()[:2] == (0, "keep me")
+
+
+def test_enqueue_takes_the_stamp_by_keyword(impl):
+    q = impl.TimestampedQueue(4)
+    stamp = impl.now_ns() - 1_000_000
+    assert q.enqueue("m", timestamp_ns=stamp)
+    assert q.dequeue()[2] >= 1_000_000
+    with pytest.raises(TypeError):
+        q.enqueue(message="m")  # the message stays positional
+
+
+def test_peek_empty_full(impl):
+    q = impl.TimestampedQueue(2)
+    assert q.peek() is None and q.empty() and not q.full()
+    q.enqueue("a")
+    q.enqueue("b")
+    seq, message, latency = q.peek()
+    assert (seq, message) == (0, "a") and latency >= 0 and q.full() and len(q) == 2
+    assert q.dequeue()[:2] == (0, "a")
+    pq = impl.PriorityQueue(2)
+    assert pq.peek() is None and pq.empty() and not pq.full()
+    pq.enqueue(5, "late")
+    pq.enqueue(1, "early")
+    assert pq.peek()[:2] == (1, "early") and pq.full() and len(pq) == 2
+    assert pq.dequeue()[:2] == (1, "early")
+    assert not impl.PriorityQueue().full()

@@ -227,3 +227,18 @@ def test_push_numpy_scalars_of_other_dtypes(backends):
         for dtype in [MIXED, np.dtype("f8"), np.dtype("i2")]:
             results = [_push_outcome(mod, dtype, record) for mod in backends]
             assert results[0] == results[1], (record, dtype, results)
+
+
+def test_empty_and_full(impl):
+    ring = impl.RecordRing("i4", 2)
+    assert ring.empty() and not ring.full()
+    ring.write(np.arange(2, dtype="i4"))
+    assert ring.full() and not ring.empty()
+
+
+@pytest.mark.parametrize("dtype, value", [("M8[ns]", np.datetime64(5, "ns")), ("m8[us]", np.timedelta64(7, "us")),
+                                          ([("t", "M8[ns]"), ("x", "i8")], (np.datetime64(1, "ns"), 3))])
+def test_dtypes_the_buffer_protocol_cannot_describe(impl, dtype, value):
+    ring = impl.RecordRing(dtype, 2)
+    assert ring.push(value)
+    assert ring.read().tolist() == np.array([value], dtype=ring.dtype).tolist()

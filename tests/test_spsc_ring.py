@@ -253,3 +253,28 @@ def test_threaded_spsc_stress_one_million(impl):
 @pytest.mark.stress
 def test_threaded_spsc_stress_batches(impl):
     _spsc_stress(impl.SpscRing(256), 1_000_000, batch=64)
+
+
+def test_empty_and_full(impl):
+    ring = impl.SpscRing(2)
+    assert ring.empty() and not ring.full()
+    ring.push(1)
+    assert not ring.empty() and not ring.full()
+    ring.push(2)
+    assert ring.full() and not ring.empty()
+    ring.pop_many()
+    assert ring.empty()
+
+
+def test_subscript_at_run_time(impl):
+    alias = impl.SpscRing[int]
+    assert alias.__origin__ is impl.SpscRing and alias.__args__ == (int,)
+    assert isinstance(alias(4), impl.SpscRing)
+    for name in ("ObjectPool", "TimestampedQueue", "PriorityQueue"):
+        assert getattr(impl, name)[str].__origin__ is getattr(impl, name)
+
+
+@pytest.mark.parametrize("name", ["SpscRing", "RecordRing", "ObjectPool", "RecordPool", "TimestampedQueue", "PriorityQueue"])
+def test_classes_are_final_in_both_backends(impl, name):
+    with pytest.raises(TypeError, match="not an acceptable base type"):
+        type("Sub", (getattr(impl, name),), {})

@@ -1,5 +1,11 @@
 """Differential property tests: hypothesis drives one operation sequence through both backends
-and a plain model (deque, heapq, set), comparing results *and* exceptions."""
+and a plain model (deque, heapq, set), comparing results *and* exceptions.
+
+The machines also re-enter the containers: items whose finalisers push and whose ``__eq__``
+reads the ring, iterators that push and pop, conversions that push or pop, histograms that raise
+or dequeue, resets that release. Both backends must match the model: no crash, no phantom item,
+no lost one.
+"""
 
 import heapq
 from collections import deque
@@ -16,6 +22,28 @@ ints = st.integers(min_value=-(2**70), max_value=2**70)
 bad_limits = st.one_of(st.integers(-3, 10), st.none(), st.just(1.5), st.just("2"))
 
 
+MARKER = "pushed by a finaliser"
+
+
+class Finalising:
+    """A ring item whose finaliser pushes MARKER back into its ring and whose ``__eq__`` reads it."""
+
+    def __init__(self, ring, label, switch):
+        self.ring, self.label, self.switch = ring, label, switch
+
+    def __eq__(self, other):
+        len(self.ring), self.ring.peek()  # re-enter the ring while it is being compared
+        if isinstance(other, Finalising):
+            return other.label == self.label
+        return other == self.label
+
+    __hash__ = None
+
+    def __del__(self):
+        if self.switch["on"]:
+            self.ring.push(MARKER)
+
+
 def outcome(fn, *args):
     """Return ('ok', result) or ('error', exception type) so backends can be compared."""
     try:
@@ -30,6 +58,66 @@ class SpscRingMachine(RuleBasedStateMachine):
         self.rings = [load_backend(b).SpscRing(capacity) for b in BACKENDS]
         self.capacity = self.rings[0].capacity
         self.model = deque()
+        self.switch = {"on": True}
+        self.labels = 0
+
+    def teardown(self):
+        if hasattr(self, "rings"):
+            self.switch["on"] = False  # items refer to their ring: break the cycles quietly
+            for ring in self.rings:
+                ring.clear()
+
+    def finalised(self, dropped):
+        """Model the finalisers of ``dropped`` items, which the test has just let go of."""
+        for item in dropped:
+            if isinstance(item, str) and item.startswith("F") and len(self.model) < self.capacity:
+                self.model.append(MARKER)
+
+    @rule()
+    def push_finalising(self):
+        label = f"F{self.labels}"
+        self.labels += 1
+        results = [outcome(r.push, Finalising(r, label, self.switch)) for r in self.rings]
+        ok = len(self.model) < self.capacity
+        assert results == [("ok", ok)] * 2
+        if ok:
+            self.model.append(label)
+        else:
+            self.finalised([label])  # refused: the test's item was dropped at once
+
+    @rule(plan=st.lists(st.tuples(st.sampled_from(["none", "push", "pop", "both"]), st.integers(0, 99)), max_size=10))
+    def push_many_reentrant(self, plan):
+        logs = [[], []]
+
+        def items(ring, log):
+            for action, value in plan:
+                if action in ("push", "both"):
+                    log.append(("push", ring.push(("inner", value))))
+                if action in ("pop", "both"):
+                    log.append(("pop", ring.pop("empty")))
+                yield ("outer", value)
+
+        results = [outcome(r.push_many, items(r, log)) for r, log in zip(self.rings, logs)]
+        model_log, count, expected = [], 0, None
+        for action, value in plan:
+            if len(self.model) >= self.capacity:
+                break
+            if action in ("push", "both"):
+                ok = len(self.model) < self.capacity
+                if ok:
+                    self.model.append(("inner", value))
+                model_log.append(("push", ok))
+            if action in ("pop", "both"):
+                model_log.append(("pop", self.model.popleft() if self.model else "empty"))
+            if len(self.model) >= self.capacity:
+                expected = ("error", RuntimeError)
+                break
+            self.model.append(("outer", value))
+            count += 1
+        agree = results == [expected or ("ok", count)] * 2 and logs == [model_log] * 2
+        del results, logs
+        assert agree, (plan, expected, count, model_log)
+        self.finalised(entry[1] for entry in model_log if entry[0] == "pop")
 
     def same(self, method, *args):
         results = [outcome(getattr(r, method), *args) for r in self.rings]
@@ -53,7 +141,11 @@ class SpscRingMachine(RuleBasedStateMachine):
     @rule()
     def pop(self):
         expected = self.model.popleft() if self.model else "empty"
-        assert self.same("pop", "empty") == ("ok", expected)
+        result = self.same("pop", "empty")
+        agree = result == ("ok", expected)
+        del result  # lets the popped item go: its finaliser may push
+        assert agree
+        self.finalised([expected])
 
     @rule()
     def peek(self):
@@ -64,13 +156,18 @@ class SpscRingMachine(RuleBasedStateMachine):
         result = self.same("pop_many", limit)
         if result[0] == "ok":
             n = len(self.model) if limit is None else min(limit, len(self.model))
-            assert result[1] == [self.model.popleft() for _ in range(n)]
+            expected = [self.model.popleft() for _ in range(n)]
+            agree = result[1] == expected
+            del result
+            assert agree
+            self.finalised(expected)
 
     @precondition(lambda self: len(self.model) > 0)
     @rule()
     def clear(self):
         self.same("clear")
-        self.model.clear()
+        for _ in range(len(self.model)):  # finalisers run one by one; what they push stays
+            self.finalised([self.model.popleft()])
 
     @invariant()
     def lengths(self):
@@ -112,6 +209,35 @@ class RecordRingMachine(RuleBasedStateMachine):
         if ok:
             self.model.append(int(rec["seq"]))
 
+    @rule(value=st.integers(0, 99), inner=st.sampled_from(["push", "pop"]))
+    def push_reentrant_conversion(self, value, inner):
+        popped = [[], []]
+
+        class Sneaky:
+            def __init__(self, ring, log):
+                self.ring, self.log = ring, log
+
+            def __index__(self):
+                if inner == "push":
+                    self.ring.push((-1, 0.0))  # refused: push is not re-entrant
+                else:
+                    got = self.ring.pop()
+                    self.log.append(None if got is None else int(got["seq"]))
+                return value
+
+            __int__ = __index__
+
+        results = [outcome(r.push, (Sneaky(r, log), 0.5)) for r, log in zip(self.rings, popped)]
+        if inner == "push" or len(self.model) == self.capacity:
+            full = len(self.model) == self.capacity
+            assert results == [("ok", False) if full else ("error", RuntimeError)] * 2
+            return
+        expected = self.model.popleft() if self.model else None
+        assert popped[0][:1] == popped[1][:1] == [expected]
+        assert results == [("ok", True)] * 2
+        self.model.append(value)
+        assert [len(r) for r in self.rings] == [len(self.model)] * 2
+
     @rule()
     def pop(self):
         got = [r.pop() for r in self.rings]
@@ -146,7 +272,17 @@ class ObjectPoolMachine(RuleBasedStateMachine):
     @initialize(size=st.integers(0, 4), max_extra=st.one_of(st.none(), st.integers(0, 3)))
     def setup(self, size, max_extra):
         max_size = None if max_extra is None else max(size, 1) + max_extra
-        self.pools = [load_backend(b).ObjectPool(list, size, max_size=max_size) for b in BACKENDS]
+        self.reenter = {"on": False}
+
+        def make_reset(index):
+            def reset(obj):
+                if self.reenter["on"]:
+                    self.reenter["on"] = False
+                    self.pools[index].release(obj)  # the inner release frees it; the outer must refuse
+            return reset
+
+        self.pools = [load_backend(b).ObjectPool(list, size, max_size=max_size, reset=make_reset(i))
+                      for i, b in enumerate(BACKENDS)]
         self.max_size = max_size
         self.free = size
         self.total = size
@@ -181,6 +317,19 @@ class ObjectPoolMachine(RuleBasedStateMachine):
             obj = out.pop(i)
             pool.release(obj)
             rel.append(obj)
+        self.free += 1
+
+    @precondition(lambda self: self.out[0])
+    @rule(data=st.data())
+    def release_reentrant(self, data):
+        i = data.draw(st.integers(0, len(self.out[0]) - 1))
+        results = []
+        for pool, out, rel in zip(self.pools, self.out, self.released):
+            obj = out.pop(i)
+            self.reenter["on"] = True
+            results.append(outcome(pool.release, obj))
+            rel.append(obj)
+        assert results == [("error", ValueError)] * 2
         self.free += 1
 
     @precondition(lambda self: self.released[0])
@@ -239,7 +388,22 @@ class RecordPoolMachine(RuleBasedStateMachine):
 class QueueMachine(RuleBasedStateMachine):
     @initialize(capacity=st.integers(1, 9), bounded=st.booleans())
     def setup(self, capacity, bounded):
-        self.tq = [load_backend(b).TimestampedQueue(capacity) for b in BACKENDS]
+        self.mode = "ok"
+        self.unrecorded = False  # whether record() failed for the oldest message
+        machine = self
+
+        class Histogram:
+            def __init__(self, index):
+                self.index = index
+
+            def record(self, value_ns):
+                assert 0 <= value_ns < 2**63
+                if machine.mode == "raise":
+                    raise OSError("histogram store unavailable")
+                if machine.mode == "reenter":
+                    machine.tq[self.index].dequeue()
+
+        self.tq = [load_backend(b).TimestampedQueue(capacity, histogram=Histogram(i)) for i, b in enumerate(BACKENDS)]
         self.tq_capacity = self.tq[0].capacity
         self.tq_model = deque()
         self.tq_seq = 0
@@ -263,9 +427,27 @@ class QueueMachine(RuleBasedStateMachine):
             assert results[0] == ("ok", False)
             self.drops += 1
 
+    @rule(mode=st.sampled_from(["raise", "reenter"]))
+    def dequeue_with_failing_histogram(self, mode):
+        self.mode = mode
+        try:
+            results = [outcome(q.dequeue) for q in self.tq]
+        finally:
+            self.mode = "ok"
+        if not self.tq_model:
+            assert results == [("ok", None)] * 2
+        elif self.unrecorded:  # record() failed for this message before: it leaves unrecorded
+            expected = self.tq_model.popleft()
+            assert [r[0] for r in results] == ["ok", "ok"] and [r[1][:2] for r in results] == [expected] * 2
+            self.unrecorded = False
+        else:
+            assert results == [("error", OSError if mode == "raise" else RuntimeError)] * 2
+            self.unrecorded = True
+
     @rule()
     def dequeue(self):
         got = [q.dequeue() for q in self.tq]
+        self.unrecorded = False
         if self.tq_model:
             expected = self.tq_model.popleft()
             assert [g[:2] for g in got] == [expected, expected]

@@ -55,6 +55,33 @@ def optional_limit(value: object, name: str) -> int:
     return number
 
 
+def batch_limit(value: object, name: str) -> int:
+    """Return a batch size limit: ``-1`` for None (no limit), else an int >= 0.
+
+    Limits above ``MAX_CAPACITY`` (the most any ring holds) are clamped to it, so a huge count such
+    as ``2**63`` means "everything", in both backends.
+    """
+    if value is None:
+        return -1
+    number = as_int(value, name)
+    if number < 0:
+        raise ValueError(f"{name} must be >= 0 or None, got {number}")
+    return number if number <= MAX_CAPACITY else MAX_CAPACITY
+
+
+#: The range of a caller's ``timestamp_ns``: a CLOCK_MONOTONIC reading in ns (about 146 years),
+#: so that ``now - stamp`` always fits a signed 64-bit integer.
+STAMP_MAX = 1 << 62
+
+
+def stamp_ns(value: object, name: str) -> int:
+    """Return ``value`` as a clock stamp in ``[0, 2**62]`` ns; ``ValueError`` outside, naming it."""
+    number = as_int(value, name)
+    if not 0 <= number <= STAMP_MAX:
+        raise ValueError(f"{name} must be between 0 and 2**62 ns (a now_ns() reading), got {number}")
+    return number
+
+
 def record_dtype(dtype: object) -> np.dtype:
     """Return ``dtype`` as a numpy dtype of fixed-size records that hold no Python objects."""
     try:
@@ -69,16 +96,30 @@ def record_dtype(dtype: object) -> np.dtype:
 
 
 def record_array(array: object, dtype: np.dtype, name: str, writable: bool = False) -> np.ndarray:
-    """Check that ``array`` is a one-dimensional numpy array of exactly ``dtype``."""
+    """Check that ``array`` is a one-dimensional numpy array of exactly ``dtype``; return it as a base ndarray.
+
+    Dtype, dimensions and writability are read through ``numpy.ndarray``'s own descriptors, never
+    through attributes a subclass may override, and a subclass comes back as a plain ndarray view
+    of the same memory (so no overridden ``__setitem__`` or ``shape`` takes part in a copy).
+    """
     if not isinstance(array, np.ndarray):
         raise TypeError(f"{name} must be a numpy.ndarray of dtype {dtype}, not {type(array).__name__}")
-    if array.dtype != dtype:
-        raise TypeError(f"{name} must have dtype {dtype}, got {array.dtype}")
-    if array.ndim != 1:
-        raise ValueError(f"{name} must be one-dimensional, got {array.ndim} dimensions")
-    if writable and not array.flags.writeable:
+    if type(array) is not np.ndarray:
+        array = np.ndarray.view(array, np.ndarray)
+    actual = _DTYPE(array)
+    if actual != dtype:
+        raise TypeError(f"{name} must have dtype {dtype}, got {actual}")
+    ndim = _NDIM(array)
+    if ndim != 1:
+        raise ValueError(f"{name} must be one-dimensional, got {ndim} dimensions")
+    if writable and not _FLAGS(array).writeable:
         raise ValueError(f"{name} must be writable")
     return array
+
+
+_DTYPE = np.ndarray.dtype.__get__
+_NDIM = np.ndarray.ndim.__get__
+_FLAGS = np.ndarray.flags.__get__
 
 
 def callable_or_none(value: object, name: str) -> object:

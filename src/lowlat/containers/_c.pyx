@@ -24,8 +24,11 @@ cimport numpy as cnp
 import numpy as np
 import os as _os
 import struct as _struct
+import weakref as _weakref
+from types import GenericAlias as _GenericAlias
 
 from lowlat import _validate as _v
+from lowlat import _waiting
 from lowlat._errors import PoolExhausted
 
 cnp.import_array()
@@ -117,7 +120,7 @@ _calibrate_ticks()
 
 
 cdef inline Py_ssize_t _limit(object value, str name) except -2:
-    return _v.optional_limit(value, name)
+    return _v.batch_limit(value, name)  # huge counts are clamped: the same result in both backends
 
 
 @cython.final
@@ -131,8 +134,12 @@ Bounded FIFO of Python objects for one producer thread and one consumer thread.
     ``capacity`` is rounded up to a power of two and the ring holds exactly that many items.
     The producer thread may call ``push`` and ``push_many``; the consumer thread ``pop``,
     ``pop_many``, ``peek`` and ``clear``; both may use ``len()``. With one thread of each, nothing
-    is lost, duplicated or reordered. Every operation is O(1) per item and never blocks. The ring
-    holds no reference to an item once it has been popped.
+    is lost, duplicated or reordered. Every operation is O(1) per item and never blocks unless
+    given a ``timeout``. The ring holds no reference to an item once it has been popped.
+
+    Re-entrancy: every method that can run Python code (a finaliser on a decref or an allocation,
+    an iterator) re-reads the positions after it, so such code may push or pop this same ring;
+    misuse by two producers or two consumers is undefined in meaning but never crashes.
     """
 
     cdef PyObject** _slots
@@ -167,6 +174,18 @@ Bounded FIFO of Python objects for one producer thread and one consumer thread.
     def __repr__(self):
         return f"SpscRing(capacity={self._capacity}, len={self._tail - self._head})"
 
+    @classmethod
+    def __class_getitem__(cls, item):
+        return _GenericAlias(cls, item)
+
+    def empty(self):
+        """Return True when the ring holds no item."""
+        return self._head == self._tail
+
+    def full(self):
+        """Return True when the ring holds ``capacity`` items."""
+        return self._tail - self._head == self._capacity
+
     def push(self, item, /):
         """Append ``item``; return False and store nothing when the ring is full. Producer only."""
         cdef size_t tail = self._tail
@@ -177,10 +196,18 @@ Bounded FIFO of Python objects for one producer thread and one consumer thread.
         self._tail = tail + 1
         return True
 
-    def pop(self, default=None, /):
-        """Remove and return the oldest item, or ``default`` when the ring is empty. Consumer only."""
+    def pop(self, default=None, /, *, timeout=None):
+        """Remove and return the oldest item, or ``default`` when the ring is empty. Consumer only.
+
+        With ``timeout`` (seconds) wait that long for an item when the ring is empty: a short spin
+        that yields the GIL, then sleeps backing off up to 1 ms. None (the default) never waits.
+        """
         cdef size_t head = self._head
-        if head == self._tail:
+        if timeout is not None:
+            if not self._wait_for_item(_waiting.deadline(timeout)):
+                return default
+            head = self._head
+        elif head == self._tail:
             return default
         cdef size_t index = head & self._mask
         item = <object>self._slots[index]
@@ -188,6 +215,14 @@ Bounded FIFO of Python objects for one producer thread and one consumer thread.
         self._slots[index] = NULL
         self._head = head + 1
         return item
+
+    cdef bint _wait_for_item(self, object until) except -1:
+        cdef Py_ssize_t attempt = 0
+        while self._head == self._tail:
+            if not _waiting.pause(until, attempt):
+                return False
+            attempt += 1
+        return True
 
     def peek(self, default=None, /):
         """Return the oldest item without removing it, or ``default`` when empty. Consumer only."""
@@ -199,8 +234,12 @@ Bounded FIFO of Python objects for one producer thread and one consumer thread.
     def push_many(self, items, /):
         """Append items from ``items`` in order until the ring is full; return how many were taken.
 
-        No item beyond the returned count is consumed from an iterator. The batch is published at
-        once, after the last item is stored. Producer only.
+        No item beyond the returned count is consumed from an iterator. A list or tuple is
+        published at once, after its last item is stored. From any other iterable each item is
+        published as soon as it is stored and the positions are re-read after every ``next()``,
+        so the iterator may itself push or pop this ring; if it fills the ring, the item it
+        returned cannot be stored and ``RuntimeError`` is raised (the items before stay pushed).
+        Producer only.
         """
         cdef size_t tail = self._tail
         cdef size_t free_slots = self._capacity - (tail - self._head)
@@ -221,28 +260,37 @@ Bounded FIFO of Python objects for one producer thread and one consumer thread.
             self._tail = tail + n
             return n
         iterator = iter(items)
-        try:
-            while count < free_slots:
-                try:
-                    item = next(iterator)
-                except StopIteration:
-                    break
-                Py_INCREF(item)
-                self._slots[(tail + count) & self._mask] = <PyObject*>item
-                count += 1
-        finally:
-            self._tail = tail + count
+        while self._tail - self._head < self._capacity:
+            try:
+                item = next(iterator)
+            except StopIteration:
+                break
+            tail = self._tail  # next() ran Python code: it may have pushed or popped
+            if tail - self._head >= self._capacity:
+                raise RuntimeError(
+                    "push_many's iterator filled the ring itself: the item it returned was not stored")
+            Py_INCREF(item)
+            self._slots[tail & self._mask] = <PyObject*>item
+            self._tail = tail + 1
+            count += 1
         return count
 
     def pop_many(self, max_items=None, /):
-        """Remove and return up to ``max_items`` oldest items (all when None), oldest first. Consumer only."""
+        """Remove and return up to ``max_items`` oldest items (all when None), oldest first. Consumer only.
+
+        A ``max_items`` above 2**30 (more than any ring holds) means all of them.
+        """
         cdef Py_ssize_t limit = _limit(max_items, "max_items") if max_items is not None else -1
-        cdef size_t head = self._head
-        cdef size_t count = self._tail - head
+        cdef size_t head, count
         cdef size_t i, index
-        if limit >= 0 and <size_t>limit < count:
-            count = limit
-        result = PyList_New(count)  # may run the collector: take no slot before it returns
+        while True:
+            head = self._head
+            count = self._tail - head
+            if limit >= 0 and <size_t>limit < count:
+                count = limit
+            result = PyList_New(count)  # may run the collector, and a finaliser may pop this ring
+            if self._head == head and self._tail - head >= count:
+                break  # positions unchanged: the slots are still ours; nothing below runs Python
         for i in range(count):
             index = (head + i) & self._mask
             PyList_SET_ITEM(result, i, <object>self._slots[index])  # steals the slot's reference
@@ -251,13 +299,19 @@ Bounded FIFO of Python objects for one producer thread and one consumer thread.
         return result
 
     def clear(self):
-        """Drop every item the ring holds. Consumer only."""
-        cdef size_t tail = self._tail
+        """Drop every item the ring holds. Consumer only.
+
+        Items pushed by finalisers that ``clear`` itself runs stay in the ring, and a finaliser
+        that pops is allowed: the loop ends at the tail seen on entry or as soon as the ring is empty.
+        """
+        cdef size_t stop = self._tail
         cdef size_t head
         cdef PyObject* p
-        while self._head != tail:
-            # Unlink before the decref: a finaliser may run Python code, even this ring's.
+        while True:
             head = self._head
+            if head == self._tail or <Py_ssize_t>(stop - head) <= 0:
+                break
+            # Unlink before the decref: a finaliser may run Python code, even this ring's.
             p = self._slots[head & self._mask]
             self._slots[head & self._mask] = NULL
             self._head = head + 1
@@ -297,13 +351,27 @@ def _record_struct(dtype):
     return _struct.Struct("=" + "".join(parts))
 
 
-cdef inline cnp.ndarray _contiguous(cnp.ndarray array):
-    if cnp.PyArray_IS_C_CONTIGUOUS(array):
-        return array
-    return np.ascontiguousarray(array)
+cdef inline cnp.ndarray _checked_array(object array, cnp.dtype dtype, str name, bint writable):
+    # What the copies trust is the array's C struct (descr, ndim, dims, strides, flags), never a
+    # Python attribute a subclass can override. A plain ndarray is checked here in C; anything else
+    # goes through the shared check, which raises the common error or returns a plain ndarray view.
+    cdef cnp.ndarray checked
+    if type(array) is not np.ndarray:
+        array = _v.record_array(array, dtype, name, writable)
+        if type(array) is not np.ndarray:
+            raise TypeError(f"{name} must be a numpy.ndarray of dtype {dtype}")
+    checked = <cnp.ndarray>array
+    if (cnp.PyArray_NDIM(checked) == 1
+            and <size_t>cnp.PyArray_ITEMSIZE(checked) == <size_t>dtype.itemsize
+            and cnp.PyArray_EquivTypes(<cnp.dtype>cnp.PyArray_DESCR(checked), dtype)
+            and (not writable or cnp.PyArray_ISWRITEABLE(checked))):
+        return checked
+    _v.record_array(array, dtype, name, writable)  # raises the error both backends share
+    raise TypeError(f"{name} must be a one-dimensional numpy.ndarray of dtype {dtype}")
 
 
 @cython.final
+@cython.no_gc_clear  # finalisers of a collected cycle may still use the ring: keep its storage
 @cython.auto_pickle(False)
 cdef class RecordRing:
     """RecordRing(dtype, capacity)
@@ -316,9 +384,17 @@ Bounded FIFO of fixed-size records of a numpy ``dtype``, in one preallocated arr
     One producer thread (``push``, ``write``) and one consumer thread (``pop``, ``read``,
     ``read_into``) may use it at once. ``write`` and ``read`` copy whole batches with at most two
     block copies each.
+
+    Arrays handed to ``write`` and ``read_into`` may be any one-dimensional ``numpy.ndarray`` of
+    exactly this dtype, contiguous or strided (a view such as ``a[::2]`` or ``a[::-1]``); their
+    dtype, length, strides and writability are taken from the array itself, never from attributes
+    a subclass overrides. Re-entrancy: ``push`` guards its conversion (code it runs, such as a
+    ``__float__``, that pushes to this ring raises ``RuntimeError``); the consumer methods re-read
+    the positions after every allocation, so a finaliser may pop meanwhile.
     """
 
     cdef cnp.ndarray _records
+    cdef object _pin  # a weak reference to _records: numpy refuses to resize an array that has one
     cdef cnp.dtype _dtype
     cdef object _packer  # struct.Struct for the fast tuple path, or None
     cdef object _view  # writable memoryview of the records, for the packer
@@ -330,16 +406,23 @@ Bounded FIFO of fixed-size records of a numpy ``dtype``, in one preallocated arr
     cdef size_t _head
     cdef size_t _tail
     cdef bint _structured
+    cdef bint _scalar_by_value  # numpy scalars of this dtype hold their value inline (bool, numbers)
+    cdef bint _producing  # set while push runs a conversion that may call Python code
 
     def __cinit__(self, dtype, capacity):
         record_type = _v.record_dtype(dtype)
         cdef size_t size = _v.ring_capacity(capacity, "capacity")
         self._records = np.zeros(size, dtype=record_type)
+        # _data points into this array for the ring's lifetime: it must never move or shrink.
+        self._pin = _weakref.ref(self._records)
         self._dtype = record_type
         self._structured = record_type.fields is not None
+        self._scalar_by_value = (<cnp.dtype>record_type).type_num <= cnp.NPY_CLONGDOUBLE
         self._nfields = len(record_type.names) if self._structured else 1
         self._packer = _record_struct(record_type)
-        self._view = memoryview(self._records).cast("B")
+        # Bytes, not records: a memoryview of the records fails for dtypes the buffer protocol
+        # cannot describe (datetime64...), and only the packer's plain number fields need it.
+        self._view = memoryview(self._records.view(np.uint8)) if self._packer is not None else None
         self._data = <char*>cnp.PyArray_DATA(self._records)
         self._itemsize = record_type.itemsize
         self._capacity = size
@@ -361,14 +444,34 @@ Bounded FIFO of fixed-size records of a numpy ``dtype``, in one preallocated arr
     def __repr__(self):
         return f"RecordRing(dtype={self._dtype}, capacity={self._capacity}, len={self._tail - self._head})"
 
+    def empty(self):
+        """Return True when the ring holds no record."""
+        return self._head == self._tail
+
+    def full(self):
+        """Return True when the ring holds ``capacity`` records."""
+        return self._tail - self._head == self._capacity
+
     def push(self, record, /):
-        """Append one record (anything numpy converts to the dtype); False when full. Producer only."""
+        """Append one record (anything numpy converts to the dtype); False when full. Producer only.
+
+        A conversion that runs Python code (``__float__``, ``__index__``...) must not push to this
+        ring: that raises ``RuntimeError`` and nothing is stored.
+        """
         cdef size_t tail = self._tail
         if tail - self._head == self._capacity:
             return False
         cdef size_t index = tail & self._mask
-        if not self._pack(record, index):
-            self._records[index] = record  # numpy's conversion, and numpy's errors
+        if self._producing:
+            raise RuntimeError("RecordRing.push re-entered from a conversion it ran: push from one place at a time")
+        self._producing = True
+        try:
+            if not self._pack(record, index):
+                self._records[index] = record  # numpy's conversion, and numpy's errors
+        finally:
+            self._producing = False
+        if self._tail != tail:  # another producer pushed meanwhile (misuse): do not publish over it
+            raise RuntimeError("RecordRing.push raced another producer: the record was not stored")
         self._tail = tail + 1
         return True
 
@@ -379,14 +482,16 @@ Bounded FIFO of fixed-size records of a numpy ``dtype``, in one preallocated arr
         cdef cnp.dtype descr
         if isinstance(record, np.generic):
             descr = cnp.PyArray_DescrFromScalar(record)
-            if not cnp.PyArray_EquivTypes(descr, self._dtype):
+            if not cnp.PyArray_EquivTypes(descr, self._dtype) or <size_t>descr.itemsize != self._itemsize:
                 return False
-            if self._structured:
+            if self._scalar_by_value:
+                cnp.PyArray_ScalarAsCtype(record, dest)  # a numeric scalar copies its value
+                return True
+            if descr.type_num == cnp.NPY_VOID:
                 cnp.PyArray_ScalarAsCtype(record, &source)  # a void scalar gives its data pointer
                 memcpy(dest, source, self._itemsize)
-            else:
-                cnp.PyArray_ScalarAsCtype(record, dest)  # a numeric scalar copies its value
-            return True
+                return True
+            return False  # bytes, str, datetime...: numpy converts them
         if self._packer is None:
             return False
         try:
@@ -408,10 +513,14 @@ Bounded FIFO of fixed-size records of a numpy ``dtype``, in one preallocated arr
         A scalar dtype gives a numpy scalar, a structured one a ``numpy.void`` copy that stays valid
         after the slot is reused. Consumer only.
         """
-        cdef size_t head = self._head
-        if head == self._tail:
-            return default
-        record = _scalar_copy(self._data + (head & self._mask) * self._itemsize, self._dtype, NULL)
+        cdef size_t head
+        while True:
+            head = self._head
+            if head == self._tail:
+                return default
+            record = _scalar_copy(self._data + (head & self._mask) * self._itemsize, self._dtype, NULL)
+            if self._head == head:  # the allocation may have run a finaliser that popped
+                break
         self._head = head + 1
         return record
 
@@ -419,63 +528,79 @@ Bounded FIFO of fixed-size records of a numpy ``dtype``, in one preallocated arr
         """Copy as many leading records of ``array`` as fit; return how many. Producer only.
 
         ``array`` must be a one-dimensional numpy array of exactly this ring's dtype (another dtype
-        raises ``TypeError``).
+        raises ``TypeError``); it may be strided.
         """
-        cdef cnp.ndarray source = _contiguous(_v.record_array(array, self._dtype, "array"))
+        cdef cnp.ndarray source = _checked_array(array, self._dtype, "array", False)
+        if self._producing:
+            raise RuntimeError("RecordRing.write re-entered from a conversion push ran")
         cdef size_t tail = self._tail
-        cdef size_t count = source.shape[0]
+        cdef size_t count = <size_t>cnp.PyArray_DIM(source, 0)
         cdef size_t free_slots = self._capacity - (tail - self._head)
+        cdef size_t start, first, i
+        cdef Py_ssize_t stride = cnp.PyArray_STRIDE(source, 0)
+        cdef char* src = <char*>cnp.PyArray_DATA(source)
         if count > free_slots:
             count = free_slots
-        cdef size_t start = tail & self._mask
-        cdef size_t first = self._capacity - start
-        if first > count:
-            first = count
-        cdef char* src = <char*>cnp.PyArray_DATA(source)
-        memcpy(self._data + start * self._itemsize, src, first * self._itemsize)
-        if count > first:
-            memcpy(self._data, src + first * self._itemsize, (count - first) * self._itemsize)
+        if stride == <Py_ssize_t>self._itemsize or count <= 1:
+            start = tail & self._mask
+            first = self._capacity - start
+            if first > count:
+                first = count
+            memcpy(self._data + start * self._itemsize, src, first * self._itemsize)
+            if count > first:
+                memcpy(self._data, src + first * self._itemsize, (count - first) * self._itemsize)
+        else:
+            for i in range(count):
+                memcpy(self._data + ((tail + i) & self._mask) * self._itemsize, src + <Py_ssize_t>i * stride,
+                       self._itemsize)
         self._tail = tail + count
         return count
 
     def read(self, max_records=None, /):
         """Remove up to ``max_records`` records (all when None); return them as a new array, oldest first.
 
-        Consumer only.
+        A ``max_records`` above 2**30 (more than any ring holds) means all of them. Consumer only.
         """
         cdef Py_ssize_t limit = _limit(max_records, "max_records") if max_records is not None else -1
-        cdef size_t head = self._head
-        cdef size_t count = self._tail - head
-        if limit >= 0 and <size_t>limit < count:
-            count = limit
-        cdef cnp.ndarray out = np.empty(count, dtype=self._dtype)
-        self._copy_out(head, count, <char*>cnp.PyArray_DATA(out))
+        cdef size_t head, count
+        cdef cnp.ndarray out
+        while True:
+            head = self._head
+            count = self._tail - head
+            if limit >= 0 and <size_t>limit < count:
+                count = limit
+            out = np.empty(count, dtype=self._dtype)
+            if self._head == head and self._tail - head >= count:
+                break  # the allocation ran no finaliser that popped: the records are still ours
+        self._copy_out(head, count, <char*>cnp.PyArray_DATA(out), <Py_ssize_t>self._itemsize)
         self._head = head + count
         return out
 
     def read_into(self, out, /):
         """Move up to ``len(out)`` oldest records into ``out``; return how many. Consumer only.
 
-        ``out`` must be a writable one-dimensional array of this ring's dtype.
+        ``out`` must be a writable one-dimensional array of this ring's dtype; it may be strided.
         """
-        cdef cnp.ndarray target = _v.record_array(out, self._dtype, "out", True)
+        cdef cnp.ndarray target = _checked_array(out, self._dtype, "out", True)
         cdef size_t head = self._head
         cdef size_t count = self._tail - head
-        if <size_t>target.shape[0] < count:
-            count = target.shape[0]
+        if <size_t>cnp.PyArray_DIM(target, 0) < count:
+            count = <size_t>cnp.PyArray_DIM(target, 0)
         if count == 0:
             return 0
-        if cnp.PyArray_IS_C_CONTIGUOUS(target):
-            self._copy_out(head, count, <char*>cnp.PyArray_DATA(target))
-        else:
-            target[:count] = self.read(count)  # strided target: copy through a contiguous batch
-            return count
+        self._copy_out(head, count, <char*>cnp.PyArray_DATA(target), cnp.PyArray_STRIDE(target, 0))
         self._head = head + count
         return count
 
-    cdef void _copy_out(self, size_t head, size_t count, char* dest) noexcept:
+    cdef void _copy_out(self, size_t head, size_t count, char* dest, Py_ssize_t stride) noexcept:
         cdef size_t start = head & self._mask
         cdef size_t first = self._capacity - start
+        cdef size_t i
+        if stride != <Py_ssize_t>self._itemsize and count > 1:
+            for i in range(count):
+                memcpy(dest + <Py_ssize_t>i * stride, self._data + ((head + i) & self._mask) * self._itemsize,
+                       self._itemsize)
+            return
         if first > count:
             first = count
         memcpy(dest, self._data + start * self._itemsize, first * self._itemsize)
@@ -492,6 +617,9 @@ cdef class _Borrow:
     cdef ObjectPool _pool
     cdef object _item
     cdef bint _entered
+
+    def __cinit__(self, ObjectPool pool not None):
+        self._pool = pool
 
     def __enter__(self):
         if self._entered:
@@ -527,6 +655,10 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
     in ``.allocated``) unless ``max_size`` objects exist already: then it raises
     ``PoolExhausted``. ``release(obj)`` calls ``reset(obj)`` when given and takes the object back.
     Objects are tracked by identity, so they need not be hashable. One thread at a time.
+
+    Re-entrancy: ``factory`` and ``reset`` may use this pool; the pool re-checks its state after
+    calling them. If its internals are tampered with from outside (say through
+    ``gc.get_referents``), every method raises ``RuntimeError`` instead of misbehaving.
     """
 
     cdef object _factory
@@ -619,7 +751,15 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
             index = self._table[h]
         return -1
 
+    cdef inline int _check_intact(self) except -1:
+        # The object list is visible to the collector, so code from outside can reach and mutate
+        # it; every index this pool trusts is below its recorded length.
+        if type(self._objects) is not list or PyList_GET_SIZE(self._objects) != self._count:
+            raise RuntimeError("this pool's internal list was changed from outside: the pool is unusable")
+        return 0
+
     cdef Py_ssize_t _adopt(self, item) except -1:
+        self._check_intact()
         if self._find(<PyObject*>item) != -1:
             raise ValueError("factory returned an object this pool already holds")
         if self._count == self._room:
@@ -647,22 +787,27 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
     def __repr__(self):
         return f"ObjectPool(available={self._nfree}, in_use={self._count - self._nfree}, allocated={self._allocated})"
 
+    @classmethod
+    def __class_getitem__(cls, item):
+        return _GenericAlias(cls, item)
+
     cdef inline object _acquire(self):
         cdef Py_ssize_t index
+        self._check_intact()
         if self._nfree:
             self._nfree -= 1
             index = self._free[self._nfree]
         else:
             if 0 <= self._max_size <= self._count:
                 raise PoolExhausted(f"all {self._count} objects of this pool are in use (max_size)")
-            index = self._adopt(self._factory())
+            item = self._factory()  # may re-enter this pool: _adopt re-checks what it relies on
+            index = self._adopt(item)
             self._allocated += 1
         self._out[index] = 1
-        if index >= PyList_GET_SIZE(self._objects):  # emptied by the collector while torn down
-            raise RuntimeError("this pool is being destroyed")
         return <object>PyList_GET_ITEM(self._objects, index)
 
     cdef inline int _release(self, obj) except -1:
+        self._check_intact()
         cdef Py_ssize_t index = self._find(<PyObject*>obj)
         if index < 0:
             raise ValueError("object was not handed out by this pool")
@@ -670,6 +815,7 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
             raise ValueError("object released twice: it is not in use")
         if self._reset is not None:
             self._reset(obj)
+            self._check_intact()
             index = self._find(<PyObject*>obj)  # reset may have re-entered this pool
             if index < 0 or not self._out[index]:
                 raise ValueError("object released twice: it is not in use")
@@ -678,11 +824,21 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
         self._nfree += 1
         return 0
 
-    def acquire(self):
+    def acquire(self, *, timeout=None):
         """Return a free pooled object, making a new one when none is free.
 
-        Raises ``PoolExhausted`` when none is free and ``max_size`` objects exist already.
+        Raises ``PoolExhausted`` when none is free and ``max_size`` objects exist already. With
+        ``timeout`` (seconds) first wait that long for another thread to release one (a short spin
+        that yields the GIL, then sleeps backing off up to 1 ms); None (the default) never waits.
         """
+        cdef object until
+        cdef Py_ssize_t attempt = 0
+        if timeout is not None:
+            until = _waiting.deadline(timeout)
+            while self._nfree == 0 and 0 <= self._max_size <= self._count:
+                if not _waiting.pause(until, attempt):
+                    break
+                attempt += 1
         return self._acquire()
 
     def release(self, obj, /):
@@ -698,8 +854,7 @@ Pool of reusable objects made by ``factory()``; ``size`` of them are made up fro
         cdef _Borrow context = self._spare
         if context is not None and Py_REFCNT(context) == 2 and not context._entered:
             return context  # two references: the pool's and `context`: nobody else can reach it
-        context = _Borrow.__new__(_Borrow)
-        context._pool = self
+        context = _Borrow.__new__(_Borrow, self)
         if self._spare is None:
             self._spare = context
         return context
@@ -792,7 +947,13 @@ Bounded FIFO of messages stamped with their enqueue time and a sequence number.
     One producer thread (``enqueue``) and one consumer thread (``dequeue``). ``capacity`` is rounded
     up to a power of two. Sequence numbers and stamps live beside the message slots; when a
     ``histogram`` (anything with ``record(value_ns)``) is given, every dequeue records its latency
-    there (a stamp in the future records 0); if ``record`` raises, the message stays queued.
+    there (a stamp in the future records 0). If ``record`` raises, the exception propagates and
+    the message stays queued; the next ``dequeue`` delivers that message without recording it, so
+    a failing histogram loses no message and never wedges the queue.
+
+    Re-entrancy: ``dequeue`` guards the ``record`` call: a histogram that dequeues from this
+    queue makes that inner call raise ``RuntimeError`` (and the outer one with it; nothing is
+    lost). Every other method runs no Python code between reading and publishing a position.
     """
 
     cdef _Stamped* _slots
@@ -802,10 +963,13 @@ Bounded FIFO of messages stamped with their enqueue time and a sequence number.
     cdef size_t _tail  # == enqueue count == next sequence number; producer only
     cdef size_t _drops  # producer only
     cdef object _histogram
+    cdef bint _recording  # set while histogram.record() runs
+    cdef int64_t _unrecorded  # the head position whose record() raised (delivered unrecorded next), or -1
 
     def __cinit__(self, capacity=65536, *, histogram=None):
         cdef size_t size = _v.ring_capacity(capacity, "capacity")
         self._histogram = _v.histogram_or_none(histogram)
+        self._unrecorded = -1
         self._slots = <_Stamped*>calloc(size, sizeof(_Stamped))
         if self._slots == NULL:
             raise MemoryError()
@@ -835,16 +999,29 @@ Bounded FIFO of messages stamped with their enqueue time and a sequence number.
     def __repr__(self):
         return f"TimestampedQueue(capacity={self._capacity}, len={self._tail - self._head})"
 
-    def enqueue(self, message, timestamp_ns=None, /):
+    @classmethod
+    def __class_getitem__(cls, item):
+        return _GenericAlias(cls, item)
+
+    def empty(self):
+        """Return True when the queue holds no message."""
+        return self._head == self._tail
+
+    def full(self):
+        """Return True when the queue holds ``capacity`` messages."""
+        return self._tail - self._head == self._capacity
+
+    def enqueue(self, message, /, timestamp_ns=None):
         """Stamp ``message`` (with ``now_ns()`` unless ``timestamp_ns`` is given) and append it.
 
-        It gets the next sequence number (0, 1, 2, ... over accepted messages). When the queue is
-        full, return False and count a drop. Producer only.
+        ``timestamp_ns`` is a ``now_ns()`` reading, between 0 and 2**62 (``ValueError`` outside).
+        The message gets the next sequence number (0, 1, 2, ... over accepted messages). When the
+        queue is full, return False and count a drop. Producer only.
         """
         cdef int64_t stamp
         cdef bint given = timestamp_ns is not None
         if given:
-            stamp = _v.as_int64(timestamp_ns, "timestamp_ns")
+            stamp = _v.stamp_ns(timestamp_ns, "timestamp_ns")
         else:
             stamp = _ticks()
         cdef size_t tail = self._tail
@@ -859,23 +1036,55 @@ Bounded FIFO of messages stamped with their enqueue time and a sequence number.
         self._tail = tail + 1
         return True
 
-    def dequeue(self):
-        """Remove the oldest message; return ``(seq, message, queue_latency_ns)`` or None when empty.
+    cdef inline int64_t _latency(self, _Stamped* slot) noexcept:
+        if slot.given:
+            return _now() - slot.stamp
+        return _elapsed_ns(_ticks() - slot.stamp)
 
-        The latency is ``now_ns()`` minus the enqueue stamp. Consumer only.
+    def peek(self):
+        """Return what ``dequeue`` would, ``(seq, message, queue_latency_ns)``, without removing it.
+
+        None when empty. Nothing is recorded in the histogram. Consumer only.
         """
         cdef size_t head = self._head
         if head == self._tail:
             return None
         cdef _Stamped* slot = &self._slots[head & self._mask]
-        cdef int64_t latency
-        if slot.given:
-            latency = _now() - slot.stamp
-        else:
-            latency = _elapsed_ns(_ticks() - slot.stamp)
-        if self._histogram is not None:
-            # Before the message leaves: if record() raises, the message stays queued.
-            self._histogram.record(latency if latency > 0 else 0)
+        return (head, <object>slot.message, self._latency(slot))
+
+    def dequeue(self, *, timeout=None):
+        """Remove the oldest message; return ``(seq, message, queue_latency_ns)`` or None when empty.
+
+        The latency is ``now_ns()`` minus the enqueue stamp. With ``timeout`` (seconds) wait that
+        long for a message when empty (a short spin that yields the GIL, then sleeps backing off
+        up to 1 ms); None (the default) never waits. Consumer only.
+        """
+        cdef size_t head = self._head
+        cdef Py_ssize_t attempt = 0
+        if timeout is not None:
+            until = _waiting.deadline(timeout)
+            while self._head == self._tail:
+                if not _waiting.pause(until, attempt):
+                    return None
+                attempt += 1
+            head = self._head
+        elif head == self._tail:
+            return None
+        cdef _Stamped* slot = &self._slots[head & self._mask]
+        cdef int64_t latency = self._latency(slot)
+        if self._histogram is not None and <int64_t>head != self._unrecorded:
+            if self._recording:
+                raise RuntimeError("TimestampedQueue.dequeue re-entered from its histogram's record()")
+            # Before the message leaves: if record() raises, the message stays queued (once).
+            self._recording = True
+            try:
+                self._histogram.record(latency if latency > 0 else 0)
+            except BaseException:
+                self._unrecorded = head
+                raise
+            finally:
+                self._recording = False
+            slot = &self._slots[head & self._mask]
         message = <object>slot.message
         Py_DECREF(message)  # the slot's reference; `message` holds its own
         slot.message = NULL
@@ -903,7 +1112,9 @@ cdef class PriorityQueue:
 Priority queue of messages: lowest ``priority`` first, FIFO among equal priorities.
 
     A binary heap, O(log n) per operation. ``capacity`` None means unbounded; otherwise
-    ``enqueue`` returns False when full. Each message is stamped on enqueue. One thread at a time.
+    ``enqueue`` returns False when full. Each message is stamped on enqueue. One thread at a time
+    (``dequeue(timeout=...)`` waits for another thread's ``enqueue``). No method runs Python code
+    between reading and updating the heap, so finalisers may use the queue at any time.
     """
 
     cdef _Entry* _heap
@@ -936,6 +1147,25 @@ Priority queue of messages: lowest ``priority`` first, FIFO among equal prioriti
 
     def __repr__(self):
         return f"PriorityQueue(capacity={self.capacity}, len={self._len})"
+
+    @classmethod
+    def __class_getitem__(cls, item):
+        return _GenericAlias(cls, item)
+
+    def empty(self):
+        """Return True when the queue holds no message."""
+        return self._len == 0
+
+    def full(self):
+        """Return True when the queue is bounded and holds ``capacity`` messages."""
+        return self._len == self._capacity
+
+    def peek(self):
+        """Return what ``dequeue`` would, ``(priority, message, latency_ns)``, without removing it; None when empty."""
+        if self._len == 0:
+            return None
+        cdef _Entry* top = &self._heap[0]
+        return (top.priority, <object>top.message, _elapsed_ns(_ticks() - top.stamp))
 
     def enqueue(self, priority, message, /):
         """Add ``message`` with int ``priority`` (lower leaves first); False when bounded and full."""
@@ -981,9 +1211,20 @@ Priority queue of messages: lowest ``priority`` first, FIFO among equal prioriti
         self._len += 1
         return True
 
-    def dequeue(self):
-        """Remove the first message; return ``(priority, message, latency_ns)`` or None when empty."""
-        if self._len == 0:
+    def dequeue(self, *, timeout=None):
+        """Remove the first message; return ``(priority, message, latency_ns)`` or None when empty.
+
+        With ``timeout`` (seconds) wait that long for a message when empty (a short spin that
+        yields the GIL, then sleeps backing off up to 1 ms); None (the default) never waits.
+        """
+        cdef Py_ssize_t attempt = 0
+        if timeout is not None:
+            until = _waiting.deadline(timeout)
+            while self._len == 0:
+                if not _waiting.pause(until, attempt):
+                    return None
+                attempt += 1
+        elif self._len == 0:
             return None
         cdef _Entry* heap = self._heap
         cdef _Entry top = heap[0]

@@ -1,6 +1,7 @@
 """TimestampedQueue and PriorityQueue: sequencing, stamps, latency, bad input, stress."""
 
 import heapq
+import os
 import random
 import sys
 import time
@@ -278,3 +279,22 @@ def test_peek_empty_full(impl):
     assert pq.peek()[:2] == (1, "early") and pq.full() and len(pq) == 2
     assert pq.dequeue()[:2] == (1, "early")
     assert not impl.PriorityQueue().full()
+
+
+def test_no_tsc_flag_reads_false_as_unset():
+    """LOWLAT_NO_TSC follows the one rule of every lowlat flag: 0/false/no/off mean not set."""
+    import subprocess
+
+    from conftest import load_backend
+
+    load_backend("cython")
+    code = "import lowlat.containers._c as c; print(c._calibrate_ticks()[0])"
+    results = []
+    for value in (None, "false", "off", "1"):
+        env = {k: v for k, v in os.environ.items() if k != "LOWLAT_NO_TSC"}
+        if value is not None:
+            env["LOWLAT_NO_TSC"] = value
+        results.append(subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                                      check=True).stdout.strip())
+    assert results[1] == results[2] == results[0]
+    assert results[3] == "False"

@@ -56,7 +56,7 @@ def tsc() -> dict[str, Any]:
     from ._backend import load
 
     try:
-        core = load("lowlat", "cython")
+        core = load("lowlat.containers", "cython")
     except ImportError:
         return {"used": False, "ghz": None, "why": "the compiled core is not built"}
     uses, ns_per_tick = core._calibrate_ticks()

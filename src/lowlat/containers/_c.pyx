@@ -29,6 +29,7 @@ from types import GenericAlias as _GenericAlias
 
 from lowlat import _validate as _v
 from lowlat import _waiting
+from lowlat._backend import env_flag as _env_flag
 from lowlat._errors import PoolExhausted
 
 cnp.import_array()
@@ -93,7 +94,7 @@ def _calibrate_ticks(double seconds=0.005):
     global _use_tsc, _ns_per_tick
     _use_tsc = False
     _ns_per_tick = 1.0
-    if not LOWLAT_HAVE_TSC or _os.environ.get("LOWLAT_NO_TSC", "") not in ("", "0"):
+    if not LOWLAT_HAVE_TSC or _env_flag("LOWLAT_NO_TSC"):
         return False, 1.0
     try:
         with open("/sys/devices/system/clocksource/clocksource0/current_clocksource") as fh:

@@ -212,7 +212,7 @@ cdef class _ShmSegment:
         self._consumer_position = <uint64_t *>(self._base + 8 * _SHM_W_CONSUMER_POSITION)
         self._pid_slot = <uint64_t *>(self._base + 8 * (_SHM_W_PRODUCER_PID if role == _SHM_PRODUCER else _SHM_W_CONSUMER_PID))
         self._pid = <uint64_t>getpid()
-        # The pure backend's protocol (_pure_shm.role_lock): check-then-write under the segment's
+        # The pure backend's protocol (lowlat.shm.layout.role_lock): check-then-write under the segment's
         # flock, so a pure attach racing this one sees the slot taken. The compare-and-swap keeps
         # the slot consistent against an older build that claims without the lock.
         with _layout.role_lock(shm):

@@ -167,3 +167,36 @@ def test_failed_compile_is_fatal_when_required(tmp_path):
     assert proc.returncode != 0
     assert "LOWLAT_REQUIRE_EXTENSIONS" in proc.stdout + proc.stderr
     assert not list(tmp_path.glob("d/*.whl"))
+
+
+def _concepts():
+    """Every subpackage of lowlat that is a compiled/pure pair (it has a ``_py`` module)."""
+    import pkgutil
+
+    import lowlat
+
+    return sorted(
+        f"lowlat.{info.name}"
+        for info in pkgutil.iter_modules(lowlat.__path__)
+        if info.ispkg and (Path(lowlat.__path__[0]) / info.name / "_py.py").exists()
+    )
+
+
+@pytest.mark.parametrize("concept", _concepts())
+def test_twins_agree_on_names_docstrings_and_subclassing(concept):
+    """Each pair: the same public names and docstrings, and a class final in one is final in both."""
+    compiled, pure = load_backend("cython", concept), load_backend("python", concept)
+    assert sorted(compiled.__all__) == sorted(pure.__all__)
+    for name in pure.__all__:
+        ours, twin = getattr(compiled, name), getattr(pure, name)
+        if not isinstance(twin, type) or issubclass(twin, BaseException) or twin is ours:
+            continue
+        assert _doc(ours) == _doc(twin), f"docstring of {concept}.{name}"
+        finals = []
+        for cls in (ours, twin):
+            try:
+                type("Sub", (cls,), {})
+                finals.append(False)
+            except TypeError:
+                finals.append(True)
+        assert finals[0] == finals[1], f"{concept}.{name}: final in one backend only"

@@ -18,10 +18,12 @@ from cpython.list cimport PyList_New, PyList_SET_ITEM
 from cpython.long cimport PyLong_AsLongLongAndOverflow
 from cpython.ref cimport PyObject, Py_INCREF, Py_XDECREF
 from libc.stdint cimport int64_t
+
+from lowlat._clock cimport monotonic_ns as _now
 from libc.stdlib cimport free, malloc
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 import threading as _threading
+from types import GenericAlias as _GenericAlias
 
 from lowlat.hist._c import LatencyHistogram
 from lowlat.batching import _shared as _s
@@ -41,13 +43,6 @@ cdef int64_t _INT64_MAX = 0x7FFFFFFFFFFFFFFF
 _check_now_ns = _s.check_now_ns
 
 assert (_s.SIZE, _s.DEADLINE, _s.EXPLICIT, _s.SMALL_BATCH) == (_SIZE, _DEADLINE, _EXPLICIT, _SMALL_BATCH)
-
-
-cdef inline int64_t _now() noexcept nogil:
-    # CLOCK_MONOTONIC is the clock of time.perf_counter_ns() and lowlat.now_ns() on Linux.
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 cdef inline int64_t _deadline(int64_t now, int64_t delay) noexcept nogil:
@@ -143,6 +138,10 @@ Collect items one at a time and hand them on in batches, by size or by deadline.
             p = self._items[self._pending]
             self._items[self._pending] = NULL
             Py_XDECREF(p)
+
+    @classmethod
+    def __class_getitem__(cls, item):
+        return _GenericAlias(cls, item)
 
     def __init__(self, max_batch, max_delay_ns, on_batch=None):
         """Create a batcher of at most ``max_batch`` items (1 to 2**20) whose items wait at most ``max_delay_ns`` (>= 0).

@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import threading as _threading
 import time as _time
+from types import GenericAlias
 from typing import Any, Callable, Optional
 
 import numpy as np
 
 from ..hist._py import LatencyHistogram
 from . import _shared as _s
+from .._twins import Final as _Final
 
 __all__ = ["AdaptiveBatcher"]
 
@@ -25,7 +27,7 @@ def _not_picklable(self: object, protocol: int = 0) -> Any:
     raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
 
-class AdaptiveBatcher:
+class AdaptiveBatcher(_Final):
     """Collect items one at a time and hand them on in batches, by size or by deadline.
 
     A batch is flushed when it reaches ``max_batch`` items (by the ``add`` that fills it) or when
@@ -76,6 +78,7 @@ class AdaptiveBatcher:
         "_errors",
     )
     __reduce_ex__ = _not_picklable
+    __class_getitem__ = classmethod(GenericAlias)
 
     def __init__(self, max_batch: int, max_delay_ns: int, on_batch: Optional[Callable[[list], Any]] = None) -> None:
         """Create a batcher of at most ``max_batch`` items (1 to 2**20) whose items wait at most ``max_delay_ns`` (>= 0).

@@ -17,6 +17,7 @@ import numpy as np
 
 from .. import _validate as _v, _waiting
 from .._errors import PoolExhausted
+from .._twins import Final as _Final
 
 __all__ = [
     "ObjectPool",
@@ -39,18 +40,6 @@ def now_ns() -> int:
 
 def _not_picklable(self: object, protocol: int = 0) -> Any:
     raise TypeError(f"cannot pickle {type(self).__name__!r} object")
-
-
-class _Final:
-    """Refuse subclasses, as the compiled twins (final extension types) do."""
-
-    __slots__ = ()
-
-    def __init_subclass__(cls, **kwargs: Any) -> None:
-        if _Final not in cls.__bases__:
-            base = next(b for b in cls.__mro__[1:] if _Final in b.__bases__)
-            raise TypeError(f"type '{base.__module__}.{base.__qualname__}' is not an acceptable base type")
-        super().__init_subclass__(**kwargs)
 
 
 def _generic_alias(cls: type, item: Any) -> _GenericAlias:

@@ -12,6 +12,7 @@ from typing import Iterator, Optional, Union
 
 from . import spec
 from .spec import FixError, Reason
+from .._twins import Final as _Final
 
 __all__ = ["FixEncoder", "FixMessage", "FixReader"]
 
@@ -36,7 +37,7 @@ def _target(buffer: object, offset: object) -> tuple[memoryview, int]:
     return view, spec.check_int("offset", offset, 0, len(view))
 
 
-class FixEncoder:
+class FixEncoder(_Final):
     """Encode the FIX messages of one session into a caller's preallocated buffer.
 
     ``FixEncoder(sender_comp_id, target_comp_id, begin_string="FIX.4.4", *, price_decimals=4,
@@ -463,7 +464,7 @@ class FixEncoder:
         return self._finish(view, offset, parts)
 
 
-class FixMessage:
+class FixMessage(_Final):
     """A read-only view of the last message a :class:`FixReader` returned, with typed access.
 
     The reader reuses one view for every message (no per-message dict on the compiled path): it
@@ -578,7 +579,7 @@ class FixMessage:
         return f"<FixMessage {self._frame.decode('latin-1').replace(chr(1), '|')}>"
 
 
-class FixReader:
+class FixReader(_Final):
     """Split a FIX byte stream into validated messages: feed bytes in any split, take events out.
 
     ``feed(data)`` appends bytes; ``next_event()`` returns the next :class:`FixMessage` (the

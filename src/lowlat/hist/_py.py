@@ -20,6 +20,7 @@ from typing import Any, Callable, Iterable, TypeVar
 import numpy as np
 
 from . import codec as _codec, report as _report
+from .._twins import Final as _Final
 
 __all__ = ["LatencyHistogram", "LatencyTracker", "latency_benchmark", "timer_overhead_ns"]
 
@@ -44,7 +45,7 @@ def _is_set(obj: object, slot: str) -> bool:
     return True
 
 
-class LatencyHistogram:
+class LatencyHistogram(_Final):
     """An HDR histogram of integer nanoseconds: constant memory, fixed relative precision.
 
     Values in ``[0, highest]`` are counted in HdrHistogram's bucket layout: every value
@@ -605,7 +606,7 @@ class _Measurement:
         return False
 
 
-class LatencyTracker:
+class LatencyTracker(_Final):
     """Time operations into a :class:`LatencyHistogram`: constant memory however many samples arrive.
 
     Compatible with the seed's tracker: ``measure()``, ``record()``, ``get_statistics()`` (the same

@@ -13,6 +13,7 @@ import struct
 import numpy as np
 
 from .spec import ALPHA, CHAR, CLIENT, EXCHANGE, FIELDS, MAX_LENGTH, MESSAGES, U32, U64, Layout, batch_dtype, by_type, wire_dtype
+from .._twins import Final as _Final
 
 __all__ = [
     "ClientMessage",
@@ -373,7 +374,7 @@ for _index, _field in enumerate(FIELDS):
 del _index, _field
 
 
-class ClientMessage(_Record):
+class ClientMessage(_Record, _Final):
     """A reusable record for the messages a client sends: Enter, Replace, Cancel and Modify Order.
 
     Fields a message does not carry read as None. Text fields read as str without their padding,
@@ -384,7 +385,7 @@ class ClientMessage(_Record):
     _DIRECTION = CLIENT
 
 
-class ExchangeMessage(_Record):
+class ExchangeMessage(_Record, _Final):
     """A reusable record for the messages the exchange sends: Accepted, Executed, Canceled...
 
     Fields a message does not carry read as None. Text fields read as str without their padding,

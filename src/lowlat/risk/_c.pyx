@@ -12,9 +12,10 @@ table size.
 
 cimport cython
 from libc.stdint cimport int8_t, int32_t, int64_t
+
+from lowlat._clock cimport monotonic_ns as _now
 from libc.stdlib cimport free, realloc
 from libc.string cimport memset
-from posix.time cimport CLOCK_MONOTONIC, clock_gettime, timespec
 
 from lowlat.risk.config import (
     DUPLICATE_MEMORY,
@@ -84,13 +85,6 @@ ctypedef struct Instrument:
     int32_t recent_head
     int8_t added
     int8_t restricted
-
-
-cdef inline int64_t _now() noexcept nogil:
-    # CLOCK_MONOTONIC is the clock behind time.perf_counter_ns() on Linux.
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec
 
 
 cdef inline int64_t _saturated(int64_t total) noexcept nogil:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from time import perf_counter_ns as _clock
 
+from .._twins import Final as _Final
 from .config import (
     DUPLICATE_MEMORY,
     ENGINE_LIMITS,
@@ -55,7 +56,7 @@ class _Instrument:
         self.recent_times = []            # and when each was accepted
 
 
-class RiskEngine:
+class RiskEngine(_Final):
     """Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instruments.
 
     ``check(instrument_id, side, quantity, price, now_ns)`` runs every enabled check in the order

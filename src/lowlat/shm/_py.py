@@ -22,6 +22,7 @@ from typing import Any
 import numpy as np
 
 
+from .._twins import Final as _Final
 from .layout import (
     BASE_HEADER,
     BLOCK,
@@ -200,7 +201,7 @@ class _Segment:
             pass
 
 
-class ShmRing(_Segment):
+class ShmRing(_Segment, _Final):
     """A single-producer single-consumer ring of variable-length byte messages in shared memory.
 
     One process holds the producer role and only it may ``put``; one process holds the consumer role
@@ -550,7 +551,7 @@ class ShmRing(_Segment):
         return messages
 
 
-class ShmRecordRing(_Segment):
+class ShmRecordRing(_Segment, _Final):
     """A single-producer single-consumer ring of fixed-size numpy records in shared memory.
 
     ``RecordRing``'s interface across processes: the producer ``write``s whole arrays (or

@@ -385,6 +385,21 @@ def test_fuzz_mutated_feed(mutations, cut):
 # --- the two backends have one interface -------------------------------------------------------
 
 
+def _doc(obj):
+    import inspect
+
+    doc = obj.__doc__ or ""
+    if "\n--\n\n" in doc:  # the compiled half's embedded signature
+        doc = doc.split("\n--\n\n", 1)[1]
+    return inspect.cleandoc(doc)
+
+
+def _parameters(fn):
+    import inspect
+
+    return [(p.name, p.kind, p.default) for p in inspect.signature(fn).parameters.values()]
+
+
 def test_backends_have_the_same_interface(itch_backends):
     import inspect
 
@@ -394,12 +409,12 @@ def test_backends_have_the_same_interface(itch_backends):
         a, b = getattr(compiled, name), getattr(pure, name)
         if name == "StreamDecoder" or not callable(b):
             continue
-        assert (a.__doc__ or "").strip() == (b.__doc__ or "").strip(), name
+        assert _doc(a) == _doc(b), name
         if inspect.isfunction(b):
-            assert str(inspect.signature(a)) == str(inspect.signature(b)), name
+            assert _parameters(a) == _parameters(b), name
     for method in ("parse", "to_dict", "to_bytes"):
         a, b = getattr(compiled.Message, method), getattr(pure.Message, method)
-        assert (a.__doc__ or "").strip() == (b.__doc__ or "").strip(), method
+        assert _doc(a) == _doc(b), method
 
 
 def test_default_backend_is_compiled():
@@ -409,8 +424,8 @@ def test_default_backend_is_compiled():
     if not os.environ.get("LOWLAT_REQUIRE_EXTENSIONS"):
         pytest.skip("the compiled half is optional here")
     out = subprocess.run(
-        [sys.executable, "-c", "import lowlat.itch as i, lowlat.book as b; print(i.BACKEND, b.BACKEND)"],
+        [sys.executable, "-c", "import lowlat.itch as i; print(i.BACKEND)"],
         capture_output=True, text=True, check=True,
         env={k: v for k, v in os.environ.items() if k != "LOWLAT_PURE_PYTHON"},
     )
-    assert out.stdout.split() == ["cython", "cython"]
+    assert out.stdout.split() == ["cython"]

@@ -34,6 +34,7 @@ __all__ = [
 MOLD_HEADER_SIZE = 20
 MOLD_END_OF_SESSION = 0xFFFF
 _MOLD = struct.Struct(">10sQH")
+_MAX_POSITION = (1 << 63) - 1
 
 
 class Batch(dict):
@@ -167,6 +168,8 @@ def decode_mold_with(decode_chunk: Callable, packet, types) -> tuple[MoldHeader,
     header = mold_header(packet)
     view = memoryview(packet).cast("B")
     payload = view[MOLD_HEADER_SIZE:]
+    if header.sequence + (header.count if header.count != MOLD_END_OF_SESSION else 0) > _MAX_POSITION:
+        raise ValueError(f"MoldUDP64 sequence number {header.sequence} at byte offset 10 overflows the int64 position column")
     if header.count in (0, MOLD_END_OF_SESSION):
         if len(payload):
             raise ValueError(f"MoldUDP64 packet with count {header.count} carries data at byte offset {MOLD_HEADER_SIZE}")

@@ -1,0 +1,690 @@
+# cython: language_level=3, binding=False, always_allow_keywords=False
+# cython: embedsignature=True, embedsignature.format=clinic
+# cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
+"""Compiled L3 order book: the twin of :mod:`lowlat.book._py` (same names, signatures, errors).
+
+Layout, all in C memory that grows by doubling:
+
+* orders: a pool of ``Order`` records (free list), found by reference through an open-addressing
+  hash map (linear probing, backward-shift deletion, load <= 1/2);
+* levels: a pool of ``Level`` records, each the head and tail of a doubly linked list of its
+  orders in time priority, with the level's shares and order count;
+* per (instrument, side): a sorted array of level indices with the best level last (bids
+  ascending, asks descending), so the top of book is one index away and a level is found by
+  binary search; levels are inserted and removed near the top, where the shift is short.
+
+Every index comes from this module's own bookkeeping, never from input: ``boundscheck`` is off
+module-wide. Inputs (references, locates, prices, shares) are plain integers, checked for range.
+"""
+
+cimport cython
+from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
+from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdlib cimport free, malloc, realloc
+from libc.string cimport memmove, memset
+
+cimport numpy as cnp
+import numpy as np
+
+from ..itch import spec as _spec
+from .common import BOOK_TYPES, BUY as _BUY, DEPTH_DTYPE, SELL as _SELL, side_code
+
+cnp.import_array()
+
+__all__ = ["Book"]
+
+DEF BUY = 66
+DEF SELL = 83
+DEF EMPTY = -1
+
+
+cdef struct Order:
+    uint64_t ref
+    uint32_t price
+    uint32_t shares
+    int32_t level
+    int32_t prev
+    int32_t next
+    uint16_t locate
+    uint8_t side
+
+
+cdef struct Level:
+    uint64_t shares
+    uint32_t price
+    uint32_t count
+    int32_t head
+    int32_t tail
+
+
+cdef struct SideBook:
+    int32_t* levels     # level indices, best last
+    int32_t count
+    int32_t capacity
+
+
+cdef inline uint16_t _be16(const unsigned char* p) noexcept nogil:
+    return <uint16_t>((<uint16_t>p[0] << 8) | p[1])
+
+
+cdef inline uint32_t _be32(const unsigned char* p) noexcept nogil:
+    return ((<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | <uint32_t>p[3])
+
+
+cdef inline uint64_t _be64(const unsigned char* p) noexcept nogil:
+    return (<uint64_t>_be32(p) << 32) | _be32(p + 4)
+
+
+cdef inline size_t _hash(uint64_t key) noexcept nogil:
+    key ^= key >> 33
+    key *= 0xff51afd7ed558ccdULL
+    key ^= key >> 33
+    return <size_t>key
+
+
+cdef int _SIZES[256]
+for _m in _spec.MESSAGES:
+    _SIZES[ord(_m.type)] = _m.size
+
+
+@cython.final
+cdef class Book:
+    """Full-depth (L3) order book for every instrument of an ITCH feed.
+
+    Orders are keyed by reference number and carry instrument (stock locate), side, price (the
+    wire's integer, 4 implied decimals) and shares; levels aggregate them per side in time
+    priority. ``add``, ``execute``, ``cancel``, ``delete`` and ``replace`` follow ITCH 5.0 (a
+    replace keeps instrument and side, takes the new reference and loses priority). Gaps of real
+    feeds never raise: an unknown reference is counted in ``unknown_references``, an execution
+    or cancel beyond the order's shares in ``over_executions`` (the order is removed), a reused
+    reference in ``duplicate_references``, an add with zero shares or a bad side in
+    ``invalid_messages``; the book stays consistent. Nothing is preset: instruments, orders and
+    prices grow as needed. Best bid/ask cost one lookup whatever the depth. One thread at a time.
+    """
+
+    cdef Order* _orders
+    cdef int32_t _order_capacity
+    cdef int32_t _order_free
+    cdef int64_t _live
+
+    cdef Level* _levels
+    cdef int32_t _level_capacity
+    cdef int32_t _level_free
+
+    cdef uint64_t* _keys
+    cdef int32_t* _slots
+    cdef size_t _mask
+
+    cdef SideBook* _sides       # 2 per locate: [2 * locate] bids, [2 * locate + 1] asks
+    cdef int32_t _locates
+
+    cdef int64_t _unknown, _over, _duplicate, _invalid, _applied
+
+    def __cinit__(self):
+        self._orders = NULL
+        self._levels = NULL
+        self._keys = NULL
+        self._slots = NULL
+        self._sides = NULL
+        self._order_capacity = 0
+        self._order_free = EMPTY
+        self._level_capacity = 0
+        self._level_free = EMPTY
+        self._locates = 0
+        self._grow_orders()
+        self._grow_levels()
+        self._rehash(1024)
+
+    def __dealloc__(self):
+        cdef int32_t i
+        if self._sides != NULL:
+            for i in range(2 * self._locates):
+                free(self._sides[i].levels)
+        free(self._sides)
+        free(self._orders)
+        free(self._levels)
+        free(self._keys)
+        free(self._slots)
+
+    # --- storage ------------------------------------------------------------------------------
+
+    cdef int _grow_orders(self) except -1:
+        cdef int32_t old = self._order_capacity
+        cdef int32_t new = 1024 if old == 0 else old * 2
+        cdef int32_t i
+        if new <= old:
+            raise MemoryError("order pool overflow")
+        cdef Order* grown = <Order*>realloc(self._orders, new * sizeof(Order))
+        if grown == NULL:
+            raise MemoryError()
+        self._orders = grown
+        for i in range(new - 1, old - 1, -1):
+            grown[i].next = self._order_free
+            self._order_free = i
+        self._order_capacity = new
+        return 0
+
+    cdef int _grow_levels(self) except -1:
+        cdef int32_t old = self._level_capacity
+        cdef int32_t new = 256 if old == 0 else old * 2
+        cdef int32_t i
+        if new <= old:
+            raise MemoryError("level pool overflow")
+        cdef Level* grown = <Level*>realloc(self._levels, new * sizeof(Level))
+        if grown == NULL:
+            raise MemoryError()
+        self._levels = grown
+        for i in range(new - 1, old - 1, -1):
+            grown[i].head = self._level_free
+            self._level_free = i
+        self._level_capacity = new
+        return 0
+
+    cdef int _rehash(self, size_t size) except -1:
+        cdef uint64_t* keys = <uint64_t*>malloc(size * sizeof(uint64_t))
+        cdef int32_t* slots = <int32_t*>malloc(size * sizeof(int32_t))
+        cdef uint64_t* old_keys = self._keys
+        cdef int32_t* old_slots = self._slots
+        cdef size_t old_size = self._mask + 1 if old_keys != NULL else 0
+        cdef size_t i, h, mask = size - 1
+        if keys == NULL or slots == NULL:
+            free(keys)
+            free(slots)
+            raise MemoryError()
+        for i in range(size):
+            slots[i] = EMPTY
+        for i in range(old_size):
+            if old_slots[i] != EMPTY:
+                h = _hash(old_keys[i]) & mask
+                while slots[h] != EMPTY:
+                    h = (h + 1) & mask
+                keys[h] = old_keys[i]
+                slots[h] = old_slots[i]
+        self._keys = keys
+        self._slots = slots
+        self._mask = mask
+        free(old_keys)
+        free(old_slots)
+        return 0
+
+    cdef inline int32_t _find(self, uint64_t ref) noexcept nogil:
+        cdef size_t h = _hash(ref) & self._mask
+        cdef int32_t slot
+        while True:
+            slot = self._slots[h]
+            if slot == EMPTY or self._keys[h] == ref:
+                return slot
+            h = (h + 1) & self._mask
+
+    cdef inline void _map_put(self, uint64_t ref, int32_t index) noexcept nogil:
+        cdef size_t h = _hash(ref) & self._mask
+        while self._slots[h] != EMPTY:
+            h = (h + 1) & self._mask
+        self._keys[h] = ref
+        self._slots[h] = index
+
+    cdef void _map_remove(self, uint64_t ref) noexcept nogil:
+        # Backward-shift deletion: no tombstones, so probes stay short however many orders churn.
+        cdef size_t mask = self._mask
+        cdef size_t h = _hash(ref) & mask
+        cdef size_t j, home
+        while self._slots[h] != EMPTY and self._keys[h] != ref:
+            h = (h + 1) & mask
+        if self._slots[h] == EMPTY:
+            return
+        j = h
+        while True:
+            j = (j + 1) & mask
+            if self._slots[j] == EMPTY:
+                break
+            home = _hash(self._keys[j]) & mask
+            # Move j back into the hole h unless its home lies cyclically in (h, j].
+            if (j > h and (home <= h or home > j)) or (j < h and (home <= h and home > j)):
+                self._keys[h] = self._keys[j]
+                self._slots[h] = self._slots[j]
+                h = j
+        self._slots[h] = EMPTY
+
+    cdef SideBook* _side(self, uint16_t locate, uint8_t side) except NULL:
+        cdef int32_t n = self._locates, grown_n, i
+        cdef SideBook* grown
+        if locate >= n:
+            grown_n = n * 2 if n else 64
+            while grown_n <= locate:
+                grown_n *= 2
+            grown = <SideBook*>realloc(self._sides, 2 * grown_n * sizeof(SideBook))
+            if grown == NULL:
+                raise MemoryError()
+            memset(grown + 2 * n, 0, 2 * (grown_n - n) * sizeof(SideBook))
+            self._sides = grown
+            self._locates = grown_n
+        return &self._sides[2 * locate + (0 if side == BUY else 1)]
+
+    cdef inline SideBook* _side_if_any(self, uint16_t locate, uint8_t side) noexcept:
+        if locate >= self._locates:
+            return NULL
+        return &self._sides[2 * locate + (0 if side == BUY else 1)]
+
+    cdef inline int32_t _search(self, SideBook* s, uint32_t price, bint bid) noexcept:
+        # Index of the first level not "better-sorted" than price: bids ascending, asks descending.
+        cdef int32_t lo = 0, hi = s.count, mid
+        cdef uint32_t p
+        while lo < hi:
+            mid = (lo + hi) >> 1
+            p = self._levels[s.levels[mid]].price
+            if (p < price) if bid else (p > price):
+                lo = mid + 1
+            else:
+                hi = mid
+        return lo
+
+    # --- the operations -----------------------------------------------------------------------
+
+    cdef int _insert(self, uint64_t ref, uint16_t locate, uint8_t side, uint32_t price, uint32_t shares) except -1:
+        cdef int32_t index, li, pos
+        cdef Order* o
+        cdef Level* lv
+        cdef SideBook* s
+        cdef bint bid = side == BUY
+        if self._find(ref) != EMPTY:
+            self._duplicate += 1
+            return 0
+        if shares == 0 or (side != BUY and side != SELL):
+            self._invalid += 1
+            return 0
+        s = self._side(locate, side)
+        pos = self._search(s, price, bid)
+        if pos < s.count and self._levels[s.levels[pos]].price == price:
+            li = s.levels[pos]
+        else:
+            if self._level_free == EMPTY:
+                self._grow_levels()
+            if s.count == s.capacity:
+                self._grow_side(s)
+            li = self._level_free
+            lv = &self._levels[li]
+            self._level_free = lv.head
+            lv.price = price
+            lv.shares = 0
+            lv.count = 0
+            lv.head = EMPTY
+            lv.tail = EMPTY
+            memmove(s.levels + pos + 1, s.levels + pos, (s.count - pos) * sizeof(int32_t))
+            s.levels[pos] = li
+            s.count += 1
+        if self._order_free == EMPTY:
+            self._grow_orders()
+        if <size_t>(self._live + 1) * 2 > self._mask + 1:
+            self._rehash((self._mask + 1) * 2)
+        index = self._order_free
+        o = &self._orders[index]
+        self._order_free = o.next
+        o.ref = ref
+        o.price = price
+        o.shares = shares
+        o.locate = locate
+        o.side = side
+        o.level = li
+        lv = &self._levels[li]
+        o.prev = lv.tail
+        o.next = EMPTY
+        if lv.tail != EMPTY:
+            self._orders[lv.tail].next = index
+        else:
+            lv.head = index
+        lv.tail = index
+        lv.count += 1
+        lv.shares += shares
+        self._map_put(ref, index)
+        self._live += 1
+        return 1
+
+    cdef int _grow_side(self, SideBook* s) except -1:
+        cdef int32_t capacity = s.capacity * 2 if s.capacity else 16
+        cdef int32_t* grown = <int32_t*>realloc(s.levels, capacity * sizeof(int32_t))
+        if grown == NULL:
+            raise MemoryError()
+        s.levels = grown
+        s.capacity = capacity
+        return 0
+
+    cdef void _remove(self, int32_t index) noexcept:
+        cdef Order* o = &self._orders[index]
+        cdef int32_t li = o.level, pos
+        cdef Level* lv = &self._levels[li]
+        cdef SideBook* s
+        if o.prev != EMPTY:
+            self._orders[o.prev].next = o.next
+        else:
+            lv.head = o.next
+        if o.next != EMPTY:
+            self._orders[o.next].prev = o.prev
+        else:
+            lv.tail = o.prev
+        lv.count -= 1
+        lv.shares -= o.shares
+        if lv.count == 0:
+            s = &self._sides[2 * o.locate + (0 if o.side == BUY else 1)]
+            pos = self._search(s, lv.price, o.side == BUY)
+            memmove(s.levels + pos, s.levels + pos + 1, (s.count - pos - 1) * sizeof(int32_t))
+            s.count -= 1
+            lv.head = self._level_free
+            self._level_free = li
+        self._map_remove(o.ref)
+        o.next = self._order_free
+        self._order_free = index
+        self._live -= 1
+
+    cdef uint32_t _reduce(self, uint64_t ref, uint32_t shares) noexcept:
+        cdef int32_t index = self._find(ref)
+        cdef Order* o
+        cdef uint32_t done
+        if index == EMPTY:
+            self._unknown += 1
+            return 0
+        o = &self._orders[index]
+        if shares >= o.shares:
+            if shares > o.shares:
+                self._over += 1
+            done = o.shares
+            self._remove(index)
+            return done
+        o.shares -= shares
+        self._levels[o.level].shares -= shares
+        return shares
+
+    cdef int _delete(self, uint64_t ref) noexcept:
+        cdef int32_t index = self._find(ref)
+        if index == EMPTY:
+            self._unknown += 1
+            return 0
+        self._remove(index)
+        return 1
+
+    cdef int _replace(self, uint64_t ref, uint64_t new_ref, uint32_t shares, uint32_t price) except -1:
+        cdef int32_t index = self._find(ref)
+        cdef uint16_t locate
+        cdef uint8_t side
+        if index == EMPTY:
+            self._unknown += 1
+            return 0
+        locate = self._orders[index].locate
+        side = self._orders[index].side
+        self._remove(index)
+        return self._insert(new_ref, locate, side, price, shares)
+
+    # --- counters ----------------------------------------------------------------------------
+
+    @property
+    def unknown_references(self):
+        """Messages naming an order reference the book does not hold (ignored)."""
+        return self._unknown
+
+    @property
+    def over_executions(self):
+        """Executions or cancels of more shares than the order had (the order is removed)."""
+        return self._over
+
+    @property
+    def duplicate_references(self):
+        """Adds or replaces whose new reference is already live (the new order is ignored)."""
+        return self._duplicate
+
+    @property
+    def invalid_messages(self):
+        """Adds with zero shares or a side other than B/S (ignored)."""
+        return self._invalid
+
+    @property
+    def messages(self):
+        """Book messages applied (A, F, E, C, X, D, U), whatever their outcome."""
+        return self._applied
+
+    def __len__(self):
+        return self._live
+
+    def __contains__(self, order_reference_number):
+        if not isinstance(order_reference_number, int) or not 0 <= order_reference_number < 2**64:
+            return False
+        return self._find(order_reference_number) != EMPTY
+
+    # --- updates (the public, Python-called forms) --------------------------------------------
+
+    def add(self, uint16_t stock_locate, uint64_t order_reference_number, side, uint32_t price, uint32_t shares):
+        """Add an order at the back of its level's queue; False when ignored (counted).
+
+        ``side``: ``"B"`` or ``"S"`` (str, bytes or the code 66/83); anything else ``ValueError``.
+        """
+        cdef int code = side_code(side)
+        self._applied += 1
+        return self._insert(order_reference_number, stock_locate, code, price, shares) == 1
+
+    def execute(self, uint64_t order_reference_number, uint32_t shares):
+        """Execute ``shares`` of an order (ITCH E/C); return the shares taken from the book."""
+        self._applied += 1
+        return self._reduce(order_reference_number, shares)
+
+    def cancel(self, uint64_t order_reference_number, uint32_t shares):
+        """Cancel ``shares`` of an order (ITCH X); return the shares taken from the book."""
+        self._applied += 1
+        return self._reduce(order_reference_number, shares)
+
+    def delete(self, uint64_t order_reference_number):
+        """Delete an order (ITCH D); False (counted) when the reference is unknown."""
+        self._applied += 1
+        return self._delete(order_reference_number) == 1
+
+    def replace(self, uint64_t order_reference_number, uint64_t new_order_reference_number, uint32_t shares, uint32_t price):
+        """Replace an order (ITCH U): same instrument and side, new reference, back of the queue.
+
+        False (counted) when the original is unknown or the new reference is already live; in
+        the second case the original is still removed.
+        """
+        self._applied += 1
+        return self._replace(order_reference_number, new_order_reference_number, shares, price) == 1
+
+    def apply(self, message, Py_ssize_t offset=0):
+        """Apply one raw ITCH message (no length prefix) at ``message[offset:]``.
+
+        Book messages (A, F, E, C, X, D, U) update the book and return True; every other type is
+        ignored and returns False. ``message`` may be bytes-like or a :class:`lowlat.itch.Message`
+        record. ``ValueError`` naming the byte offset when the data is shorter than the type.
+        """
+        cdef Py_buffer view
+        if not isinstance(message, (bytes, bytearray, memoryview)) and hasattr(message, "to_bytes"):
+            message = message.to_bytes()
+        PyObject_GetBuffer(message, &view, PyBUF_SIMPLE)
+        try:
+            return self._apply_raw(<const unsigned char*>view.buf, view.len, offset)
+        finally:
+            PyBuffer_Release(&view)
+
+    cdef object _apply_raw(self, const unsigned char* p, Py_ssize_t n, Py_ssize_t offset):
+        cdef int code, size
+        if offset < 0 or offset >= n:
+            raise ValueError(f"offset {offset} is outside the data (length {n})")
+        code = p[offset]
+        size = _SIZES[code]
+        if size == 0 or not (code == 65 or code == 70 or code == 69 or code == 67 or code == 88 or code == 68 or code == 85):
+            return False
+        if offset + size > n:
+            raise ValueError(f"truncated message at byte offset {offset}: type {chr(code)!r} needs {size} bytes, {n - offset} left")
+        p += offset
+        self._applied += 1
+        if code == 65 or code == 70:
+            self._insert(_be64(p + 11), _be16(p + 1), p[19], _be32(p + 32), _be32(p + 20))
+        elif code == 68:
+            self._delete(_be64(p + 11))
+        elif code == 85:
+            self._replace(_be64(p + 11), _be64(p + 19), _be32(p + 27), _be32(p + 31))
+        else:
+            self._reduce(_be64(p + 11), _be32(p + 19))
+        return True
+
+    def apply_batch(self, batch):
+        """Apply every book message of a decoded :class:`lowlat.itch.Batch` in stream order.
+
+        The batch must hold the book types it has (A, F, E, C, X, D, U) with their ``position``
+        columns; other types are ignored. Return the number of book messages applied.
+        """
+        # Contiguous columns per type, then one loop merging the seven streams by position.
+        cdef int64_t* pos[7]
+        cdef Py_ssize_t size[7]
+        cdef Py_ssize_t head[7]
+        cdef uint64_t* ref[7]
+        cdef uint64_t* ref2[7]
+        cdef uint32_t* shares[7]
+        cdef uint32_t* price[7]
+        cdef uint16_t* locate[7]
+        cdef uint8_t* side[7]
+        cdef int k, best
+        cdef int64_t best_pos
+        cdef Py_ssize_t total = 0, r, step
+        cdef cnp.ndarray c
+        keep = []
+
+        def column(arr, name, dtype):
+            c = np.ascontiguousarray(arr[name]).view(dtype) if arr[name].dtype.kind == "S" else np.ascontiguousarray(arr[name], dtype=dtype)
+            keep.append(c)
+            return c
+
+        for k in range(7):
+            t = BOOK_TYPES[k]
+            arr = batch.get(t)
+            size[k] = 0 if arr is None else len(arr)
+            head[k] = 0
+            if size[k] == 0:
+                continue
+            total += size[k]
+            c = column(arr, "position", np.int64); pos[k] = <int64_t*>cnp.PyArray_DATA(c)
+            if t == "U":
+                c = column(arr, "original_order_reference_number", np.uint64); ref[k] = <uint64_t*>cnp.PyArray_DATA(c)
+                c = column(arr, "new_order_reference_number", np.uint64); ref2[k] = <uint64_t*>cnp.PyArray_DATA(c)
+            else:
+                c = column(arr, "order_reference_number", np.uint64); ref[k] = <uint64_t*>cnp.PyArray_DATA(c)
+            if t in ("A", "F", "U"):
+                c = column(arr, "shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
+                c = column(arr, "price", np.uint32); price[k] = <uint32_t*>cnp.PyArray_DATA(c)
+            if t in ("A", "F"):
+                c = column(arr, "stock_locate", np.uint16); locate[k] = <uint16_t*>cnp.PyArray_DATA(c)
+                c = column(arr, "buy_sell_indicator", np.uint8); side[k] = <uint8_t*>cnp.PyArray_DATA(c)
+            if t in ("E", "C"):
+                c = column(arr, "executed_shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
+            if t == "X":
+                c = column(arr, "cancelled_shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
+        for step in range(total):
+            best = -1
+            best_pos = 0
+            for k in range(7):
+                if head[k] < size[k] and (best < 0 or pos[k][head[k]] < best_pos):
+                    best = k
+                    best_pos = pos[k][head[k]]
+            r = head[best]
+            head[best] = r + 1
+            if best <= 1:
+                self._insert(ref[best][r], locate[best][r], side[best][r], price[best][r], shares[best][r])
+            elif best <= 4:
+                self._reduce(ref[best][r], shares[best][r])
+            elif best == 5:
+                self._delete(ref[best][r])
+            else:
+                self._replace(ref[best][r], ref2[best][r], shares[best][r], price[best][r])
+        self._applied += total
+        return total
+
+    # --- queries -----------------------------------------------------------------------------
+
+    cdef object _best(self, uint16_t locate, uint8_t side):
+        cdef SideBook* s = self._side_if_any(locate, side)
+        cdef Level* lv
+        if s == NULL or s.count == 0:
+            return None
+        lv = &self._levels[s.levels[s.count - 1]]
+        return (lv.price, lv.shares, lv.count)
+
+    def best_bid(self, uint16_t stock_locate):
+        """Return ``(price, shares, orders)`` of the best bid of ``stock_locate``, or None. O(1)."""
+        return self._best(stock_locate, BUY)
+
+    def best_ask(self, uint16_t stock_locate):
+        """Return ``(price, shares, orders)`` of the best ask of ``stock_locate``, or None. O(1)."""
+        return self._best(stock_locate, SELL)
+
+    def depth(self, uint16_t stock_locate, side, Py_ssize_t levels=10):
+        """Return the best ``levels`` levels of one side as a :data:`DEPTH_DTYPE` array, best first."""
+        cdef int code = side_code(side)
+        cdef SideBook* s
+        cdef Py_ssize_t i, n
+        cdef Level* lv
+        if levels < 0:
+            raise ValueError(f"levels must be >= 0, got {levels}")
+        s = self._side_if_any(stock_locate, code)
+        n = 0 if s == NULL else min(levels, s.count)
+        out = np.empty(n, dtype=DEPTH_DTYPE)
+        cdef uint32_t[:] prices = out["price"]
+        cdef uint64_t[:] shares = out["shares"]
+        cdef uint32_t[:] orders = out["orders"]
+        for i in range(n):
+            lv = &self._levels[s.levels[s.count - 1 - i]]
+            prices[i] = lv.price
+            shares[i] = lv.shares
+            orders[i] = lv.count
+        return out
+
+    def level_count(self, uint16_t stock_locate, side):
+        """Return how many price levels one side of ``stock_locate`` has."""
+        cdef SideBook* s = self._side_if_any(stock_locate, side_code(side))
+        return 0 if s == NULL else s.count
+
+    def orders_at(self, uint16_t stock_locate, side, uint32_t price):
+        """Return ``[(order_reference_number, shares), ...]`` at one level in time priority."""
+        cdef int code = side_code(side)
+        cdef SideBook* s = self._side_if_any(stock_locate, code)
+        cdef int32_t pos, index
+        out = []
+        if s == NULL:
+            return out
+        pos = self._search(s, price, code == BUY)
+        if pos >= s.count or self._levels[s.levels[pos]].price != price:
+            return out
+        index = self._levels[s.levels[pos]].head
+        while index != EMPTY:
+            out.append((self._orders[index].ref, self._orders[index].shares))
+            index = self._orders[index].next
+        return out
+
+    def order(self, order_reference_number):
+        """Return ``(stock_locate, side, price, shares)`` of a live order (side 'B'/'S'), or None."""
+        cdef int32_t index
+        cdef Order* o
+        if not isinstance(order_reference_number, int) or not 0 <= order_reference_number < 2**64:
+            return None
+        index = self._find(order_reference_number)
+        if index == EMPTY:
+            return None
+        o = &self._orders[index]
+        return (o.locate, chr(o.side), o.price, o.shares)
+
+    def totals(self, uint16_t stock_locate):
+        """Return ``(bid_orders, bid_shares, ask_orders, ask_shares)`` of ``stock_locate``. O(levels)."""
+        cdef SideBook* s
+        cdef int32_t i
+        cdef uint64_t orders, shares
+        out = []
+        for code in (BUY, SELL):
+            s = self._side_if_any(stock_locate, code)
+            orders = 0
+            shares = 0
+            if s != NULL:
+                for i in range(s.count):
+                    orders += self._levels[s.levels[i]].count
+                    shares += self._levels[s.levels[i]].shares
+            out.append(orders)
+            out.append(shares)
+        return tuple(out)
+
+    def instruments(self):
+        """Return the sorted stock locates that have at least one live order."""
+        cdef int32_t locate
+        return [locate for locate in range(self._locates)
+                if self._sides[2 * locate].count or self._sides[2 * locate + 1].count]

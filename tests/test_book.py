@@ -322,3 +322,22 @@ def test_default_backend_is_compiled():
         env={k: v for k, v in os.environ.items() if k != "LOWLAT_PURE_PYTHON"},
     )
     assert out.stdout.split() == ["cython"]
+
+
+def test_stubs_name_the_public_api(book_backends):
+    import ast
+    from pathlib import Path
+
+    import lowlat.book
+
+    stub = Path(lowlat.book.__file__).with_name("_c.pyi")
+    tree = ast.parse(stub.read_text())
+    classes = {n.name: n for n in tree.body if isinstance(n, ast.ClassDef)}
+    for backend in book_backends:
+        assert set(backend.__all__) == set(classes)
+        for item in classes["Book"].body:
+            if isinstance(item, ast.FunctionDef) and not item.name.startswith("_"):
+                assert hasattr(backend.Book, item.name), item.name
+        public = {n for n in dir(backend.Book) if not n.startswith("_")}
+        stubbed = {i.name for i in classes["Book"].body if isinstance(i, ast.FunctionDef)}
+        assert public <= stubbed

@@ -429,3 +429,25 @@ def test_default_backend_is_compiled():
         env={k: v for k, v in os.environ.items() if k != "LOWLAT_PURE_PYTHON"},
     )
     assert out.stdout.split() == ["cython"]
+
+
+def test_stubs_name_the_public_api(itch_backends):
+    import ast
+    from pathlib import Path
+
+    import lowlat.itch
+
+    stub = Path(lowlat.itch.__file__).with_name("_c.pyi")
+    tree = ast.parse(stub.read_text())
+    names = {n.name for n in tree.body if isinstance(n, (ast.ClassDef, ast.FunctionDef))}
+    for backend in itch_backends:
+        assert set(backend.__all__) == names
+    message = next(n for n in tree.body if isinstance(n, ast.ClassDef) and n.name == "Message")
+    for item in message.body:
+        # Properties past the header are read through __getattr__ in the pure twin: methods only.
+        if isinstance(item, ast.FunctionDef) and not item.name.startswith("_") and not item.decorator_list:
+            for backend in itch_backends:
+                assert hasattr(backend.Message, item.name), item.name
+    init_stub = Path(lowlat.itch.__file__).with_name("__init__.pyi").read_text()
+    for name in lowlat.itch.__all__:
+        assert f" as {name}\n" in init_stub or f"{name}: " in init_stub, name

@@ -76,10 +76,15 @@ cdef inline uint64_t _be64(const unsigned char* p) noexcept nogil:
 
 
 cdef inline size_t _hash(uint64_t key) noexcept nogil:
-    key ^= key >> 33
-    key *= 0xff51afd7ed558ccdULL
-    key ^= key >> 33
-    return <size_t>key
+    # ITCH order references rise through the day, so the low bits are kept in place: consecutive
+    # live orders land in neighbouring slots (cache lines), and the high bits are folded in so
+    # references far apart still spread. Adversarial references cost probe length, never safety.
+    return <size_t>(key ^ (key >> 23) ^ (key >> 47))
+
+
+cdef struct Slot:
+    uint64_t key
+    int64_t index      # EMPTY when free; 8 bytes so a slot is 16 and four share a cache line
 
 
 cdef int _SIZES[256]
@@ -111,8 +116,7 @@ cdef class Book:
     cdef int32_t _level_capacity
     cdef int32_t _level_free
 
-    cdef uint64_t* _keys
-    cdef int32_t* _slots
+    cdef Slot* _slots
     cdef size_t _mask
 
     cdef SideBook* _sides       # 2 per locate: [2 * locate] bids, [2 * locate + 1] asks
@@ -123,7 +127,6 @@ cdef class Book:
     def __cinit__(self):
         self._orders = NULL
         self._levels = NULL
-        self._keys = NULL
         self._slots = NULL
         self._sides = NULL
         self._order_capacity = 0
@@ -143,7 +146,6 @@ cdef class Book:
         free(self._sides)
         free(self._orders)
         free(self._levels)
-        free(self._keys)
         free(self._slots)
 
     # --- storage ------------------------------------------------------------------------------
@@ -181,69 +183,62 @@ cdef class Book:
         return 0
 
     cdef int _rehash(self, size_t size) except -1:
-        cdef uint64_t* keys = <uint64_t*>malloc(size * sizeof(uint64_t))
-        cdef int32_t* slots = <int32_t*>malloc(size * sizeof(int32_t))
-        cdef uint64_t* old_keys = self._keys
-        cdef int32_t* old_slots = self._slots
-        cdef size_t old_size = self._mask + 1 if old_keys != NULL else 0
+        cdef Slot* slots = <Slot*>malloc(size * sizeof(Slot))
+        cdef Slot* old_slots = self._slots
+        cdef size_t old_size = self._mask + 1 if old_slots != NULL else 0
         cdef size_t i, h, mask = size - 1
-        if keys == NULL or slots == NULL:
-            free(keys)
-            free(slots)
+        if slots == NULL:
             raise MemoryError()
         for i in range(size):
-            slots[i] = EMPTY
+            slots[i].index = EMPTY
         for i in range(old_size):
-            if old_slots[i] != EMPTY:
-                h = _hash(old_keys[i]) & mask
-                while slots[h] != EMPTY:
+            if old_slots[i].index != EMPTY:
+                h = _hash(old_slots[i].key) & mask
+                while slots[h].index != EMPTY:
                     h = (h + 1) & mask
-                keys[h] = old_keys[i]
                 slots[h] = old_slots[i]
-        self._keys = keys
         self._slots = slots
         self._mask = mask
-        free(old_keys)
         free(old_slots)
         return 0
 
     cdef inline int32_t _find(self, uint64_t ref) noexcept nogil:
         cdef size_t h = _hash(ref) & self._mask
-        cdef int32_t slot
+        cdef Slot* slot
         while True:
-            slot = self._slots[h]
-            if slot == EMPTY or self._keys[h] == ref:
-                return slot
+            slot = &self._slots[h]
+            if slot.index == EMPTY or slot.key == ref:
+                return <int32_t>slot.index
             h = (h + 1) & self._mask
 
     cdef inline void _map_put(self, uint64_t ref, int32_t index) noexcept nogil:
         cdef size_t h = _hash(ref) & self._mask
-        while self._slots[h] != EMPTY:
+        while self._slots[h].index != EMPTY:
             h = (h + 1) & self._mask
-        self._keys[h] = ref
-        self._slots[h] = index
+        self._slots[h].key = ref
+        self._slots[h].index = index
 
     cdef void _map_remove(self, uint64_t ref) noexcept nogil:
         # Backward-shift deletion: no tombstones, so probes stay short however many orders churn.
         cdef size_t mask = self._mask
         cdef size_t h = _hash(ref) & mask
         cdef size_t j, home
-        while self._slots[h] != EMPTY and self._keys[h] != ref:
+        cdef Slot* slots = self._slots
+        while slots[h].index != EMPTY and slots[h].key != ref:
             h = (h + 1) & mask
-        if self._slots[h] == EMPTY:
+        if slots[h].index == EMPTY:
             return
         j = h
         while True:
             j = (j + 1) & mask
-            if self._slots[j] == EMPTY:
+            if slots[j].index == EMPTY:
                 break
-            home = _hash(self._keys[j]) & mask
+            home = _hash(slots[j].key) & mask
             # Move j back into the hole h unless its home lies cyclically in (h, j].
             if (j > h and (home <= h or home > j)) or (j < h and (home <= h and home > j)):
-                self._keys[h] = self._keys[j]
-                self._slots[h] = self._slots[j]
+                slots[h] = slots[j]
                 h = j
-        self._slots[h] = EMPTY
+        slots[h].index = EMPTY
 
     cdef SideBook* _side(self, uint16_t locate, uint8_t side) except NULL:
         cdef int32_t n = self._locates, grown_n, i

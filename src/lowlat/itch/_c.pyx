@@ -124,6 +124,125 @@ cdef inline void _convert(int code, const unsigned char* message, char* record, 
             memcpy(record + op.target, message + op.source, op.width)
 
 
+cdef extern from *:
+    """
+    /* Straight-line converters for the order-flow types (nearly every message of a real feed).
+       Each struct mirrors the numpy dtype spec.dtype_of(t) (align=True follows the C rules);
+       the module checks every offset against the dtype at import and falls back to the
+       table-driven converter for any type whose layout differs. */
+    #include <stddef.h>
+    #include <stdint.h>
+    #include <string.h>
+    static inline uint16_t ll_be16(const unsigned char* p) { return (uint16_t)((p[0] << 8) | p[1]); }
+    static inline uint32_t ll_be32(const unsigned char* p) { uint32_t v; memcpy(&v, p, 4); return __builtin_bswap32(v); }
+    static inline uint64_t ll_be64(const unsigned char* p) { uint64_t v; memcpy(&v, p, 8); return __builtin_bswap64(v); }
+    static inline int64_t ll_be48(const unsigned char* p) { return (int64_t)(((uint64_t)ll_be16(p) << 32) | ll_be32(p + 2)); }
+
+    #define LL_HEAD int64_t position; uint16_t stock_locate; uint16_t tracking_number; int64_t timestamp;
+    typedef struct { LL_HEAD uint64_t ref; char side; uint32_t shares; char stock[8]; uint32_t price; } ll_A;
+    typedef struct { LL_HEAD uint64_t ref; char side; uint32_t shares; char stock[8]; uint32_t price; char attribution[4]; } ll_F;
+    typedef struct { LL_HEAD uint64_t ref; uint32_t executed; uint64_t match; } ll_E;
+    typedef struct { LL_HEAD uint64_t ref; uint32_t executed; uint64_t match; char printable; uint32_t price; } ll_C;
+    typedef struct { LL_HEAD uint64_t ref; uint32_t cancelled; } ll_X;
+    typedef struct { LL_HEAD uint64_t ref; } ll_D;
+    typedef struct { LL_HEAD uint64_t ref; uint64_t new_ref; uint32_t shares; uint32_t price; } ll_U;
+
+    #define LL_FILL_HEAD(r, m, pos) (r)->position = (pos); (r)->stock_locate = ll_be16((m) + 1); \
+        (r)->tracking_number = ll_be16((m) + 3); (r)->timestamp = ll_be48((m) + 5);
+
+    static void ll_conv_A(const unsigned char* m, char* out, int64_t pos) {
+        ll_A* r = (ll_A*)out; LL_FILL_HEAD(r, m, pos)
+        r->ref = ll_be64(m + 11); r->side = (char)m[19]; r->shares = ll_be32(m + 20);
+        memcpy(r->stock, m + 24, 8); r->price = ll_be32(m + 32);
+    }
+    static void ll_conv_F(const unsigned char* m, char* out, int64_t pos) {
+        ll_F* r = (ll_F*)out; LL_FILL_HEAD(r, m, pos)
+        r->ref = ll_be64(m + 11); r->side = (char)m[19]; r->shares = ll_be32(m + 20);
+        memcpy(r->stock, m + 24, 8); r->price = ll_be32(m + 32); memcpy(r->attribution, m + 36, 4);
+    }
+    static void ll_conv_E(const unsigned char* m, char* out, int64_t pos) {
+        ll_E* r = (ll_E*)out; LL_FILL_HEAD(r, m, pos)
+        r->ref = ll_be64(m + 11); r->executed = ll_be32(m + 19); r->match = ll_be64(m + 23);
+    }
+    static void ll_conv_C(const unsigned char* m, char* out, int64_t pos) {
+        ll_C* r = (ll_C*)out; LL_FILL_HEAD(r, m, pos)
+        r->ref = ll_be64(m + 11); r->executed = ll_be32(m + 19); r->match = ll_be64(m + 23);
+        r->printable = (char)m[31]; r->price = ll_be32(m + 32);
+    }
+    static void ll_conv_X(const unsigned char* m, char* out, int64_t pos) {
+        ll_X* r = (ll_X*)out; LL_FILL_HEAD(r, m, pos)
+        r->ref = ll_be64(m + 11); r->cancelled = ll_be32(m + 19);
+    }
+    static void ll_conv_D(const unsigned char* m, char* out, int64_t pos) {
+        ll_D* r = (ll_D*)out; LL_FILL_HEAD(r, m, pos)
+        r->ref = ll_be64(m + 11);
+    }
+    static void ll_conv_U(const unsigned char* m, char* out, int64_t pos) {
+        ll_U* r = (ll_U*)out; LL_FILL_HEAD(r, m, pos)
+        r->ref = ll_be64(m + 11); r->new_ref = ll_be64(m + 19); r->shares = ll_be32(m + 27); r->price = ll_be32(m + 31);
+    }
+
+    #define LL_OFF(T, f) ((long)offsetof(T, f))
+    /* The layout of converter `type`: field offsets in dtype order (position first), -1 ends; the size. */
+    static long ll_layout(char type, long* out) {
+        int i = 0;
+        #define LL_H(T) out[i++] = LL_OFF(T, position); out[i++] = LL_OFF(T, stock_locate); \
+            out[i++] = LL_OFF(T, tracking_number); out[i++] = LL_OFF(T, timestamp);
+        switch (type) {
+        case 'A': LL_H(ll_A) out[i++] = LL_OFF(ll_A, ref); out[i++] = LL_OFF(ll_A, side); out[i++] = LL_OFF(ll_A, shares);
+                  out[i++] = LL_OFF(ll_A, stock); out[i++] = LL_OFF(ll_A, price); out[i] = -1; return sizeof(ll_A);
+        case 'F': LL_H(ll_F) out[i++] = LL_OFF(ll_F, ref); out[i++] = LL_OFF(ll_F, side); out[i++] = LL_OFF(ll_F, shares);
+                  out[i++] = LL_OFF(ll_F, stock); out[i++] = LL_OFF(ll_F, price); out[i++] = LL_OFF(ll_F, attribution);
+                  out[i] = -1; return sizeof(ll_F);
+        case 'E': LL_H(ll_E) out[i++] = LL_OFF(ll_E, ref); out[i++] = LL_OFF(ll_E, executed); out[i++] = LL_OFF(ll_E, match);
+                  out[i] = -1; return sizeof(ll_E);
+        case 'C': LL_H(ll_C) out[i++] = LL_OFF(ll_C, ref); out[i++] = LL_OFF(ll_C, executed); out[i++] = LL_OFF(ll_C, match);
+                  out[i++] = LL_OFF(ll_C, printable); out[i++] = LL_OFF(ll_C, price); out[i] = -1; return sizeof(ll_C);
+        case 'X': LL_H(ll_X) out[i++] = LL_OFF(ll_X, ref); out[i++] = LL_OFF(ll_X, cancelled); out[i] = -1; return sizeof(ll_X);
+        case 'D': LL_H(ll_D) out[i++] = LL_OFF(ll_D, ref); out[i] = -1; return sizeof(ll_D);
+        case 'U': LL_H(ll_U) out[i++] = LL_OFF(ll_U, ref); out[i++] = LL_OFF(ll_U, new_ref); out[i++] = LL_OFF(ll_U, shares);
+                  out[i++] = LL_OFF(ll_U, price); out[i] = -1; return sizeof(ll_U);
+        }
+        return -1;
+    }
+    typedef void (*ll_converter)(const unsigned char*, char*, int64_t);
+    static ll_converter ll_converter_of(char type) {
+        switch (type) {
+        case 'A': return ll_conv_A; case 'F': return ll_conv_F; case 'E': return ll_conv_E; case 'C': return ll_conv_C;
+        case 'X': return ll_conv_X; case 'D': return ll_conv_D; case 'U': return ll_conv_U;
+        }
+        return NULL;
+    }
+    """
+    ctypedef void (*ll_converter)(const unsigned char*, char*, int64_t) noexcept nogil
+    long ll_layout(char type, long* out) noexcept nogil
+    ll_converter ll_converter_of(char type) noexcept nogil
+
+cdef ll_converter _special[256]
+
+
+cdef void _build_special() except *:
+    cdef long offsets[32]
+    cdef long size
+    cdef int code, i
+    memset(_special, 0, sizeof(_special))
+    for t in "AFECXDU":
+        code = ord(t)
+        size = ll_layout(<char>code, offsets)
+        dtype = _spec.dtype_of(t)
+        expected = [dtype.fields[name][1] for name in dtype.names]
+        got = []
+        i = 0
+        while offsets[i] != -1:
+            got.append(offsets[i])
+            i += 1
+        if got == expected and size == dtype.itemsize:
+            _special[code] = ll_converter_of(<char>code)
+
+
+_build_special()
+
+
 cdef enum Failure:
     NONE = 0
     EMPTY = 1
@@ -208,7 +327,10 @@ cdef void _fill(const unsigned char* data, Py_ssize_t stop, char** cursor, Py_ss
         length = (data[off] << 8) | data[off + 1]
         code = data[off + 2]
         if wanted[code] and _size[code] != 0:
-            _convert(code, data + off + 2, cursor[code], position)
+            if _special[code] != NULL:
+                _special[code](data + off + 2, cursor[code], position)
+            else:
+                _convert(code, data + off + 2, cursor[code], position)
             cursor[code] += itemsize[code]
         position += 1
         off += 2 + length
@@ -463,3 +585,8 @@ cdef class Message:
         if not self._code:
             return "Message()"
         return f"Message({self.to_dict()!r})"
+
+
+def _specialised_types():
+    """Return the type chars decoded by a straight-line converter (the rest use the table)."""
+    return "".join(chr(c) for c in range(256) if _special[c] != NULL)

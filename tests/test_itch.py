@@ -451,3 +451,19 @@ def test_stubs_name_the_public_api(itch_backends):
     init_stub = Path(lowlat.itch.__file__).with_name("__init__.pyi").read_text()
     for name in lowlat.itch.__all__:
         assert f" as {name}\n" in init_stub or f"{name}: " in init_stub, name
+
+
+def test_compiled_order_flow_uses_the_straight_line_converters():
+    compiled = load_backend("cython", "lowlat.itch")
+    # Each converter's C struct must match spec.dtype_of at import, or the type falls back to the table.
+    assert compiled._specialised_types() == "ACDEFUX"
+
+
+def test_read_shows_progress_when_asked(itch, tmp_path, capsys):
+    data = generator.generate(5_000, seed=13)
+    path = tmp_path / "feed.itch"
+    path.write_bytes(data)
+    total = sum(b.count for b in itch.read(str(path), chunk_size=10_000, progress=True))
+    assert total == 5_000
+    err = capsys.readouterr().err
+    assert "itch:" in err and "5,000 messages" in err and "100.0%" in err

@@ -341,3 +341,40 @@ def test_stubs_name_the_public_api(book_backends):
         public = {n for n in dir(backend.Book) if not n.startswith("_")}
         stubbed = {i.name for i in classes["Book"].body if isinstance(i, ast.FunctionDef)}
         assert public <= stubbed
+
+
+def test_growth_keeps_every_order_findable(book_module):
+    """Adds, deletes and lookups interleaved across several growths of the reference map."""
+    import random
+
+    rng = random.Random(17)
+    book = book_module.Book()
+    live = {}
+    refs = []
+    next_ref = 1
+    for step in range(120_000):
+        if not refs or rng.random() < 0.6:
+            ref = next_ref if rng.random() < 0.9 else rng.getrandbits(64)
+            next_ref += rng.randrange(1, 5)
+            if ref in live:
+                continue
+            assert book.add(ref % 50, ref, "B" if ref % 2 else "S", 10_000 + ref % 97, 100)
+            live[ref] = ref % 50
+            refs.append(ref)
+        else:
+            i = rng.randrange(len(refs))
+            ref = refs[i]
+            refs[i] = refs[-1]
+            refs.pop()
+            assert book.delete(ref)
+            del live[ref]
+        if step % 997 == 0:
+            probe = rng.sample(refs, min(50, len(refs)))
+            assert all(ref in book for ref in probe)
+            assert book.order(next_ref + 10_000) is None
+    assert len(book) == len(live)
+    for ref, locate in live.items():
+        assert book.order(ref)[0] == locate
+    for ref in list(live):
+        assert book.delete(ref)
+    assert len(book) == 0 and book.unknown_references == 0 and book.instruments() == []

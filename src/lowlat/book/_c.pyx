@@ -36,6 +36,12 @@ __all__ = ["Book"]
 DEF BUY = 66
 DEF SELL = 83
 DEF EMPTY = -1
+DEF TOMBSTONE = -2
+DEF BLOCK_SHIFT = 14
+DEF BLOCK_SIZE = 16384
+DEF BLOCK_MASK = 16383
+DEF MAX_BLOCKS = 131072     # 2**31 entries
+DEF MIGRATE_STEPS = 8
 
 
 cdef struct Order:
@@ -87,6 +93,15 @@ cdef struct Slot:
     int64_t index      # EMPTY when free; 8 bytes so a slot is 16 and four share a cache line
 
 
+cdef Slot* _new_table(size_t size) noexcept nogil:
+    cdef Slot* slots = <Slot*>malloc(size * sizeof(Slot))
+    cdef size_t i
+    if slots != NULL:
+        for i in range(size):
+            slots[i].index = EMPTY
+    return slots
+
+
 cdef int _SIZES[256]
 for _m in _spec.MESSAGES:
     _SIZES[ord(_m.type)] = _m.size
@@ -107,17 +122,24 @@ cdef class Book:
     prices grow as needed. Best bid/ask cost one lookup whatever the depth. One thread at a time.
     """
 
-    cdef Order* _orders
-    cdef int32_t _order_capacity
+    # Orders and levels live in fixed-size blocks that never move: growing adds a block (no copy,
+    # no pause proportional to the book) and an index maps to block[index >> BLOCK_SHIFT].
+    cdef Order** _order_blocks
+    cdef int32_t _order_block_count
     cdef int32_t _order_free
     cdef int64_t _live
 
-    cdef Level* _levels
-    cdef int32_t _level_capacity
+    cdef Level** _level_blocks
+    cdef int32_t _level_block_count
     cdef int32_t _level_free
 
+    # The reference -> order map. Growing allocates a table twice the size and then moves the old
+    # table's entries a few per insert (_migrate), so no single call rehashes the whole map.
     cdef Slot* _slots
     cdef size_t _mask
+    cdef Slot* _old_slots       # NULL unless a migration is under way
+    cdef size_t _old_mask
+    cdef size_t _cursor         # next old slot to move
 
     cdef SideBook* _sides       # 2 per locate: [2 * locate] bids, [2 * locate + 1] asks
     cdef int32_t _locates
@@ -125,18 +147,22 @@ cdef class Book:
     cdef int64_t _unknown, _over, _duplicate, _invalid, _applied
 
     def __cinit__(self):
-        self._orders = NULL
-        self._levels = NULL
+        self._order_blocks = NULL
+        self._level_blocks = NULL
+        self._order_block_count = 0
+        self._level_block_count = 0
         self._slots = NULL
+        self._old_slots = NULL
         self._sides = NULL
-        self._order_capacity = 0
         self._order_free = EMPTY
-        self._level_capacity = 0
         self._level_free = EMPTY
         self._locates = 0
         self._grow_orders()
         self._grow_levels()
-        self._rehash(1024)
+        self._slots = _new_table(1024)
+        if self._slots == NULL:
+            raise MemoryError()
+        self._mask = 1023
 
     def __dealloc__(self):
         cdef int32_t i
@@ -144,70 +170,125 @@ cdef class Book:
             for i in range(2 * self._locates):
                 free(self._sides[i].levels)
         free(self._sides)
-        free(self._orders)
-        free(self._levels)
+        if self._order_blocks != NULL:
+            for i in range(self._order_block_count):
+                free(self._order_blocks[i])
+        free(self._order_blocks)
+        if self._level_blocks != NULL:
+            for i in range(self._level_block_count):
+                free(self._level_blocks[i])
+        free(self._level_blocks)
         free(self._slots)
+        free(self._old_slots)
 
     # --- storage ------------------------------------------------------------------------------
 
+    cdef inline Order* _order(self, int32_t index) noexcept nogil:
+        return &self._order_blocks[index >> BLOCK_SHIFT][index & BLOCK_MASK]
+
+    cdef inline Level* _level(self, int32_t index) noexcept nogil:
+        return &self._level_blocks[index >> BLOCK_SHIFT][index & BLOCK_MASK]
+
     cdef int _grow_orders(self) except -1:
-        cdef int32_t old = self._order_capacity
-        cdef int32_t new = 1024 if old == 0 else old * 2
-        cdef int32_t i
-        if new <= old:
-            raise MemoryError("order pool overflow")
-        cdef Order* grown = <Order*>realloc(self._orders, new * sizeof(Order))
-        if grown == NULL:
+        cdef int32_t n = self._order_block_count, i, base
+        cdef Order** blocks
+        cdef Order* block
+        if n >= MAX_BLOCKS:
+            raise MemoryError("lowlat.book: more than 2**31 orders")
+        blocks = <Order**>realloc(self._order_blocks, (n + 1) * sizeof(Order*))
+        if blocks == NULL:
             raise MemoryError()
-        self._orders = grown
-        for i in range(new - 1, old - 1, -1):
-            grown[i].next = self._order_free
-            self._order_free = i
-        self._order_capacity = new
+        self._order_blocks = blocks
+        block = <Order*>malloc(BLOCK_SIZE * sizeof(Order))
+        if block == NULL:
+            raise MemoryError()
+        blocks[n] = block
+        self._order_block_count = n + 1
+        base = n << BLOCK_SHIFT
+        for i in range(BLOCK_SIZE - 1, -1, -1):
+            block[i].next = self._order_free
+            self._order_free = base + i
         return 0
 
     cdef int _grow_levels(self) except -1:
-        cdef int32_t old = self._level_capacity
-        cdef int32_t new = 256 if old == 0 else old * 2
-        cdef int32_t i
-        if new <= old:
-            raise MemoryError("level pool overflow")
-        cdef Level* grown = <Level*>realloc(self._levels, new * sizeof(Level))
-        if grown == NULL:
+        cdef int32_t n = self._level_block_count, i, base
+        cdef Level** blocks
+        cdef Level* block
+        if n >= MAX_BLOCKS:
+            raise MemoryError("lowlat.book: more than 2**31 levels")
+        blocks = <Level**>realloc(self._level_blocks, (n + 1) * sizeof(Level*))
+        if blocks == NULL:
             raise MemoryError()
-        self._levels = grown
-        for i in range(new - 1, old - 1, -1):
-            grown[i].head = self._level_free
-            self._level_free = i
-        self._level_capacity = new
+        self._level_blocks = blocks
+        block = <Level*>malloc(BLOCK_SIZE * sizeof(Level))
+        if block == NULL:
+            raise MemoryError()
+        blocks[n] = block
+        self._level_block_count = n + 1
+        base = n << BLOCK_SHIFT
+        for i in range(BLOCK_SIZE - 1, -1, -1):
+            block[i].head = self._level_free
+            self._level_free = base + i
         return 0
 
-    cdef int _rehash(self, size_t size) except -1:
-        cdef Slot* slots = <Slot*>malloc(size * sizeof(Slot))
-        cdef Slot* old_slots = self._slots
-        cdef size_t old_size = self._mask + 1 if old_slots != NULL else 0
-        cdef size_t i, h, mask = size - 1
+    cdef int _start_growth(self) except -1:
+        cdef size_t size = (self._mask + 1) * 2
+        cdef Slot* slots
+        while self._old_slots != NULL:  # the previous migration must end first (rare: see _migrate)
+            self._migrate(1 << 20)
+        slots = _new_table(size)
         if slots == NULL:
             raise MemoryError()
-        for i in range(size):
-            slots[i].index = EMPTY
-        for i in range(old_size):
-            if old_slots[i].index != EMPTY:
-                h = _hash(old_slots[i].key) & mask
-                while slots[h].index != EMPTY:
-                    h = (h + 1) & mask
-                slots[h] = old_slots[i]
+        self._old_slots = self._slots
+        self._old_mask = self._mask
+        self._cursor = 0
         self._slots = slots
-        self._mask = mask
-        free(old_slots)
+        self._mask = size - 1
         return 0
+
+    cdef void _migrate(self, size_t steps) noexcept nogil:
+        # Move up to ``steps`` old slots into the new table. A growth starts when the live count
+        # reaches half the table; the new table is twice as big, so the next growth is at least
+        # old_size / 2 inserts away, and MIGRATE_STEPS >= 2 per insert empties the old table first.
+        cdef Slot* old = self._old_slots
+        cdef Slot* slot
+        cdef size_t h
+        while steps and self._cursor <= self._old_mask:
+            slot = &old[self._cursor]
+            if slot.index >= 0:
+                h = _hash(slot.key) & self._mask
+                while self._slots[h].index != EMPTY:
+                    h = (h + 1) & self._mask
+                self._slots[h] = slot[0]
+                slot.index = TOMBSTONE
+            self._cursor += 1
+            steps -= 1
+        if self._cursor > self._old_mask:
+            free(old)
+            self._old_slots = NULL
+
+    cdef inline int32_t _find_old(self, uint64_t ref) noexcept nogil:
+        # The old table takes no inserts: tombstones keep its probe chains whole until it is freed.
+        cdef size_t h = _hash(ref) & self._old_mask
+        cdef Slot* slot
+        while True:
+            slot = &self._old_slots[h]
+            if slot.index == EMPTY:
+                return EMPTY
+            if slot.index >= 0 and slot.key == ref:
+                return <int32_t>slot.index
+            h = (h + 1) & self._old_mask
 
     cdef inline int32_t _find(self, uint64_t ref) noexcept nogil:
         cdef size_t h = _hash(ref) & self._mask
         cdef Slot* slot
         while True:
             slot = &self._slots[h]
-            if slot.index == EMPTY or slot.key == ref:
+            if slot.index == EMPTY:
+                if self._old_slots != NULL:
+                    return self._find_old(ref)
+                return EMPTY
+            if slot.key == ref:
                 return <int32_t>slot.index
             h = (h + 1) & self._mask
 
@@ -227,6 +308,8 @@ cdef class Book:
         while slots[h].index != EMPTY and slots[h].key != ref:
             h = (h + 1) & mask
         if slots[h].index == EMPTY:
+            if self._old_slots != NULL:
+                self._remove_old(ref)
             return
         j = h
         while True:
@@ -239,6 +322,18 @@ cdef class Book:
                 slots[h] = slots[j]
                 h = j
         slots[h].index = EMPTY
+
+    cdef void _remove_old(self, uint64_t ref) noexcept nogil:
+        cdef size_t h = _hash(ref) & self._old_mask
+        cdef Slot* slot
+        while True:
+            slot = &self._old_slots[h]
+            if slot.index == EMPTY:
+                return
+            if slot.index >= 0 and slot.key == ref:
+                slot.index = TOMBSTONE
+                return
+            h = (h + 1) & self._old_mask
 
     cdef SideBook* _side(self, uint16_t locate, uint8_t side) except NULL:
         cdef int32_t n = self._locates, grown_n, i
@@ -266,7 +361,7 @@ cdef class Book:
         cdef uint32_t p
         while lo < hi:
             mid = (lo + hi) >> 1
-            p = self._levels[s.levels[mid]].price
+            p = self._level(s.levels[mid]).price
             if (p < price) if bid else (p > price):
                 lo = mid + 1
             else:
@@ -289,7 +384,7 @@ cdef class Book:
             return 0
         s = self._side(locate, side)
         pos = self._search(s, price, bid)
-        if pos < s.count and self._levels[s.levels[pos]].price == price:
+        if pos < s.count and self._level(s.levels[pos]).price == price:
             li = s.levels[pos]
         else:
             if self._level_free == EMPTY:
@@ -297,7 +392,7 @@ cdef class Book:
             if s.count == s.capacity:
                 self._grow_side(s)
             li = self._level_free
-            lv = &self._levels[li]
+            lv = self._level(li)
             self._level_free = lv.head
             lv.price = price
             lv.shares = 0
@@ -309,10 +404,12 @@ cdef class Book:
             s.count += 1
         if self._order_free == EMPTY:
             self._grow_orders()
+        if self._old_slots != NULL:
+            self._migrate(MIGRATE_STEPS)
         if <size_t>(self._live + 1) * 2 > self._mask + 1:
-            self._rehash((self._mask + 1) * 2)
+            self._start_growth()
         index = self._order_free
-        o = &self._orders[index]
+        o = self._order(index)
         self._order_free = o.next
         o.ref = ref
         o.price = price
@@ -320,11 +417,11 @@ cdef class Book:
         o.locate = locate
         o.side = side
         o.level = li
-        lv = &self._levels[li]
+        lv = self._level(li)
         o.prev = lv.tail
         o.next = EMPTY
         if lv.tail != EMPTY:
-            self._orders[lv.tail].next = index
+            self._order(lv.tail).next = index
         else:
             lv.head = index
         lv.tail = index
@@ -344,16 +441,16 @@ cdef class Book:
         return 0
 
     cdef void _remove(self, int32_t index) noexcept:
-        cdef Order* o = &self._orders[index]
+        cdef Order* o = self._order(index)
         cdef int32_t li = o.level, pos
-        cdef Level* lv = &self._levels[li]
+        cdef Level* lv = self._level(li)
         cdef SideBook* s
         if o.prev != EMPTY:
-            self._orders[o.prev].next = o.next
+            self._order(o.prev).next = o.next
         else:
             lv.head = o.next
         if o.next != EMPTY:
-            self._orders[o.next].prev = o.prev
+            self._order(o.next).prev = o.prev
         else:
             lv.tail = o.prev
         lv.count -= 1
@@ -377,7 +474,7 @@ cdef class Book:
         if index == EMPTY:
             self._unknown += 1
             return 0
-        o = &self._orders[index]
+        o = self._order(index)
         if shares >= o.shares:
             if shares > o.shares:
                 self._over += 1
@@ -385,7 +482,7 @@ cdef class Book:
             self._remove(index)
             return done
         o.shares -= shares
-        self._levels[o.level].shares -= shares
+        self._level(o.level).shares -= shares
         return shares
 
     cdef int _delete(self, uint64_t ref) noexcept:
@@ -403,8 +500,8 @@ cdef class Book:
         if index == EMPTY:
             self._unknown += 1
             return 0
-        locate = self._orders[index].locate
-        side = self._orders[index].side
+        locate = self._order(index).locate
+        side = self._order(index).side
         self._remove(index)
         return self._insert(new_ref, locate, side, price, shares)
 
@@ -594,7 +691,7 @@ cdef class Book:
         cdef Level* lv
         if s == NULL or s.count == 0:
             return None
-        lv = &self._levels[s.levels[s.count - 1]]
+        lv = self._level(s.levels[s.count - 1])
         return (lv.price, lv.shares, lv.count)
 
     def best_bid(self, uint16_t stock_locate):
@@ -620,7 +717,7 @@ cdef class Book:
         cdef uint64_t[:] shares = out["shares"]
         cdef uint32_t[:] orders = out["orders"]
         for i in range(n):
-            lv = &self._levels[s.levels[s.count - 1 - i]]
+            lv = self._level(s.levels[s.count - 1 - i])
             prices[i] = lv.price
             shares[i] = lv.shares
             orders[i] = lv.count
@@ -640,12 +737,12 @@ cdef class Book:
         if s == NULL:
             return out
         pos = self._search(s, price, code == BUY)
-        if pos >= s.count or self._levels[s.levels[pos]].price != price:
+        if pos >= s.count or self._level(s.levels[pos]).price != price:
             return out
-        index = self._levels[s.levels[pos]].head
+        index = self._level(s.levels[pos]).head
         while index != EMPTY:
-            out.append((self._orders[index].ref, self._orders[index].shares))
-            index = self._orders[index].next
+            out.append((self._order(index).ref, self._order(index).shares))
+            index = self._order(index).next
         return out
 
     def order(self, order_reference_number):
@@ -657,7 +754,7 @@ cdef class Book:
         index = self._find(order_reference_number)
         if index == EMPTY:
             return None
-        o = &self._orders[index]
+        o = self._order(index)
         return (o.locate, chr(o.side), o.price, o.shares)
 
     def totals(self, uint16_t stock_locate):
@@ -672,8 +769,8 @@ cdef class Book:
             shares = 0
             if s != NULL:
                 for i in range(s.count):
-                    orders += self._levels[s.levels[i]].count
-                    shares += self._levels[s.levels[i]].shares
+                    orders += self._level(s.levels[i]).count
+                    shares += self._level(s.levels[i]).shares
             out.append(orders)
             out.append(shares)
         return tuple(out)

@@ -27,7 +27,7 @@ import numpy as np
 from ._backend import BACKENDS, load
 from ._benchkit import Progress, Row, time_loop
 
-STEPS = 6
+STEPS = 7
 
 
 def _backends(concept: str) -> list[tuple[str, object]]:
@@ -268,6 +268,36 @@ def run(quick: bool, progress: Progress) -> list[Row]:
         _replay_sorted(ref, slow_raw)
         ns = time_loop(lambda n: [ref.best_bid(1) for _ in range(n)], loops, repeats=repeats) / loops
         rows.append(Row(group, "SortedDict book best bid (peekitem + level sum)", ns, "ns"))
+
+    progress.step("book: add latency while the book grows")
+    group = "book: Book.add of ever new orders from empty (every growth included), ns per call"
+    adds = 200_000 if quick else 2_000_000
+    for label, impl in book_backends:
+        if label != "cython":
+            continue
+        book = impl.Book()
+        add = book.add
+        clock = time.perf_counter_ns
+        samples = np.empty(adds, dtype=np.int64)
+        was = gc.isenabled()
+        gc.disable()
+        try:
+            for i in range(adds):
+                t0 = clock()
+                add(i % 100, i, 66 if i & 1 else 83, 1_000_000 + (i % 500) * 100, 100)
+                samples[i] = clock() - t0
+        finally:
+            if was:
+                gc.enable()
+        empty = np.empty(10_000, dtype=np.int64)
+        for i in range(10_000):
+            t0 = clock()
+            empty[i] = clock() - t0
+        base = float(np.median(empty))
+        for name, q in (("p50", 50), ("p99", 99), ("p99.9", 99.9)):
+            rows.append(Row(group, f"Book.add {name} ({label})", max(float(np.percentile(samples, q)) - base, 0.0), "ns",
+                            note="target: a few us at p99.9 while growing" if name == "p99.9" else ""))
+        rows.append(Row(group, f"Book.add max ({label}; includes scheduler preemption)", float(samples.max()) - base, "ns"))
 
     progress.step("itch: streaming memory")
     group = "itch: read() of a file twice the chunk size, peak traced memory / chunk size"

@@ -17,6 +17,8 @@ from .framing import Batch, requested_types
 
 __all__ = ["StreamDecoderBase", "read_with"]
 
+_MAX_FRAMED = 2 + 0xFFFF  # the longest message a 2-byte length can frame, with its length
+
 
 class StreamDecoderBase:
     """Decode a file-form ITCH stream (2-byte length, message) fed in chunks of any size.
@@ -115,7 +117,8 @@ def read_with(decoder_class, path, chunk_size: int = 1 << 20, *, types=None, pro
     """Yield one :class:`Batch` per ``chunk_size`` bytes of the file-form ITCH file at ``path``.
 
     The file is read into one reused buffer of ``chunk_size`` bytes, so memory stays bounded by
-    the chunk (plus the decoded batch) whatever the file size. ``progress``: None shows a progress
+    the chunk (plus the decoded batch) whatever the file size; a batch is released before the
+    next one is decoded unless the caller keeps it. ``progress``: None shows a progress
     line on stderr when it is a terminal and the file exceeds 64 chunks; True/False force it.
     ``ValueError`` naming the byte offset on bad framing or a file ending inside a message.
     """
@@ -126,19 +129,28 @@ def read_with(decoder_class, path, chunk_size: int = 1 << 20, *, types=None, pro
     if progress is None:
         progress = sys.stderr.isatty() and total > 64 * chunk_size
     line = _ProgressLine(total, sys.stderr) if progress else None
-    buffer = bytearray(chunk_size)
+    # One buffer for the whole file: a message cut at the end of a read is moved to the front
+    # and the next read lands right after it, so nothing is ever concatenated or copied twice.
+    buffer = bytearray(chunk_size + _MAX_FRAMED)
     view = memoryview(buffer)
+    kept = 0
     done = 0
     with open(path, "rb", buffering=0) as f:
         while True:
-            n = f.readinto(buffer)
+            n = f.readinto(view[kept : kept + chunk_size])
             if not n:
                 break
             done += n
-            batch = decoder.feed(view[:n])
+            end = kept + n
+            batch = decoder._run(view[:end], True)
+            kept = end - batch.consumed
+            if kept:
+                buffer[:kept] = buffer[batch.consumed : end]
             if line is not None:
                 line.update(done, decoder.count)
             yield batch
-    decoder.close()
+            del batch  # the caller's batch is the only one alive while the next one is decoded
+    if kept:
+        raise ValueError(f"truncated message at byte offset {decoder.offset}: the stream ended {kept} bytes into it")
     if line is not None:
         line.update(done, decoder.count, final=True)

@@ -19,7 +19,7 @@ module-wide. Inputs (references, locates, prices, shares) are plain integers, ch
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove, memset
 
@@ -42,6 +42,11 @@ DEF BLOCK_SIZE = 16384
 DEF BLOCK_MASK = 16383
 DEF MAX_BLOCKS = 131072     # 2**31 entries
 DEF MIGRATE_STEPS = 8
+DEF LOOKAHEAD = 16
+DEF LOOKAHEAD_ORDER = 6
+
+cdef extern from *:
+    void __builtin_prefetch(const void* p) noexcept nogil
 
 
 cdef struct Order:
@@ -63,8 +68,13 @@ cdef struct Level:
     int32_t tail
 
 
+cdef struct LevelRef:
+    uint32_t price      # kept beside the index so a binary search reads one contiguous array
+    int32_t level
+
+
 cdef struct SideBook:
-    int32_t* levels     # level indices, best last
+    LevelRef* levels    # best last
     int32_t count
     int32_t capacity
 
@@ -279,6 +289,14 @@ cdef class Book:
                 return <int32_t>slot.index
             h = (h + 1) & self._old_mask
 
+    cdef inline void _prefetch(self, uint64_t ref) noexcept nogil:
+        __builtin_prefetch(&self._slots[_hash(ref) & self._mask])
+
+    cdef inline void _prefetch_order(self, uint64_t ref) noexcept nogil:
+        cdef int32_t index = self._find(ref)
+        if index >= 0:
+            __builtin_prefetch(self._order(index))
+
     cdef inline int32_t _find(self, uint64_t ref) noexcept nogil:
         cdef size_t h = _hash(ref) & self._mask
         cdef Slot* slot
@@ -361,7 +379,7 @@ cdef class Book:
         cdef uint32_t p
         while lo < hi:
             mid = (lo + hi) >> 1
-            p = self._level(s.levels[mid]).price
+            p = s.levels[mid].price
             if (p < price) if bid else (p > price):
                 lo = mid + 1
             else:
@@ -384,8 +402,8 @@ cdef class Book:
             return 0
         s = self._side(locate, side)
         pos = self._search(s, price, bid)
-        if pos < s.count and self._level(s.levels[pos]).price == price:
-            li = s.levels[pos]
+        if pos < s.count and s.levels[pos].price == price:
+            li = s.levels[pos].level
         else:
             if self._level_free == EMPTY:
                 self._grow_levels()
@@ -399,8 +417,9 @@ cdef class Book:
             lv.count = 0
             lv.head = EMPTY
             lv.tail = EMPTY
-            memmove(s.levels + pos + 1, s.levels + pos, (s.count - pos) * sizeof(int32_t))
-            s.levels[pos] = li
+            memmove(s.levels + pos + 1, s.levels + pos, (s.count - pos) * sizeof(LevelRef))
+            s.levels[pos].price = price
+            s.levels[pos].level = li
             s.count += 1
         if self._order_free == EMPTY:
             self._grow_orders()
@@ -433,7 +452,7 @@ cdef class Book:
 
     cdef int _grow_side(self, SideBook* s) except -1:
         cdef int32_t capacity = s.capacity * 2 if s.capacity else 16
-        cdef int32_t* grown = <int32_t*>realloc(s.levels, capacity * sizeof(int32_t))
+        cdef LevelRef* grown = <LevelRef*>realloc(s.levels, capacity * sizeof(LevelRef))
         if grown == NULL:
             raise MemoryError()
         s.levels = grown
@@ -458,7 +477,7 @@ cdef class Book:
         if lv.count == 0:
             s = &self._sides[2 * o.locate + (0 if o.side == BUY else 1)]
             pos = self._search(s, lv.price, o.side == BUY)
-            memmove(s.levels + pos, s.levels + pos + 1, (s.count - pos - 1) * sizeof(int32_t))
+            memmove(s.levels + pos, s.levels + pos + 1, (s.count - pos - 1) * sizeof(LevelRef))
             s.count -= 1
             lv.head = self._level_free
             self._level_free = li
@@ -664,6 +683,12 @@ cdef class Book:
                 c = column(arr, "executed_shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
             if t == "X":
                 c = column(arr, "cancelled_shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
+        # First the merge order (sequential reads only), then the updates with the hash slot of
+        # the message LOOKAHEAD steps ahead prefetched: the map lookups are the cache misses.
+        order_kind = np.empty(total, dtype=np.int8)
+        order_row = np.empty(total, dtype=np.intp)
+        cdef int8_t[::1] kinds = order_kind
+        cdef Py_ssize_t[::1] rows = order_row
         for step in range(total):
             best = -1
             best_pos = 0
@@ -671,8 +696,19 @@ cdef class Book:
                 if head[k] < size[k] and (best < 0 or pos[k][head[k]] < best_pos):
                     best = k
                     best_pos = pos[k][head[k]]
-            r = head[best]
-            head[best] = r + 1
+            kinds[step] = best
+            rows[step] = head[best]
+            head[best] += 1
+        for step in range(total):
+            if step + LOOKAHEAD < total:
+                k = kinds[step + LOOKAHEAD]
+                self._prefetch(ref[k][rows[step + LOOKAHEAD]])
+            if step + LOOKAHEAD_ORDER < total:
+                k = kinds[step + LOOKAHEAD_ORDER]
+                if k > 1:  # the order an execute/cancel/delete/replace will touch: its slot is cached by now
+                    self._prefetch_order(ref[k][rows[step + LOOKAHEAD_ORDER]])
+            best = kinds[step]
+            r = rows[step]
             if best <= 1:
                 self._insert(ref[best][r], locate[best][r], side[best][r], price[best][r], shares[best][r])
             elif best <= 4:
@@ -691,7 +727,7 @@ cdef class Book:
         cdef Level* lv
         if s == NULL or s.count == 0:
             return None
-        lv = self._level(s.levels[s.count - 1])
+        lv = self._level(s.levels[s.count - 1].level)
         return (lv.price, lv.shares, lv.count)
 
     def best_bid(self, uint16_t stock_locate):
@@ -717,7 +753,7 @@ cdef class Book:
         cdef uint64_t[:] shares = out["shares"]
         cdef uint32_t[:] orders = out["orders"]
         for i in range(n):
-            lv = self._level(s.levels[s.count - 1 - i])
+            lv = self._level(s.levels[s.count - 1 - i].level)
             prices[i] = lv.price
             shares[i] = lv.shares
             orders[i] = lv.count
@@ -737,9 +773,9 @@ cdef class Book:
         if s == NULL:
             return out
         pos = self._search(s, price, code == BUY)
-        if pos >= s.count or self._level(s.levels[pos]).price != price:
+        if pos >= s.count or s.levels[pos].price != price:
             return out
-        index = self._level(s.levels[pos]).head
+        index = self._level(s.levels[pos].level).head
         while index != EMPTY:
             out.append((self._order(index).ref, self._order(index).shares))
             index = self._order(index).next
@@ -769,8 +805,8 @@ cdef class Book:
             shares = 0
             if s != NULL:
                 for i in range(s.count):
-                    orders += self._level(s.levels[i]).count
-                    shares += self._level(s.levels[i]).shares
+                    orders += self._level(s.levels[i].level).count
+                    shares += self._level(s.levels[i].level).shares
             out.append(orders)
             out.append(shares)
         return tuple(out)

@@ -198,9 +198,12 @@ class Book:
         ignored and returns False. ``message`` may be bytes-like or a :class:`lowlat.itch.Message`
         record. ``ValueError`` naming the byte offset when the data is shorter than the type.
         """
-        if not isinstance(message, (bytes, bytearray, memoryview)) and hasattr(message, "to_bytes"):
-            message = message.to_bytes()
-        view = memoryview(message).cast("B")
+        if type(message) is bytes:
+            view = message  # the common case: struct reads bytes directly, no view to build
+        elif not isinstance(message, (bytearray, memoryview)) and hasattr(message, "to_bytes"):
+            view = message.to_bytes()
+        else:
+            view = memoryview(message).cast("B")
         if offset < 0 or offset >= len(view):
             raise ValueError(f"offset {offset} is outside the data (length {len(view)})")
         code = view[offset]

@@ -3,12 +3,13 @@
 # cython: boundscheck=False, wraparound=False, initializedcheck=False, cdivision=True
 """Compiled L3 order book: the twin of :mod:`lowlat.book._py` (same names, signatures, errors).
 
-Layout, all in C memory that grows by doubling:
+Layout, all in C memory that grows without moving what it holds:
 
-* orders: a pool of ``Order`` records (free list), found by reference through an open-addressing
-  hash map (linear probing, backward-shift deletion, load <= 1/2);
-* levels: a pool of ``Level`` records, each the head and tail of a doubly linked list of its
-  orders in time priority, with the level's shares and order count;
+* orders: a pool of ``Order`` records (free list) in fixed blocks that never move, found by
+  reference through an open-addressing hash map (linear probing, backward-shift deletion, load
+  <= 1/2) that grows incrementally: entries of the old table move a few per insert;
+* levels: a pool of ``Level`` records (fixed blocks too), each the head and tail of a doubly
+  linked list of its orders in time priority, with the level's shares and order count;
 * per (instrument, side): a sorted array of level indices with the best level last (bids
   ascending, asks descending), so the top of book is one index away and a level is found by
   binary search; levels are inserted and removed near the top, where the shift is short.

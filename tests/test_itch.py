@@ -467,3 +467,32 @@ def test_read_shows_progress_when_asked(itch, tmp_path, capsys):
     assert total == 5_000
     err = capsys.readouterr().err
     assert "itch:" in err and "5,000 messages" in err and "100.0%" in err
+
+
+def test_generator_is_seeded_and_consistent(itch):
+    a = generator.generate(20_000, seed=5, instruments=30)
+    assert a == generator.generate(20_000, seed=5, instruments=30)
+    assert a != generator.generate(20_000, seed=6, instruments=30)
+    batch = itch.decode(a)
+    assert batch.count == 20_000 and all(len(batch[t]) for t in spec.TYPES)
+    assert set(batch["R"]["stock_locate"].tolist()) == set(range(1, 31))
+    # Every modification names a live order, never more shares than it has.
+    live = {}
+    for t, row in batch.ordered():
+        rec = batch[t][row]
+        if t in "AF":
+            live[int(rec["order_reference_number"])] = int(rec["shares"])
+        elif t in "ECX":
+            ref = int(rec["order_reference_number"])
+            taken = int(rec["executed_shares"] if t != "X" else rec["cancelled_shares"])
+            assert 0 < taken <= live[ref]
+            live[ref] -= taken
+            if not live[ref]:
+                del live[ref]
+        elif t == "D":
+            del live[int(rec["order_reference_number"])]
+        elif t == "U":
+            del live[int(rec["original_order_reference_number"])]
+            live[int(rec["new_order_reference_number"])] = int(rec["shares"])
+    assert np.all(np.diff(np.concatenate([batch[t]["timestamp"] for t in spec.TYPES])[np.argsort(
+        np.concatenate([batch[t]["position"] for t in spec.TYPES]))]) >= 0)

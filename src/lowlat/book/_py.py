@@ -14,6 +14,7 @@ import numpy as np
 
 from ..itch import spec as _spec
 from .common import BOOK_TYPES, BUY, DEPTH_DTYPE, SELL, merged_book_messages, side_code, unsigned
+from .._twins import Final as _Final
 
 __all__ = ["Book"]
 
@@ -34,7 +35,7 @@ class _Side:
         self.ascending = ascending
 
 
-class Book:
+class Book(_Final):
     """Full-depth (L3) order book for every instrument of an ITCH feed.
 
     Orders are keyed by reference number and carry instrument (stock locate), side, price (the

@@ -14,6 +14,7 @@ import numpy as np
 from . import spec
 from .framing import Batch, MoldHeader, decode_mold_with, requested_types
 from .stream import StreamDecoderBase, read_with
+from .._twins import Final as _Final
 
 __all__ = ["Message", "StreamDecoder", "decode", "decode_chunk", "decode_mold", "read"]
 
@@ -147,7 +148,7 @@ _SPECS = {ord(m.type): m for m in spec.MESSAGES}
 _RECORD_BYTES = max(m.size for m in spec.MESSAGES)
 
 
-class Message:
+class Message(_Final):
     """One ITCH message decoded into a reusable record: parse into it again and again.
 
     ``parse(data, offset=0)`` copies the raw message (no length prefix) starting at ``offset``

@@ -146,3 +146,36 @@ def test_report_without_matplotlib_says_how_and_keeps_the_tables(tmp_path):
     html_text = html.unescape((report / "index.html").read_text())
     assert "pip install 'lowlat[plot]'" in html_text and "<table>" in html_text and not _images(html_text)
     assert "lowlat[plot]" in (report / "report.md").read_text()
+
+
+def test_exchange_command_serves_on_loopback_until_interrupted():
+    """`lowlat exchange --port 0` prints where it listens, accepts a TCP connection, stops on Ctrl-C."""
+    import signal
+    import socket
+
+    proc = subprocess.Popen([sys.executable, "-m", "lowlat", "exchange", "--port", "0"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    try:
+        line = proc.stdout.readline()
+        assert line.startswith("lowlat exchange listening on 127.0.0.1:"), line + proc.stderr.read()
+        port = int(line.split(":")[1].split()[0])
+        with socket.create_connection(("127.0.0.1", port), timeout=5):
+            pass
+        proc.send_signal(signal.SIGINT)
+        assert proc.wait(timeout=20) == 0
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+        proc.stdout.close()
+        proc.stderr.close()
+
+
+def test_top_level_help_lists_every_command():
+    out = subprocess.run([sys.executable, "-m", "lowlat", "--help"], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0
+    for command in ("bench", "info", "exchange", "pipeline"):
+        assert command in out.stdout
+    help_text = subprocess.run([sys.executable, "-m", "lowlat", "exchange", "--help"], capture_output=True, text=True,
+                               timeout=60).stdout
+    assert "--port" in help_text and "lowlat exchange" in help_text

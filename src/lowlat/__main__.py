@@ -1,5 +1,6 @@
 """Command line: ``lowlat bench [--quick] [--json PATH] [--report DIR] [--only SECTION ...]``,
-``lowlat info [--json]`` and ``lowlat --version``.
+``lowlat info [--json]``, ``lowlat exchange [--port P] ...``, ``lowlat pipeline ...`` and
+``lowlat --version``.
 
 The benchmarks themselves live in :mod:`lowlat.bench` (the repository's ``bench/`` folder, shipped
 in the wheel); this module only parses options, checks the output paths before any work and prints.
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import argparse
 import datetime
+import importlib
 import json
 import os
 import sys
@@ -129,10 +131,22 @@ def _parser() -> tuple[argparse.ArgumentParser, dict[str, argparse.ArgumentParse
     bench.add_argument("--list", action="store_true", help="print the section names and exit")
     info = sub.add_parser("info", help="show the live backend, why, the clocks, the CPU and the versions")
     info.add_argument("--json", action="store_true", help="print the same as JSON")
+    for name, (_, summary) in _DELEGATED.items():
+        sub.add_parser(name, help=summary, add_help=False)  # its own parser reads the rest (see main)
     return parser, {"bench": bench, "info": info}
 
 
+#: Subcommands whose module parses its own options: name -> (module with main(argv), summary).
+_DELEGATED = {
+    "exchange": ("lowlat.exchange.cli", "run the exchange simulator on loopback until Ctrl-C (see --help)"),
+    "pipeline": ("lowlat.pipeline.cli", "run the tick-to-trade pipeline and print the latency budget (see --help)"),
+}
+
+
 def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in _DELEGATED:
+        return importlib.import_module(_DELEGATED[argv[0]][0]).main(argv[1:])
     parser, subparsers = _parser()
     args, extra = parser.parse_known_args(argv)
     if extra:

@@ -435,3 +435,30 @@ def test_shm_ring_len_counts_bytes_waiting(impl):
         reader.close()
         ring.close()
         ring.unlink()
+
+
+def test_record_rings_share_one_rule_and_one_wording(impl):
+    """ShmRecordRing and RecordRing refuse the same arrays in the same words, and both take strided ones."""
+    local = impl.RecordRing("i8", 8)
+    writer = impl.ShmRecordRing.create("i8", 8)
+    reader = impl.ShmRecordRing.attach(writer.name)
+    try:
+        for method_a, method_b, name in ((local.write, writer.write, "array"), (local.read_into, reader.read_into, "out")):
+            messages = []
+            for method in (method_a, method_b):
+                with pytest.raises(TypeError) as info:
+                    method(np.zeros(3, "i4"))
+                messages.append(str(info.value))
+            assert messages[0] == messages[1] == f"{name} must have dtype int64, got int32"
+        assert writer.write(np.arange(12, dtype="i8")[::2]) == 6
+        out = np.full(8, -1, dtype="i8")
+        assert reader.read_into(out[::2]) == 4
+        assert out.tolist() == [0, -1, 2, -1, 4, -1, 6, -1]
+        with pytest.raises(ValueError, match="writable"):
+            frozen = np.zeros(4, "i8")
+            frozen.flags.writeable = False
+            reader.read_into(frozen)
+    finally:
+        reader.close()
+        writer.close()
+        writer.unlink()

@@ -923,9 +923,9 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
             array = _layout.real_array(array, "array", self._dtype)
         dtype = array.dtype
         if dtype is not self._dtype and dtype != self._dtype:
-            raise TypeError(f"array has dtype {dtype}; this ring holds {self._dtype}")
+            raise TypeError(f"array must have dtype {self._dtype}, got {dtype}")
         if array.ndim != 1:
-            raise ValueError(f"array must be one-dimensional, got shape {array.shape}")
+            raise ValueError(f"array must be one-dimensional, got {array.ndim} dimensions")
         count = len(array)
         self._require(_SHM_PRODUCER)
         count = min(count, self._free(count))
@@ -1008,9 +1008,10 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
     def read_into(self, out):
         """Move up to ``len(out)`` records into ``out`` (oldest first) and return how many.
 
-        Consumer only; allocates nothing. ``out`` must be a writable, C-contiguous, one-dimensional
-        ``numpy.ndarray`` of this ring's dtype (another dtype: ``TypeError``; other shapes:
-        ``ValueError``).
+        Consumer only. ``out`` must be a writable one-dimensional ``numpy.ndarray`` of this ring's
+        dtype (another dtype: ``TypeError``; other shapes or read-only: ``ValueError``), as for
+        ``RecordRing.read_into``; a C-contiguous ``out`` is filled in place with nothing allocated,
+        a strided one (``a[::2]``) through one temporary array.
         """
         cdef Py_buffer view
         cdef uint64_t count
@@ -1022,10 +1023,17 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
             out = _layout.real_array(out, "out", self._dtype)
         dtype = out.dtype
         if dtype is not self._dtype and dtype != self._dtype:
-            raise TypeError(f"out has dtype {dtype}; this ring holds {self._dtype}")
+            raise TypeError(f"out must have dtype {self._dtype}, got {dtype}")
+        if out.ndim != 1:
+            raise ValueError(f"out must be one-dimensional, got {out.ndim} dimensions")
         flags = out.flags
-        if out.ndim != 1 or not flags.c_contiguous or not flags.writeable:
-            raise ValueError("out must be a writable, C-contiguous, one-dimensional array")
+        if not flags.writeable:
+            raise ValueError("out must be writable")
+        if not flags.c_contiguous:
+            staged = _shm_np.empty(len(out), dtype=self._dtype)
+            count = self.read_into(staged)
+            out[:count] = staged[:count]
+            return count
         count = len(out)
         self._require(_SHM_CONSUMER)
         count = min(count, self._available(count))

@@ -779,17 +779,22 @@ class ShmRecordRing(_Segment, _Final):
     def read_into(self, out: np.ndarray) -> int:
         """Move up to ``len(out)`` records into ``out`` (oldest first) and return how many.
 
-        Consumer only; allocates nothing. ``out`` must be a writable, C-contiguous, one-dimensional
-        ``numpy.ndarray`` of this ring's dtype (another dtype: ``TypeError``; other shapes:
-        ``ValueError``).
+        Consumer only. ``out`` must be a writable one-dimensional ``numpy.ndarray`` of this ring's
+        dtype (another dtype: ``TypeError``; other shapes or read-only: ``ValueError``), as for
+        ``RecordRing.read_into``; a C-contiguous ``out`` is filled in place with nothing allocated,
+        a strided one (``a[::2]``) through one temporary array.
         """
         if self._role != CONSUMER:
             raise self._closed_error(CONSUMER)
         out = real_array(out, "out", self._dtype)
-        flags = out.flags
-        if out.ndim != 1 or not flags.c_contiguous or not flags.writeable:
-            raise ValueError("out must be a writable, C-contiguous, one-dimensional array")
+        if not out.flags.writeable:
+            raise ValueError("out must be writable")
         count = min(len(out), self._available(len(out)))
         if count:
-            self._copy_out(out, count)
+            if out.flags.c_contiguous:
+                self._copy_out(out, count)
+            else:
+                staged = np.empty(count, dtype=self._dtype)
+                self._copy_out(staged, count)
+                out[:count] = staged
         return count

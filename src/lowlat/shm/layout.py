@@ -471,16 +471,10 @@ def bytes_view(data: object, name: str, writable: bool = False) -> memoryview:
 
 
 def real_array(array: object, name: str, dtype: np.dtype) -> np.ndarray:
-    """Return a plain ``ndarray`` view of the caller's array, refusing anything else or another dtype.
+    """Return a plain one-dimensional ``ndarray`` view of the caller's array of exactly ``dtype``.
 
-    ``write``/``read_into`` copy by the ring's itemsize, so what they check must be the memory
-    itself, not what an ndarray subclass says about it: ``type()`` (``isinstance`` believes a
-    ``__class__`` attribute), and the view ``numpy.asarray`` makes, whose ``dtype``, shape and
-    ``flags`` come from the array's C struct, never from properties a subclass overrides.
+    The one check every record container uses (:func:`lowlat._validate.record_array`): dtype, shape
+    and flags come from the array's C struct, never from properties an ndarray subclass overrides,
+    and the wording of its errors is the in-process ``RecordRing``'s.
     """
-    if not issubclass(type(array), np.ndarray):
-        raise TypeError(f"{name} must be a numpy.ndarray of dtype {dtype}, not {type(array).__name__}")
-    view = np.asarray(array)
-    if view.dtype != dtype:
-        raise TypeError(f"{name} has dtype {view.dtype}; this ring holds {dtype}")
-    return view
+    return _validate.record_array(array, dtype, name)

@@ -1,6 +1,8 @@
-"""``lowlat bench`` section "net": an order round trip over loopback TCP, pooled vs per-order login.
+"""Experiment 9, connection pooling (seed section 7): an order round trip over loopback TCP, pooled
+vs a new connection and login per order.
 
-The seed's connection-pool experiment, for real. The exchange simulator runs in its own process
+The seed's pool saved the ``time.sleep`` its simulated connection slept for; this is the
+experiment for real. The exchange simulator runs in its own process
 (``lowlat.exchange.main``, OUCH 4.2 on SoupBinTCP, the price-time book behind it), and so does a
 bare TCP echo server; this process is the client. One round trip is: send an Enter Order, wait for
 its Accepted. Each contender's round trips are recorded in a ``lowlat.LatencyHistogram``:
@@ -32,13 +34,19 @@ import subprocess
 import sys
 import time
 
-from ._benchkit import Progress, Row
+from ._harness import Progress, Row, judge
 
 TITLE = "Connection pooling over loopback TCP"
 SEED = "section 7, benchmark_connection_pooling"
 SEED_SAYS = ("The seed's pool saved the 'setup latency' its SimulatedConnection slept for: a measurement of "
              "time.sleep, not of a network.")
 STEPS = 9
+OUCH_P50 = "OUCH Enter Order -> Accepted round trip over loopback, p50"
+FIX_P50 = "FIX 4.4 NewOrderSingle -> ExecutionReport round trip over loopback, p50"
+ECHO = "bare TCP echo of the same bytes (floor)"
+POOLED = "pooled OUCH session, selector waits"
+FRESH = "connect + login per order"
+POOLED_TARGET = 1.5  # pooled OUCH p50 within this many times the bare echo
 
 _ECHO = r"""
 import socket, sys
@@ -110,8 +118,8 @@ def _echo_round_trips(port: int, message: bytes, count: int):
 
 
 def _pooled_round_trips(address, count: int, busy_poll: bool, prefix: str):
-    from .net.ouch import OuchSession
-    from .net.pool import ConnectionPool
+    from lowlat.net.ouch import OuchSession
+    from lowlat.net.pool import ConnectionPool
 
     hist = _histogram()
     clock = time.perf_counter_ns
@@ -132,7 +140,7 @@ def _pooled_round_trips(address, count: int, busy_poll: bool, prefix: str):
 
 
 def _soup_echo_round_trips(address, payload: bytes, count: int):
-    from .net.connection import SoupConnection
+    from lowlat.net.connection import SoupConnection
 
     hist = _histogram()
     clock = time.perf_counter_ns
@@ -152,7 +160,7 @@ def _soup_echo_round_trips(address, payload: bytes, count: int):
 
 
 def _connect_per_order(address, count: int):
-    from .net.ouch import OuchSession
+    from lowlat.net.ouch import OuchSession
 
     hist = _histogram()
     clock = time.perf_counter_ns
@@ -171,9 +179,9 @@ def _connect_per_order(address, count: int):
 
 
 def _fix_pooled_round_trips(address, count: int, prefix: str):
-    from . import fix
-    from .net.fix_orders import FixOrderSession
-    from .net.pool import ConnectionPool
+    from lowlat import fix
+    from lowlat.net.fix_orders import FixOrderSession
+    from lowlat.net.pool import ConnectionPool
 
     hist = _histogram()
     clock = time.perf_counter_ns
@@ -194,8 +202,8 @@ def _fix_pooled_round_trips(address, count: int, prefix: str):
 
 
 def _fix_connect_per_order(address, count: int):
-    from . import fix
-    from .net.fix_orders import FixOrderSession
+    from lowlat import fix
+    from lowlat.net.fix_orders import FixOrderSession
 
     hist = _histogram()
     clock = time.perf_counter_ns
@@ -214,7 +222,7 @@ def _fix_connect_per_order(address, count: int):
 
 
 def _new_order_single_bytes() -> bytes:
-    from . import fix
+    from lowlat import fix
 
     buffer = bytearray(512)
     n = fix.FixEncoder("P0", "EXCH").new_order_single(buffer, 0, 2, time.time_ns(), "P12345", "BENCH", fix.Side.BUY,
@@ -224,79 +232,115 @@ def _new_order_single_bytes() -> bytes:
 
 def _enter_order_packet() -> bytes:
     """The bytes one pooled Enter Order puts on the wire: SoupBinTCP header + OUCH message."""
-    from . import ouch
-    from .net import soupbintcp
+    from lowlat import ouch
+    from lowlat.net import soupbintcp
 
     buffer = bytearray(ouch.MESSAGES["enter_order"].length)
     ouch.encode_enter_order(buffer, 0, "P12345", "B", 100, "BENCH", 1_000_000)
     return soupbintcp.encode_packet(b"U", bytes(buffer))
 
 
-def run(quick: bool, progress: Progress, *, rounds: int | None = None, fresh_rounds: int | None = None) -> list[Row]:
-    """Return the p50/p99 rows of every contender (``rounds`` / ``fresh_rounds`` override the counts)."""
-    rounds = rounds or (2_000 if quick else 20_000)
-    fresh_rounds = fresh_rounds or (200 if quick else 2_000)
-    helpers: list[subprocess.Popen] = []  # every process started here is stopped in the finally
+class _Helpers:
+    """The helper processes of one run: two echo servers, the simulator, its echo twin; all stopped by close()."""
 
-    def spawn(code: str, *args: str) -> str:
+    def __init__(self) -> None:
+        self.processes: list[subprocess.Popen] = []
+        try:
+            self.echo_port = int(self._spawn(_ECHO))
+            self.fix_echo_port = int(self._spawn(_ECHO))
+            # "lowlat exchange listening on 127.0.0.1:P (SoupBinTCP), FIX on 127.0.0.1:F"
+            ports = self._spawn(_EXCHANGE, "--port", "0", "--fix-port", "0", "--application", "ouch", "--timeout", "60",
+                                "--heartbeat-interval", "5")
+            self.address = ("127.0.0.1", int(ports.split()[4].rsplit(":", 1)[1]))
+            self.fix_address = ("127.0.0.1", int(ports.rsplit(":", 1)[1]))
+            self.echo_address = ("127.0.0.1", int(self._spawn(_EXCHANGE, "--port", "0", "--application", "echo",
+                                                              "--timeout", "60").rsplit(":", 1)[1]))
+        except BaseException:
+            self.close()
+            raise
+
+    def _spawn(self, code: str, *args: str) -> str:
         proc, line = _spawn(code, *args)
-        helpers.append(proc)
+        self.processes.append(proc)
         return line
 
-    was_enabled = gc.isenabled()
-    try:
-        echo_port = int(spawn(_ECHO))
-        fix_echo_port = int(spawn(_ECHO))
-        # "lowlat exchange listening on 127.0.0.1:P (SoupBinTCP), FIX on 127.0.0.1:F"
-        ports = spawn(_EXCHANGE, "--port", "0", "--fix-port", "0", "--application", "ouch", "--timeout", "60",
-                      "--heartbeat-interval", "5")
-        address = ("127.0.0.1", int(ports.split()[4].rsplit(":", 1)[1]))
-        fix_address = ("127.0.0.1", int(ports.rsplit(":", 1)[1]))
-        echo_address = ("127.0.0.1", int(spawn(_EXCHANGE, "--port", "0", "--application", "echo", "--timeout",
-                                               "60").rsplit(":", 1)[1]))
-        gc.disable()
-        progress.step("net: bare TCP echo")
-        results = [("bare TCP echo of the same bytes (floor)", _echo_round_trips(echo_port, _enter_order_packet(), rounds))]
-        progress.step("net: pooled OUCH, selector")
-        results.append(("pooled OUCH session, selector waits", _pooled_round_trips(address, rounds, False, "S")))
-        progress.step("net: pooled OUCH, busy-poll")
-        results.append(("pooled OUCH session, busy-poll", _pooled_round_trips(address, rounds, True, "B")))
-        progress.step("net: SoupBinTCP session, echo application")
-        results.append(("SoupBinTCP session, simulator echo application",
-                        _soup_echo_round_trips(echo_address, _enter_order_packet()[3:], rounds)))
-        progress.step("net: connect + login per order")
-        results.append(("connect + login per order", _connect_per_order(address, fresh_rounds)))
-        progress.step("net: FIX bare TCP echo")
-        fix_results = [("bare TCP echo of the same bytes (floor)",
-                        _echo_round_trips(fix_echo_port, _new_order_single_bytes(), rounds))]
-        progress.step("net: pooled FIX")
-        fix_results.append(("pooled FIX 4.4 session, selector waits", _fix_pooled_round_trips(fix_address, rounds, "P")))
-        progress.step("net: FIX connect + logon per order")
-        fix_results.append(("connect + logon per order", _fix_connect_per_order(fix_address, fresh_rounds)))
-    finally:
-        if was_enabled:
-            gc.enable()
-        for proc in helpers:
+    def close(self) -> None:
+        for proc in self.processes:
             _stop(proc)
-    progress.step("net: report")
+
+
+def _ouch_contenders(helpers: _Helpers, progress: Progress, rounds: int, fresh_rounds: int) -> list[tuple[str, object]]:
+    progress.step("connpool: bare TCP echo")
+    results = [(ECHO, _echo_round_trips(helpers.echo_port, _enter_order_packet(), rounds))]
+    progress.step("connpool: pooled OUCH, selector")
+    results.append((POOLED, _pooled_round_trips(helpers.address, rounds, False, "S")))
+    progress.step("connpool: pooled OUCH, busy-poll")
+    results.append(("pooled OUCH session, busy-poll", _pooled_round_trips(helpers.address, rounds, True, "B")))
+    progress.step("connpool: SoupBinTCP session, echo application")
+    results.append(("SoupBinTCP session, simulator echo application",
+                    _soup_echo_round_trips(helpers.echo_address, _enter_order_packet()[3:], rounds)))
+    progress.step("connpool: connect + login per order")
+    results.append((FRESH, _connect_per_order(helpers.address, fresh_rounds)))
+    return results
+
+
+def _fix_contenders(helpers: _Helpers, progress: Progress, rounds: int, fresh_rounds: int) -> list[tuple[str, object]]:
+    progress.step("connpool: FIX bare TCP echo")
+    results = [(ECHO, _echo_round_trips(helpers.fix_echo_port, _new_order_single_bytes(), rounds))]
+    progress.step("connpool: pooled FIX")
+    results.append(("pooled FIX 4.4 session, selector waits", _fix_pooled_round_trips(helpers.fix_address, rounds, "P")))
+    progress.step("connpool: FIX connect + logon per order")
+    results.append(("connect + logon per order", _fix_connect_per_order(helpers.fix_address, fresh_rounds)))
+    return results
+
+
+def _rows_of(results, fix_results) -> list[Row]:
     rows = []
     for quantile, group, group_results in (
-            (50, "OUCH Enter Order -> Accepted round trip over loopback, p50", results),
+            (50, OUCH_P50, results),
             (99, "OUCH Enter Order -> Accepted round trip over loopback, p99", results),
-            (50, "FIX 4.4 NewOrderSingle -> ExecutionReport round trip over loopback, p50", fix_results),
+            (50, FIX_P50, fix_results),
             (99, "FIX 4.4 NewOrderSingle -> ExecutionReport round trip over loopback, p99", fix_results)):
         for label, hist in group_results:
             rows.append(Row(group, label, hist.percentile(quantile) / 1000, "us",
                             note=f"{hist.count:,} round trips", extra={"p50_ns": hist.percentile(50),
                                                                          "p99_ns": hist.percentile(99),
                                                                          "count": hist.count}))
+    echo, pooled = (next(r for r in rows if r.group == OUCH_P50 and r.label == label) for label in (ECHO, POOLED))
+    judge(pooled, f"p50 <= {POOLED_TARGET:g}x the bare echo", pooled.value <= POOLED_TARGET * echo.value)
     return rows
 
 
-if __name__ == "__main__":  # python -m lowlat._bench_net [--quick]
-    from ._benchkit import format_table
+def measure(progress: Progress, rounds: int, fresh_rounds: int) -> list[Row]:
+    """Return the p50/p99 rows of every contender: ``rounds`` round trips each, ``fresh_rounds`` per new login."""
+    was_enabled = gc.isenabled()
+    helpers = _Helpers()  # every process started here is stopped in the finally
+    try:
+        gc.disable()
+        results = _ouch_contenders(helpers, progress, rounds, fresh_rounds)
+        fix_results = _fix_contenders(helpers, progress, rounds, fresh_rounds)
+    finally:
+        if was_enabled:
+            gc.enable()
+        helpers.close()
+    progress.step("connpool: report")
+    return _rows_of(results, fix_results)
 
-    progress = Progress(STEPS)
-    table = run("--quick" in sys.argv, progress)
-    progress.close()
-    print(format_table(table))
+
+def run(quick: bool, progress: Progress) -> list[Row]:
+    """Run the section; return its rows."""
+    return measure(progress, 2_000 if quick else 20_000, 200 if quick else 2_000)
+
+
+def conclude(rows: list[Row]) -> str:
+    """Say what this run shows: what a pool saves per order, and how close it comes to the bare socket."""
+    def p50(group: str, label: str) -> float:
+        return next((r.value for r in rows if r.group == group and r.label == label), 0.0)
+
+    echo, pooled, fresh = (p50(OUCH_P50, label) for label in (ECHO, POOLED, FRESH))
+    fix_pooled, fix_fresh = p50(FIX_P50, "pooled FIX 4.4 session, selector waits"), p50(FIX_P50, "connect + logon per order")
+    return (f"Over real loopback TCP to the exchange simulator, a pooled OUCH session's Enter Order -> Accepted takes "
+            f"p50 {pooled:,.0f} us against {fresh:,.0f} us with a new connection and login per order "
+            f"({fresh / pooled if pooled else 0:,.1f}x), and {pooled / echo if echo else 0:,.2f}x the bare TCP echo of the "
+            f"same bytes ({echo:,.0f} us); FIX: pooled {fix_pooled:,.0f} us against {fix_fresh:,.0f} us per new logon. "
+            "What the pool saves is the TCP handshake and the session login, not a sleep.")

@@ -17,9 +17,14 @@ SECTIONS: dict[str, str] = {
     "layout": "lowlat.bench.layout",  # seed 3, In [6]: struct of arrays vs array of structs
     "queues": "lowlat.bench.queues",  # seed 4, In [7]: ring buffer vs queues
     "pools": "lowlat.bench.pools",  # seed 4, In [8]: object pool vs allocation
+    "async": "lowlat.bench.async_sync",  # seed 5, In [9]-[10]: async vs sync
     "msgqueues": "lowlat.bench.msgqueues",  # seed 6: message queues
-    "connpool": "lowlat.bench.connpool",  # seed 7: connection pooling (waits for the orders issue)
+    "connpool": "lowlat.bench.connpool",  # seed 7: connection pooling over loopback TCP
+    "batching": "lowlat.bench.batching",  # seed 8: batch vs single processing
+    "adaptive": "lowlat.bench.adaptive",  # seed 8: adaptive batching under load
     "budget": "lowlat.bench.budget",  # seed intro: the latency budget (waits for the pipeline issue)
+    "orders": "lowlat.bench.orders",  # seed intro's budget rows: risk check, OUCH encode/decode
+    "fix": "lowlat.bench.fix",  # FIX 4.4 encode/parse against simplefix (and quickfix)
     "histogram": "lowlat.bench.histogram",  # LatencyHistogram against hdrhistogram
     "shm": "lowlat.bench.shm",  # two processes over shared memory
 }

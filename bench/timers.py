@@ -14,8 +14,6 @@ import os
 import statistics
 import time
 
-from lowlat._backend import load
-
 from ._harness import Measure, Progress, Row, backend_of, backends, loop_overhead_ns, per_op_ns, time_loop
 
 TITLE = "Timing methods: cost per read and resolution"
@@ -82,10 +80,7 @@ def stamp_clock_rows(n: int, repeats: int) -> list[Row]:
     of TSC against CLOCK_MONOTONIC. The stamp clock is chosen at import (``LOWLAT_NO_TSC``), so the
     section switches it with ``_calibrate_ticks`` and restores it before returning.
     """
-    try:
-        core = load("lowlat.containers", "cython")  # its queues' stamp clock and _calibrate_ticks
-    except ImportError:
-        core = None
+    core = dict(backends("lowlat.containers")).get("cython")  # _calibrate_ticks is not a public name
     if core is None:
         return []
     modes = (("TSC stamps (rdtsc)", ""), ("CLOCK_MONOTONIC stamps (LOWLAT_NO_TSC=1)", "1"))

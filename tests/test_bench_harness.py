@@ -103,7 +103,8 @@ def test_every_section_keeps_the_contract(name):
 
 
 def test_every_seed_experiment_names_its_cell():
-    for name in ("timers", "tracker", "memory", "layout", "queues", "pools", "msgqueues", "connpool", "budget"):
+    for name in ("timers", "tracker", "memory", "layout", "queues", "pools", "async", "msgqueues", "connpool", "batching",
+                 "adaptive", "budget"):
         module = importlib.import_module(SECTIONS[name])
         assert module.SEED and module.SEED_SAYS, name
 
@@ -116,3 +117,9 @@ def test_no_bench_function_is_over_60_lines():
             if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and node.end_lineno - node.lineno >= 60:
                 long.append(f"{path.name}:{node.name}")
     assert not long
+
+
+def test_sections_live_in_bench_only():
+    package = Path(inspect.getfile(_harness)).parent.parent
+    assert not list(package.glob("_bench_*.py"))  # the old home of sections: every one moved to bench/
+    assert all(module.startswith("lowlat.bench.") for module in SECTIONS.values())

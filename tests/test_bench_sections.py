@@ -2,11 +2,16 @@
 
 The shared-memory section (two processes) and the memory section (arrays beyond the last-level
 cache) run in ``test_cli.py`` / ``make bench`` only; their contract is checked in
-``test_bench_harness.py``.
+``test_bench_harness.py``. The connection-pooling section runs here at a smaller size.
 """
 
+import asyncio
+import glob
 import importlib
 import io
+import os
+import threading
+import time
 
 import pytest
 
@@ -15,7 +20,8 @@ from lowlat.bench import SECTIONS
 from lowlat.bench._harness import Progress, backends
 from lowlat.bench._seed import SeedListTracker, SeedMessageQueue, SeedObjectPool, SeedPriorityQueue, SeedRingBuffer
 
-FAST = ("timers", "tracker", "layout", "queues", "pools", "msgqueues", "histogram")
+FAST = ("timers", "tracker", "layout", "queues", "pools", "async", "msgqueues", "batching", "adaptive", "orders", "fix",
+        "histogram")
 LIVE = [name for name, _ in backends()]
 
 
@@ -41,7 +47,7 @@ def test_section_reports_every_step_and_concludes(results, name):
 
 
 def test_every_backend_is_a_contender(results):
-    for name in ("queues", "pools", "msgqueues", "histogram", "tracker"):
+    for name in ("queues", "pools", "msgqueues", "histogram", "tracker", "adaptive", "orders", "fix"):
         rows = results[name][2]
         assert {r.backend for r in rows if r.backend} == set(LIVE), name
 
@@ -104,3 +110,127 @@ def test_seed_baselines_behave_as_the_seed_wrote_them():
     with pool.borrow() as first:
         assert pool.acquire() is not first and pool.allocated == 1
     assert pool.acquire() is first
+
+
+def test_orders_and_fix_judge_their_targets(results):
+    orders = [r for r in results["orders"][2] if r.met is not None]
+    assert {r.backend for r in orders} == set(LIVE) and all(r.target.startswith("p50 <=") for r in orders)
+    if "cython" in LIVE and "simplefix" in {r.label.split()[0] for r in results["fix"][2]}:
+        ratios = {r.label for r in results["fix"][2] if r.met is not None}
+        assert ratios == {"encode", "parse"}
+
+
+def test_batching_sections_cover_every_batch_size_and_both_loads(results):
+    batching = results["batching"][2]
+    sizes = {r.label.split(":")[0] for r in batching if r.unit == "us"}
+    assert sizes == {"batch of 1", "batch of 10", "batch of 100", "batch of 1,000", "batch of 10,000"}
+    assert all(r.distribution for r in batching if r.unit == "us")
+    adaptive = results["adaptive"][2]
+    for load in ("bursty", "quiet"):
+        latency = [r for r in adaptive if r.group.startswith(f"adaptive batching, {load} load (")]
+        assert latency[0].label.startswith("seed AdaptiveBatcher") and len(latency) >= 1 + len(LIVE)
+        assert all(r.extra["percentiles_ns"]["count"] > 0 for r in latency)
+
+
+def test_async_section_runs_every_experiment(results):
+    rows = results["async"][2]
+    groups = {r.group.split(":")[0].split(",")[0] for r in rows}
+    assert {"async vs sync", "when does async pay off"} <= groups
+    real = [r for r in rows if "real I/O" in r.group]
+    assert {r.extra["delay_ns"] for r in real} == {0, 200_000} and all(r.value > 0 for r in real)
+
+
+# ------------------------------------------------------------------ async: the runner and the UDP fan-out
+
+
+def test_bench_runs_coroutines_inside_a_running_event_loop():
+    from lowlat.bench import async_sync as bench
+
+    async def job():
+        await asyncio.sleep(0)
+        return threading.current_thread().name
+
+    assert bench.run_coroutine(job) == threading.current_thread().name  # from a script: this thread
+
+    async def notebook_cell():  # what the seed's cell did: measure while a loop is running
+        assert bench.running_loop() is not None
+        return bench.run_coroutine(job)
+
+    assert asyncio.run(notebook_cell()) == "lowlat-bench-async"
+
+    async def fails():
+        raise KeyError("inside")
+
+    async def cell_that_fails():
+        return bench.run_coroutine(fails)
+
+    with pytest.raises(KeyError):
+        asyncio.run(cell_that_fails())
+
+
+def test_bench_udp_fanout_gets_every_reply_sync_threaded_and_async():
+    from concurrent.futures import ThreadPoolExecutor
+
+    from lowlat.bench import async_sync as bench
+
+    responder = bench._Responder()
+    try:
+        address = responder.address
+        assert bench._sync_udp_ns(address, 3, 100_000, 1) >= 3 * 100_000  # one after another
+        with ThreadPoolExecutor(max_workers=4) as pool:
+            assert bench._threaded_udp_ns(address, 4, 0, 1, pool) > 0
+        overlapped = bench.run_coroutine(lambda: bench._async_udp_ns(address, 8, 100_000, 1))
+        assert 100_000 <= overlapped < 1_000_000_000  # every reply arrived (else wait_for raises)
+    finally:
+        responder.close()
+    assert not responder.process.is_alive()
+
+
+def test_seed_batcher_baseline_holds_a_burst_remainder_until_the_next_add():
+    from lowlat.bench.adaptive import SeedAdaptiveBatcher
+
+    out = []
+    b = SeedAdaptiveBatcher(min_batch_size=1, max_batch_size=4, max_wait_us=50_000, processor=out.append)
+    for i in range(6):
+        b.add(i)
+    assert out == [[0, 1, 2, 3]]
+    time.sleep(0.06)  # past its 50 ms limit: nothing looks at the clock between adds
+    assert b.buffer == [4, 5] and len(out) == 1
+    b.add(6)
+    assert out == [[0, 1, 2, 3], [4, 5, 6]]
+
+
+# ------------------------------------------------------------------ connection pooling over loopback TCP
+
+
+def _children():
+    """Live child processes of this one (Linux /proc; [] elsewhere)."""
+    children = []
+    for stat in glob.glob("/proc/[0-9]*/stat"):
+        try:
+            with open(stat) as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == os.getpid() and fields[0] != "Z":
+            children.append(stat)
+    return children
+
+
+def test_connpool_runs_every_contender_concludes_and_stops_its_processes():
+    from lowlat.bench import connpool
+
+    progress = Progress(connpool.STEPS, stream=io.StringIO())
+    before = set(_children())  # earlier tests may have left helpers of their own (multiprocessing's tracker)
+    rows = connpool.measure(progress, 50, 5)
+    assert progress.done == connpool.STEPS
+    assert set(_children()) - before == set(), "a helper process outlived the bench"
+    labels = {(row.group.split(",")[0][:4], row.label) for row in rows}
+    assert ("OUCH", "pooled OUCH session, selector waits") in labels
+    assert ("FIX ", "pooled FIX 4.4 session, selector waits") in labels
+    assert ("OUCH", "connect + login per order") in labels and ("FIX ", "connect + logon per order") in labels
+    assert all(row.value > 0 and row.unit == "us" for row in rows)
+    assert {row.extra["count"] for row in rows} == {50, 5}
+    assert [r.label for r in rows if r.met is not None] == ["pooled OUCH session, selector waits"]
+    pooled = next(r for r in rows if r.met is not None)
+    assert f"p50 {pooled.value:,.0f} us" in connpool.conclude(rows)

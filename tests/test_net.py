@@ -734,37 +734,3 @@ def test_fix_both_sides_with_a_gap_recover_without_waiting_for_each_other():
     assert [e.get(11) for e in events if isinstance(e, fs.AppMessage)] == ["O1"]
     assert client._queued == {} and server._queued == {}
     assert (client.next_in, server.next_in) == (server.next_out, client.next_out)
-
-
-def test_bench_section_runs_every_contender_and_stops_its_processes():
-    import io
-
-    from lowlat import _bench_net
-    from lowlat._benchkit import Progress
-
-    progress = Progress(_bench_net.STEPS, stream=io.StringIO())
-    before = set(_children())  # earlier tests may have left helpers of their own (multiprocessing's tracker)
-    rows = _bench_net.run(True, progress, rounds=50, fresh_rounds=5)
-    assert progress.done == _bench_net.STEPS
-    labels = {(row.group.split(",")[0][:4], row.label) for row in rows}
-    assert ("OUCH", "pooled OUCH session, selector waits") in labels
-    assert ("FIX ", "pooled FIX 4.4 session, selector waits") in labels
-    assert all(row.value > 0 and row.unit == "us" for row in rows)
-    assert {row.extra["count"] for row in rows} == {50, 5}
-    assert set(_children()) - before == set(), "a helper process outlived the bench"
-
-
-def _children():
-    """Live child processes of this one (Linux /proc; [] elsewhere)."""
-    import os
-
-    children = []
-    for stat in glob.glob("/proc/[0-9]*/stat"):
-        try:
-            with open(stat) as fh:
-                fields = fh.read().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        if int(fields[1]) == os.getpid() and fields[0] != "Z":
-            children.append(stat)
-    return children

@@ -1,4 +1,4 @@
-"""``lowlat bench`` section 7: async vs sync, measured so that it also runs inside a running loop.
+"""Experiment 7, async vs sync (seed section 5), measured so that it also runs inside a running loop.
 
 It reproduces the seed's cells "5. Async vs Sync Processing Comparison": In [9]
 (``benchmark_async_vs_sync``: 100 simulated I/O waits of 0.5 ms, one after another with
@@ -29,12 +29,20 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Awaitable, Callable, Optional
 
-from ._benchkit import Progress, Row
+from ._harness import Progress, Row
 
-STEPS = 5
+TITLE = "Async vs sync: overlapping waits, real I/O over loopback UDP, and what async itself costs"
+SEED = "section 5, In [9] benchmark_async_vs_sync and In [10] benchmark_async_overhead"
+SEED_SAYS = ("The seed measured 100 waits of 0.5 ms at 63.7 ms one after another against 1.20 ms with asyncio.gather "
+             "(53x) and said async suits I/O but adds ~1-5 us; its CPU-bound cell raised RuntimeError (This event "
+             "loop is already running).")
+STEPS = 4
 
-SEED_CELL_IO = "seed 'Async vs Sync' In [9] (benchmark_async_vs_sync)"
-SEED_CELL_CPU = "seed 'Async vs Sync' In [10] (benchmark_async_overhead: RuntimeError in the seed)"
+SEED_CELL_IO = "seed section 5, In [9] (benchmark_async_vs_sync)"
+SEED_CELL_CPU = "seed section 5, In [10] (benchmark_async_overhead: RuntimeError in the seed)"
+FANOUT = f"async vs sync: the seed's I/O fan-out, 100 waits of 0.5 ms, total ms ({SEED_CELL_IO})"
+WORK = f"async vs sync: the seed's CPU-bound work (1,000 squares), us per call ({SEED_CELL_CPU})"
+COST = "async vs sync: what async itself costs, ns per operation (empty loop subtracted)"
 
 _now = time.perf_counter_ns
 
@@ -131,28 +139,66 @@ async def _async_waits_ns(k: int, wait_s: float, repeats: int) -> float:
 def _fanout_rows(quick: bool, loops, in_loop: bool) -> list[Row]:
     repeats = 3 if quick else 7
     k, wait_s = 100, 0.0005
-    group = f"7 async vs sync: the seed's I/O fan-out, {k} waits of 0.5 ms, total ms ({SEED_CELL_IO})"
-    rows = [Row(group, "sync: time.sleep one after another (the seed's sync side)",
+    rows = [Row(FANOUT, "sync: time.sleep one after another (the seed's sync side)",
                 _sync_waits_ns(k, wait_s, repeats) / 1e6, "ms", reference=True,
                 extra={"seed": SEED_CELL_IO, "ran_inside_a_running_loop": in_loop})]
     with ThreadPoolExecutor(max_workers=k) as pool:
         _threaded_waits_ns(k, wait_s, 1, pool)  # start the workers before timing
-        rows.append(Row(group, f"sync in {k} threads: ThreadPoolExecutor.map(time.sleep)",
+        rows.append(Row(FANOUT, f"sync in {k} threads: ThreadPoolExecutor.map(time.sleep)",
                         _threaded_waits_ns(k, wait_s, repeats, pool) / 1e6, "ms"))
     for label, factory in loops:
         total = run_coroutine(lambda: _async_waits_ns(k, wait_s, repeats), factory)
-        rows.append(Row(group, f"{label}: asyncio.gather of asyncio.sleep (the seed's async side)", total / 1e6,
+        rows.append(Row(FANOUT, f"{label}: asyncio.gather of asyncio.sleep (the seed's async side)", total / 1e6,
                         "ms", note="a 0.5 ms timer fires after >= 1 ms: epoll's timeout is in whole ms"))
     for row in rows[3:]:
         row.note = _UVLOOP_NOTE
-    sync_ms, threads_ms, async_ms = rows[0].value, rows[1].value, rows[2].value
-    rows[0].extra["finding"] = (
-        f"The seed measured 63.7 ms against 1.20 ms (53x) and concluded that async wins for I/O-bound work. "
-        f"Here: {sync_ms:,.1f} ms against {async_ms:,.2f} ms ({sync_ms / async_ms:,.0f}x; {k} threads "
-        f"{threads_ms:,.2f} ms). It holds for waits that overlap, but what is measured is timers, not I/O: asyncio "
-        "fires a 0.5 ms timer after a whole millisecond (epoll's timeout unit), and uvloop fires it at once "
-        "(libuv rounds it down to 0 ms), so the uvloop figure is not a speedup at all."
-    )
+    return rows
+
+
+def _fanout_finding(rows: list[Row]) -> str:
+    fanout = [r for r in rows if r.group == FANOUT]
+    sync_ms, threads_ms, async_ms = (r.value for r in fanout[:3])
+    one = next(r for r in rows if r.extra.get("wait_ns") == 500_000 and r.extra.get("k") == 1)
+    return (f"100 waits of 0.5 ms took {sync_ms:,.1f} ms one after another against {async_ms:,.2f} ms with "
+            f"asyncio.gather ({sync_ms / async_ms:,.0f}x; 100 threads {threads_ms:,.2f} ms): async wins for waits that "
+            f"overlap, but what is measured is timers, not I/O -- one 0.5 ms asyncio.sleep took "
+            f"{one.extra['async_ns'] / 1e6:,.2f} ms (epoll's timeout is in whole ms)"
+            + ("; uvloop's timer did not wait at all (libuv rounds 0.5 ms down to 0)." if len(fanout) > 3 else "."))
+
+
+def _sweep_group(name: str) -> str:
+    return f"when does async pay off: k concurrent waits of {name}, sync total / async total"
+
+
+def _measured_sync(counts: list[int], wait_s: float, repeats: int) -> tuple[dict[int, float], float]:
+    """Return sync totals measured for k <= 16 and the time of one wait (larger k are extrapolated from it)."""
+    measured: dict[int, float] = {}
+    per_wait = 0.0
+    for k in counts:
+        if k <= 16:  # cheap: more repeats, since a shared machine's noise is largest at small k
+            measured[k] = _sync_waits_ns(k, wait_s, 3 * repeats)
+            per_wait = measured[k] / k
+    return measured, per_wait
+
+
+def _sweep_loop_rows(group, label, factory, counts, wait_s, repeats, measured_sync, per_wait, first) -> list[Row]:
+    rows = []
+    rounded_down = False  # set when one wait alone returns early: the loop's timers do not wait
+    for k in counts:
+        reps = 3 * repeats if k <= 16 else repeats
+        async_ns = run_coroutine(lambda k=k, reps=reps: _async_waits_ns(k, wait_s, reps), factory)
+        sync_ns = measured_sync.get(k, k * per_wait)
+        how = "measured" if k in measured_sync else "k x the measured time.sleep"
+        if k == 1 and async_ns < wait_s * 1e9:
+            rounded_down = True
+        waited = not rounded_down and async_ns >= wait_s * 1e9
+        rows.append(Row(group, f"{label}, k={k:,}", sync_ns / async_ns, "x", higher_is_better=True,
+                        note=f"sync {sync_ns / 1e6:,.2f} ms ({how}), async {async_ns / 1e6:,.2f} ms, "
+                             f"async per wait {async_ns / k / 1000:,.1f} us"
+                             + ("" if waited else f"; {_UVLOOP_NOTE.split(':')[0]}: timer rounded to 0 ms"),
+                        extra={"k": k, "wait_ns": int(wait_s * 1e9), "sync_ns": sync_ns,
+                               "async_ns": async_ns, "loop": label},
+                        reference=first and not rows))
     return rows
 
 
@@ -161,46 +207,28 @@ def _sweep_rows(quick: bool, loops) -> list[Row]:
     counts = [1, 2, 4, 16, 64, 256] if quick else [1, 2, 4, 8, 16, 64, 256, 1024]
     rows: list[Row] = []
     for wait_s, name in ((0.0005, "0.5 ms"), (0.00005, "50 us")):
-        group = f"7 when does async pay off: k concurrent waits of {name}, sync total / async total"
-        measured_sync = {}
-        per_wait = None
-        for k in counts:
-            if k <= 16:  # cheap: more repeats, since a shared machine's noise is largest at small k
-                measured_sync[k] = _sync_waits_ns(k, wait_s, 3 * repeats)
-                per_wait = measured_sync[k] / k
-        first = True
-        for label, factory in loops:
-            rounded_down = False  # set when one wait alone returns early: the loop's timers do not wait
-            for k in counts:
-                reps = 3 * repeats if k <= 16 else repeats
-                async_ns = run_coroutine(lambda k=k, reps=reps: _async_waits_ns(k, wait_s, reps), factory)
-                sync_ns = measured_sync.get(k, k * per_wait)
-                how = "measured" if k in measured_sync else "k x the measured time.sleep"
-                if k == 1 and async_ns < wait_s * 1e9:
-                    rounded_down = True
-                waited = not rounded_down and async_ns >= wait_s * 1e9
-                rows.append(Row(group, f"{label}, k={k:,}", sync_ns / async_ns, "x", higher_is_better=True,
-                                note=f"sync {sync_ns / 1e6:,.2f} ms ({how}), async {async_ns / 1e6:,.2f} ms, "
-                                     f"async per wait {async_ns / k / 1000:,.1f} us"
-                                     + ("" if waited else f"; {_UVLOOP_NOTE.split(':')[0]}: timer rounded to 0 ms"),
-                                extra={"k": k, "wait_ns": int(wait_s * 1e9), "sync_ns": sync_ns,
-                                       "async_ns": async_ns, "loop": label},
-                                reference=first))
-                first = False
-    asyncio_rows = [r for r in rows if r.extra["loop"] == "asyncio"]
-    for wait_ns in (500_000, 50_000):
-        series = [r for r in asyncio_rows if r.extra["wait_ns"] == wait_ns]
-        # the crossover: the smallest k from which every larger k is ahead (one noisy point cannot make it)
-        pays = next((r.extra["k"] for i, r in enumerate(series) if all(x.value > 1.0 for x in series[i:])), None)
-        series[0].extra["finding"] = (
-            "The seed said async suits many concurrent I/O waits and costs ~1-5 us. "
-            + (f"With waits of {wait_ns / 1000:g} us, asyncio is ahead from k={pays} concurrent waits "
-               f"(k=1: {series[0].value:.2f}x; k={series[-1].extra['k']:,}: {series[-1].value:,.0f}x)"
-               if pays is not None else f"With waits of {wait_ns / 1000:g} us asyncio never got ahead here")
-            + ". One wait gains nothing, and asyncio's timer rounds a short wait up to a whole millisecond "
-            "(epoll's timeout unit), which the sync sleep does not."
-        )
+        measured_sync, per_wait = _measured_sync(counts, wait_s, repeats)
+        for i, (label, factory) in enumerate(loops):
+            rows += _sweep_loop_rows(_sweep_group(name), label, factory, counts, wait_s, repeats, measured_sync,
+                                     per_wait, first=(i == 0))
     return rows
+
+
+def _pays_from(series: list[Row]):
+    """The crossover: the smallest k from which every larger k is ahead (one noisy point cannot make it)."""
+    return next((r.extra["k"] for i, r in enumerate(series) if all(x.value > 1.0 for x in series[i:])), None)
+
+
+def _sweep_finding(rows: list[Row]) -> str:
+    parts = []
+    for wait_ns in (500_000, 50_000):
+        series = [r for r in rows if r.extra.get("wait_ns") == wait_ns and r.extra.get("loop") == "asyncio"]
+        pays = _pays_from(series)
+        parts.append(f"with waits of {wait_ns / 1000:g} us asyncio is ahead from k={pays} concurrent waits "
+                     f"(k=1: {series[0].value:.2f}x; k={series[-1].extra['k']:,}: {series[-1].value:,.0f}x)"
+                     if pays is not None else f"with waits of {wait_ns / 1000:g} us asyncio never got ahead")
+    text = "; ".join(parts)
+    return text[0].upper() + text[1:] + ": one wait gains nothing."
 
 
 # ----------------------------------------------------------------------------- real I/O over loopback UDP
@@ -337,6 +365,29 @@ async def _async_udp_ns(address: tuple, k: int, delay_ns: int, repeats: int) -> 
         transport.close()
 
 
+def _udp_group(delay_ns: int) -> str:
+    name = "replies 200 us late" if delay_ns else "a bare round trip"
+    return (f"when does async pay off, real I/O: k concurrent requests over loopback UDP to another process, {name}; "
+            "sync total / async total")
+
+
+def _udp_delay_rows(address, delay_ns, counts, repeats, loops, pool) -> list[Row]:
+    rows: list[Row] = []
+    for k in counts:
+        reps = repeats if k <= 16 else 5  # large k: each repeat is long, and noise averages within it
+        sync_ns = _sync_udp_ns(address, k, delay_ns, reps)
+        threads_ns = _threaded_udp_ns(address, k, delay_ns, reps, pool)
+        for label, factory in loops:
+            async_ns = run_coroutine(lambda k=k, reps=reps: _async_udp_ns(address, k, delay_ns, reps), factory)
+            rows.append(Row(_udp_group(delay_ns), f"{label}, k={k:,}", sync_ns / async_ns, "x", higher_is_better=True,
+                            reference=not rows,
+                            note=f"sync {sync_ns / 1000:,.0f} us, {k} threads {threads_ns / 1000:,.0f} us, "
+                                 f"async {async_ns / 1000:,.0f} us",
+                            extra={"k": k, "delay_ns": delay_ns, "sync_ns": sync_ns,
+                                   "threads_ns": threads_ns, "async_ns": async_ns, "loop": label}))
+    return rows
+
+
 def _udp_rows(quick: bool, loops) -> list[Row]:
     repeats = 5 if quick else 11
     counts = [1, 2, 4, 16, 64] if quick else [1, 2, 4, 8, 16, 64, 256]
@@ -344,43 +395,27 @@ def _udp_rows(quick: bool, loops) -> list[Row]:
     rows: list[Row] = []
     try:
         with ThreadPoolExecutor(max_workers=max(counts)) as pool:
-            for delay_ns, name in ((0, "a bare round trip"), (200_000, "replies 200 us late")):
-                group = (f"7 when does async pay off, real I/O: k concurrent requests over loopback UDP to another "
-                         f"process, {name}; sync total / async total")
-                first = True
-                for k in counts:
-                    reps = repeats if k <= 16 else 5  # large k: each repeat is long, and noise averages within it
-                    sync_ns = _sync_udp_ns(responder.address, k, delay_ns, reps)
-                    threads_ns = _threaded_udp_ns(responder.address, k, delay_ns, reps, pool)
-                    for label, factory in loops:
-                        async_ns = run_coroutine(lambda k=k, reps=reps: _async_udp_ns(responder.address, k, delay_ns,
-                                                                                      reps), factory)
-                        rows.append(Row(group, f"{label}, k={k:,}", sync_ns / async_ns, "x", higher_is_better=True,
-                                        reference=first,
-                                        note=f"sync {sync_ns / 1000:,.0f} us, {k} threads {threads_ns / 1000:,.0f} us, "
-                                             f"async {async_ns / 1000:,.0f} us",
-                                        extra={"k": k, "delay_ns": delay_ns, "sync_ns": sync_ns,
-                                               "threads_ns": threads_ns, "async_ns": async_ns, "loop": label}))
-                        first = False
+            for delay_ns in (0, 200_000):
+                rows += _udp_delay_rows(responder.address, delay_ns, counts, repeats, loops, pool)
     finally:
         responder.close()
+    return rows
+
+
+def _udp_finding(rows: list[Row]) -> str:
+    parts = []
     for delay_ns in (0, 200_000):
-        series = [r for r in rows if r.extra["delay_ns"] == delay_ns and r.extra["loop"] == "asyncio"]
-        pays = next((r.extra["k"] for i, r in enumerate(series) if all(x.value > 1.0 for x in series[i:])), None)
-        rtt = series[0].extra["sync_ns"] / 1000
-        last = series[-1]
-        one = ("one request at a time was cheaper with a blocking socket" if series[0].value < 1.0
-               else "a single request was not slower with asyncio in this run")
-        series[0].extra["finding"] = (
-            "The seed's waits were timers; these are datagrams answered by another process"
-            + (" after 200 us. " if delay_ns else f" at once (a blocking round trip: {rtt:,.0f} us). ")
+        series = [r for r in rows if r.extra.get("delay_ns") == delay_ns and r.extra.get("loop") == "asyncio"]
+        pays, last = _pays_from(series), series[-1]
+        parts.append(
+            ("replies 200 us late: " if delay_ns else
+             f"replies at once (a blocking round trip: {series[0].extra['sync_ns'] / 1000:,.0f} us): ")
             + (f"asyncio is ahead from k={pays} concurrent requests on" if pays is not None
                else "asyncio never stayed ahead of plain blocking calls")
-            + f" (k=1: {series[0].value:.2f}x; k={last.extra['k']:,}: {last.value:,.1f}x, where the loop spent "
-            f"{last.extra['async_ns'] / last.extra['k'] / 1000:,.1f} us per request and {last.extra['k']:,} threads "
-            f"took {last.extra['threads_ns'] / 1000:,.0f} us in all); {one}."
-        )
-    return rows
+            + f" (k=1: {series[0].value:.2f}x; k={last.extra['k']:,}: {last.value:,.1f}x, "
+            f"{last.extra['async_ns'] / last.extra['k'] / 1000:,.1f} us per request in the loop, {last.extra['k']:,} "
+            f"threads {last.extra['threads_ns'] / 1000:,.0f} us in all)")
+    return "Over real loopback UDP to another process, " + "; ".join(parts) + "."
 
 
 # ----------------------------------------------------------------------------- CPU-bound overhead
@@ -403,112 +438,129 @@ def _median_per_op(samples: list[int], n: int, empty_ns: float) -> float:
     return max(statistics.median(samples) / n - empty_ns, 0.0)
 
 
+def _nothing() -> None:
+    return None
+
+
+async def _nothing_async() -> None:
+    return None
+
+
+def _empty_loop(count: int) -> None:
+    for _ in range(count):
+        pass
+
+
+def _call_loop(count: int) -> None:
+    for _ in range(count):
+        _nothing()
+
+
+async def _await_loop(count: int) -> None:
+    for _ in range(count):
+        await _nothing_async()
+
+
+async def _sleep0_loop(count: int) -> None:
+    sleep = asyncio.sleep
+    for _ in range(count):
+        await sleep(0)
+
+
+async def _task_loop(count: int) -> None:
+    create = asyncio.get_running_loop().create_task
+    for _ in range(count):
+        await create(_nothing_async())
+
+
+def _cpu_loop(count: int) -> None:
+    for _ in range(count):
+        cpu_work()
+
+
+async def _cpu_await_loop(count: int) -> None:
+    for _ in range(count):
+        await async_cpu_work()
+
+
+def _timed(body: Callable[[int], Any], n: int, repeats: int) -> list[int]:
+    """Return ``repeats`` wall times of ``body(n)`` (after one warm-up of a tenth)."""
+    body(max(1, n // 10))
+    out = []
+    for _ in range(repeats):
+        t0 = _now()
+        body(n)
+        out.append(_now() - t0)
+    return out
+
+
+async def _atimed(body: Callable[[int], Awaitable[Any]], count: int, repeats: int) -> list[int]:
+    """Return ``repeats`` wall times of ``await body(count)`` (after one warm-up of a tenth)."""
+    await body(max(1, count // 10))
+    out = []
+    for _ in range(repeats):
+        t0 = _now()
+        await body(count)
+        out.append(_now() - t0)
+    return out
+
+
 async def _overheads(n: int, cpu_n: int, repeats: int) -> dict[str, float]:
-    loop = asyncio.get_running_loop()
-
-    def nothing() -> None:
-        return None
-
-    async def nothing_async() -> None:
-        return None
-
-    def timed(body: Callable[[int], Any]) -> list[int]:
-        body(max(1, n // 10))
-        out = []
-        for _ in range(repeats):
-            t0 = _now()
-            body(n)
-            out.append(_now() - t0)
-        return out
-
-    async def atimed(body: Callable[[int], Awaitable[Any]], count: int) -> list[int]:
-        await body(max(1, count // 10))
-        out = []
-        for _ in range(repeats):
-            t0 = _now()
-            await body(count)
-            out.append(_now() - t0)
-        return out
-
-    def empty_loop(count: int) -> None:
-        for _ in range(count):
-            pass
-
-    def call_loop(count: int) -> None:
-        for _ in range(count):
-            nothing()
-
-    async def await_loop(count: int) -> None:
-        for _ in range(count):
-            await nothing_async()
-
-    async def sleep0_loop(count: int) -> None:
-        sleep = asyncio.sleep
-        for _ in range(count):
-            await sleep(0)
-
-    async def task_loop(count: int) -> None:
-        create = loop.create_task
-        for _ in range(count):
-            await create(nothing_async())
-
-    def cpu_loop(count: int) -> None:
-        for _ in range(count):
-            cpu_work()
-
-    async def cpu_await_loop(count: int) -> None:
-        for _ in range(count):
-            await async_cpu_work()
-
-    empty = statistics.median(timed(empty_loop)) / n
+    empty = statistics.median(_timed(_empty_loop, n, repeats)) / n
     cpu_samples = []
     for _ in range(repeats):
         t0 = _now()
-        cpu_loop(cpu_n)
+        _cpu_loop(cpu_n)
         cpu_samples.append(_now() - t0)
     return {
         "empty": empty,
-        "call": _median_per_op(timed(call_loop), n, empty),
-        "await": _median_per_op(await atimed(await_loop, n), n, empty),
-        "sleep0": _median_per_op(await atimed(sleep0_loop, n), n, empty),
-        "task": _median_per_op(await atimed(task_loop, n), n, empty),
+        "call": _median_per_op(_timed(_call_loop, n, repeats), n, empty),
+        "await": _median_per_op(await _atimed(_await_loop, n, repeats), n, empty),
+        "sleep0": _median_per_op(await _atimed(_sleep0_loop, n, repeats), n, empty),
+        "task": _median_per_op(await _atimed(_task_loop, n, repeats), n, empty),
         "cpu": statistics.median(cpu_samples) / cpu_n,
-        "cpu_await": statistics.median(await atimed(cpu_await_loop, cpu_n)) / cpu_n,
+        "cpu_await": statistics.median(await _atimed(_cpu_await_loop, cpu_n, repeats)) / cpu_n,
     }
+
+
+CALL = "plain function call"
+
+
+def _await_label(loop: str) -> str:
+    return f"await a coroutine that does not suspend ({loop})"
 
 
 def _cpu_rows(quick: bool, loops) -> list[Row]:
     n = 20_000 if quick else 200_000
     cpu_n = 300 if quick else 3_000
     repeats = 3 if quick else 7
-    work_group = f"7 async vs sync: the seed's CPU-bound work (1,000 squares), us per call ({SEED_CELL_CPU})"
-    cost_group = "7 async vs sync: what async itself costs, ns per operation (empty loop subtracted)"
-    rows: list[Row] = []
     results = [(label, run_coroutine(lambda: _overheads(n, cpu_n, repeats), factory)) for label, factory in loops]
     base = results[0][1]
-    rows.append(Row(work_group, "cpu_work() called directly", base["cpu"] / 1000, "us", reference=True,
-                    extra={"seed": SEED_CELL_CPU}))
+    rows = [Row(WORK, "cpu_work() called directly", base["cpu"] / 1000, "us", reference=True,
+                extra={"seed": SEED_CELL_CPU})]
+    rows += [Row(WORK, f"await async_cpu_work() ({label})", r["cpu_await"] / 1000, "us") for label, r in results]
+    rows.append(Row(COST, CALL, base["call"], "ns", reference=True))
     for label, r in results:
-        rows.append(Row(work_group, f"await async_cpu_work() ({label})", r["cpu_await"] / 1000, "us"))
-    rows.append(Row(cost_group, "plain function call", base["call"], "ns", reference=True))
-    for label, r in results:
-        rows.append(Row(cost_group, f"await a coroutine that does not suspend ({label})", r["await"], "ns"))
-        rows.append(Row(cost_group, f"await asyncio.sleep(0): one trip through the loop ({label})", r["sleep0"], "ns"))
-        rows.append(Row(cost_group, f"await loop.create_task(coroutine) ({label})", r["task"], "ns"))
-    share = 100.0 * max(base["await"] - base["call"], 0.0) / base["cpu"] if base["cpu"] else 0.0
-    rows[0].extra["finding"] = (
-        "The seed said async adds ~1-5 us and is wrong for the hot path; its measuring cell crashed inside the "
-        f"notebook's running loop. Measured (in a worker thread when a loop runs): awaiting a coroutine that never "
-        f"suspends costs {base['await']:,.0f} ns against a {base['call']:,.0f} ns call ({share:.2f}% of the "
-        f"{base['cpu'] / 1000:,.0f} us work, below the noise of the two work rows); a trip through the loop costs "
-        f"{base['sleep0'] / 1000:,.1f} us and a task {base['task'] / 1000:,.1f} us. The microseconds are in "
-        "suspending, not in async syntax."
-    )
+        rows.append(Row(COST, _await_label(label), r["await"], "ns"))
+        rows.append(Row(COST, f"await asyncio.sleep(0): one trip through the loop ({label})", r["sleep0"], "ns"))
+        rows.append(Row(COST, f"await loop.create_task(coroutine) ({label})", r["task"], "ns"))
     return rows
 
 
+def _cpu_finding(rows: list[Row]) -> str:
+    value = {r.label: r.value for r in rows if r.group in (WORK, COST)}
+    call, awaited, work_us = value[CALL], value[_await_label("asyncio")], value["cpu_work() called directly"]
+    share = 100.0 * max(awaited - call, 0.0) / (work_us * 1000) if work_us else 0.0
+    return (f"Awaiting a coroutine that never suspends costs {awaited:,.0f} ns against a {call:,.0f} ns call "
+            f"({share:.2f}% of the seed's {work_us:,.0f} us CPU-bound work), measured in a worker thread when a loop "
+            f"runs (where the seed's cell crashed); a trip through the loop costs "
+            f"{value['await asyncio.sleep(0): one trip through the loop (asyncio)'] / 1000:,.1f} us and a task "
+            f"{value['await loop.create_task(coroutine) (asyncio)'] / 1000:,.1f} us: the microseconds the seed "
+            "feared are in suspending, not in async syntax.")
+
+
 def run(quick: bool, progress: Progress) -> list[Row]:
-    """Run section 7; ``quick`` keeps it to a few seconds. Works inside a running event loop."""
+    """Run the section; ``quick`` keeps it to a few seconds. Works inside a running event loop."""
     loops = _loops()
     in_loop = running_loop() is not None
     progress.step("async: the seed's I/O fan-out")
@@ -520,20 +572,11 @@ def run(quick: bool, progress: Progress) -> list[Row]:
     progress.step("async: CPU-bound work and the cost of async itself")
     rows.extend(_cpu_rows(quick, loops))
     if len(loops) == 1:
-        rows.append(Row("7 async vs sync: contenders", "uvloop: not installed, rows skipped", 0.0, "-",
+        rows.append(Row("async vs sync: contenders", "uvloop: not installed, rows skipped", 0.0, "-",
                         note="pip install uvloop to add it"))
     return rows
 
 
-if __name__ == "__main__":  # python -m lowlat._bench_async [--quick]
-    import sys
-
-    from ._benchkit import format_table
-
-    progress = Progress(STEPS)
-    result = run("--quick" in sys.argv, progress)
-    progress.close()
-    print(format_table(result))
-    for row in result:
-        if "finding" in row.extra:
-            print(f"\n{row.group}:\n  {row.extra['finding']}")
+def conclude(rows: list[Row]) -> str:
+    """Say what this run shows, experiment by experiment."""
+    return " ".join((_fanout_finding(rows), _sweep_finding(rows), _udp_finding(rows), _cpu_finding(rows)))

@@ -119,9 +119,7 @@ class LatencyHistogram(_Final):
 
     # ----------------------------------------------------------------- layout helpers
     def _index(self, value: int) -> int:
-        bucket = (value | self._sub_mask).bit_length() - self._unit_magnitude - (self._half_magnitude + 1)
-        sub = value >> (bucket + self._unit_magnitude)
-        return ((bucket + 1) << self._half_magnitude) + sub - self._sub_half
+        return _codec.counts_index(value, self._unit_magnitude, self._half_magnitude)
 
     def _bucket_bounds(self, index: int) -> tuple[int, int]:
         """Return (lowest equivalent value, width) of counts slot ``index``."""

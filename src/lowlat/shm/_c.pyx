@@ -70,6 +70,11 @@ cdef extern from *:
     void lowlat_shm_sleep_ns(int64_t ns) noexcept nogil
 
 
+cdef inline uint64_t _record_size(uint64_t length) noexcept nogil:
+    # lowlat.shm.layout.record_size in C: the length word, then the payload padded to 8 bytes.
+    return (length + 15) & ~(<uint64_t>7)
+
+
 # Mirrors of the constants in lowlat.shm.layout (checked equal at import below).
 cdef enum:
     _SHM_BASE_HEADER = 512
@@ -98,6 +103,8 @@ assert (_layout.BASE_HEADER, _layout.PRODUCER, _layout.CONSUMER, _layout.W_PRODU
         _SHM_W_PRODUCER_POSITION, _SHM_W_CONSUMER_POSITION, _SHM_WAIT_SPIN, _SHM_WAIT_YIELD,
         _SHM_SPIN_POLLS, _SHM_YIELD_POLLS, _SHM_SLEEP_MIN_NS, _SHM_SLEEP_MAX_NS, _SHM_PADDING), \
     "lowlat.shm._c is out of step with lowlat.shm.layout"
+assert all(_record_size(n) == _layout.record_size(n) for n in (0, 1, 7, 8, 9, 4095)), \
+    "lowlat.shm._c sizes records unlike lowlat.shm.layout.record_size"
 
 
 cdef struct _ShmWaiter:
@@ -488,7 +495,7 @@ A single-producer single-consumer ring of variable-length byte messages in share
         self._require(_SHM_PRODUCER)
         if <uint64_t>length > self._max_message:
             raise ValueError(f"data is {length} bytes; this ring's max_message is {self._max_message}")
-        record = (<uint64_t>length + 15) & ~(<uint64_t>7)
+        record = _record_size(length)
         offset = self._claim_space(record)
         if offset < 0:
             if budget == 0:
@@ -558,7 +565,7 @@ A single-producer single-consumer ring of variable-length byte messages in share
                 if type(data) is bytes:
                     source = PyBytes_AS_STRING(data)
                     length = PyBytes_GET_SIZE(data)
-                    record = (<uint64_t>length + 15) & ~(<uint64_t>7)
+                    record = _record_size(length)
                     offset = self._claim_space(record)
                     if offset < 0:
                         break
@@ -571,7 +578,7 @@ A single-producer single-consumer ring of variable-length byte messages in share
                         length = view.len
                         if <uint64_t>length > self._max_message:  # the object changed size since the check
                             raise ValueError(f"messages[{index}] is {length} bytes; this ring's max_message is {self._max_message}")
-                        record = (<uint64_t>length + 15) & ~(<uint64_t>7)
+                        record = _record_size(length)
                         offset = self._claim_space(record)
                         if offset >= 0:
                             (<uint64_t *>(self._data + offset))[0] = <uint64_t>length
@@ -618,7 +625,7 @@ A single-producer single-consumer ring of variable-length byte messages in share
                 raise _layout.corrupt(
                     f"message length {length} at offset {offset} exceeds max_message {self._max_message}"
                 )
-            record = (length + 15) & ~(<uint64_t>7)
+            record = _record_size(length)
             if record > self._cached - pos or offset + record > self._capacity:
                 self._pos = pos
                 raise _layout.corrupt(f"message at offset {offset} runs past the published data")
@@ -657,7 +664,7 @@ A single-producer single-consumer ring of variable-length byte messages in share
         return self._wait_message(budget)
 
     cdef inline void _consume(self) noexcept:
-        self._pos += (self._length + 15) & ~(<uint64_t>7)
+        self._pos += _record_size(self._length)
         # Hand the space back: the release store orders our reads of the record before it.
         lowlat_shm_store_release(self._consumer_position, self._pos)
 
@@ -730,7 +737,7 @@ A single-producer single-consumer ring of variable-length byte messages in share
                 if offset < 0:
                     break
                 messages.append(PyBytes_FromStringAndSize(self._data + offset + 8, <Py_ssize_t>self._length))
-                self._pos += (self._length + 15) & ~(<uint64_t>7)
+                self._pos += _record_size(self._length)
                 taken += 1
         finally:
             if taken:

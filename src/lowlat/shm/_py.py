@@ -55,6 +55,7 @@ from .layout import (
     open_segment,
     read_header,
     real_array,
+    record_size,
     record_capacity_of,
     record_dtype_of,
     role_code,
@@ -378,7 +379,7 @@ class ShmRing(_Segment, _Final):
         length = len(source)
         if length > self._max_message:
             raise ValueError(f"data is {length} bytes; this ring's max_message is {self._max_message}")
-        record = (length + 15) & ~7
+        record = record_size(length)
         offset = self._claim_space(record)
         if offset < 0:
             if budget == 0:
@@ -414,7 +415,7 @@ class ShmRing(_Segment, _Final):
         data_bytes = self._data
         for source in sources:
             length = len(source)
-            record = (length + 15) & ~7
+            record = record_size(length)
             offset = self._claim_space(record)
             if offset < 0:
                 break
@@ -451,7 +452,7 @@ class ShmRing(_Segment, _Final):
                 continue
             if length > self._max_message:
                 raise corrupt(f"message length {length} at offset {offset} exceeds max_message {self._max_message}")
-            record = (length + 15) & ~7
+            record = record_size(length)
             if record > self._cached - pos or offset + record > capacity:
                 raise corrupt(f"message at offset {offset} runs past the published data")
             self._pos = pos
@@ -487,7 +488,7 @@ class ShmRing(_Segment, _Final):
                 return None
         length = self._length
         message = bytes(self._data[offset + 8 : offset + 8 + length])
-        self._pos += (length + 15) & ~7
+        self._pos += record_size(length)
         self._words[W_CONSUMER_POSITION] = self._pos  # hand the space back after the copy
         return message
 
@@ -514,7 +515,7 @@ class ShmRing(_Segment, _Final):
         if length > len(target):
             raise ValueError(f"buffer has {len(target)} bytes; the next message has {length} (left in the ring)")
         target[:length] = self._data[offset + 8 : offset + 8 + length]
-        self._pos += (length + 15) & ~7
+        self._pos += record_size(length)
         self._words[W_CONSUMER_POSITION] = self._pos
         return length
 
@@ -544,7 +545,7 @@ class ShmRing(_Segment, _Final):
                     break
                 length = self._length
                 messages.append(bytes(data[offset + 8 : offset + 8 + length]))
-                self._pos += (length + 15) & ~7
+                self._pos += record_size(length)
         finally:
             if messages:
                 self._words[W_CONSUMER_POSITION] = self._pos

@@ -112,6 +112,15 @@ FOREVER_NS = 1 << 62
 # ---------------------------------------------------------------------------------------------
 
 
+def record_size(length: int) -> int:
+    """Return the bytes a ``ShmRing`` message of ``length`` payload bytes takes in the data area.
+
+    Its 8-byte length word, then the payload padded to 8 bytes, so every record (and every length
+    word) stays 8-byte aligned.
+    """
+    return (length + 15) & ~7
+
+
 def role_code(role: object) -> int:
     """Return the code of ``role`` (``"producer"`` or ``"consumer"``), or raise naming the argument."""
     if not isinstance(role, str):

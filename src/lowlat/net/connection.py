@@ -1,0 +1,336 @@
+"""The thin socket layer around the sans-I/O sessions: TCP_NODELAY, two wait modes, whole sends.
+
+:class:`Transport` owns one connected TCP socket in non-blocking mode and waits for it in one of
+two ways, chosen per connection:
+
+* ``busy_poll=True``: spin on ``recv`` until bytes arrive or the deadline passes. Lowest latency
+  (no sleep/wake-up in the kernel), one core at 100 % while waiting: for a pinned hot path.
+* ``busy_poll=False`` (default): wait in a selector (``epoll``) with a timeout. Costs a wake-up
+  per message, leaves the CPU to everybody else.
+
+Sends never interleave two messages' bytes: every send holds the transport's send lock from the
+first byte to the last (a partial ``send`` is completed, waiting for writability, before the lock
+is released), so any number of threads may call ``send`` on one connection. Receiving is for one
+thread at a time (the session's owner, or the pool's maintenance thread while it is checked in).
+"""
+
+from __future__ import annotations
+
+import select
+import selectors
+import socket
+import threading
+import time
+from collections import deque
+
+from . import soupbintcp as soup
+
+__all__ = ["ConnectionLost", "HeartbeatTimeoutError", "LoginRejectedError", "Transport", "SoupConnection",
+           "connect_tcp"]
+
+_RECV_SIZE = 65536
+
+
+class ConnectionLost(ConnectionError):
+    """The connection is gone (peer closed, reset, or declared dead); ``partial`` counts the bytes
+    of an incomplete message that were received before it went, and an order session fills
+    ``unacknowledged`` with the orders it had sent and not had answered (oldest first)."""
+
+    def __init__(self, message: str, *, partial: int = 0) -> None:
+        super().__init__(message)
+        self.partial = partial
+        self.unacknowledged: list = []
+
+
+class HeartbeatTimeoutError(ConnectionLost):
+    """The peer sent nothing (not even a heartbeat) for longer than the session's timeout."""
+
+
+class LoginRejectedError(ConnectionError):
+    """The server refused the login; ``reason`` is SoupBinTCP's code (``"A"`` or ``"S"``) or FIX text."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(f"login rejected: {reason}")
+        self.reason = reason
+
+
+def connect_tcp(address: tuple[str, int], timeout: float) -> socket.socket:
+    """Open a TCP connection to ``address`` with TCP_NODELAY set and return it non-blocking."""
+    sock = socket.create_connection(address, timeout=timeout)
+    try:
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Transport:
+    """One non-blocking TCP socket: whole-message sends under a lock, receives with a deadline.
+
+    ``send`` may be called from any thread; ``receive`` from one thread at a time. ``close`` is
+    idempotent and safe from any thread.
+    """
+
+    def __init__(self, sock: socket.socket, *, busy_poll: bool = False) -> None:
+        sock.setblocking(False)
+        self.sock = sock
+        self.busy_poll = busy_poll
+        self.closed = False
+        self._send_lock = threading.Lock()
+        # epoll directly, not the selectors wrapper: one wait per message, a few microseconds saved
+        self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
+        self._poller.register(sock.fileno(), select.POLLIN)
+        self._poll_ms = not hasattr(select, "epoll")  # poll() takes milliseconds, epoll seconds
+
+    def fileno(self) -> int:
+        return self.sock.fileno()
+
+    def send(self, data: bytes, timeout: float = 5.0) -> None:
+        """Write all of ``data`` before any other thread's send; ``ConnectionLost`` if it cannot."""
+        with self._send_lock:
+            try:
+                sent = self.sock.send(data)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as error:
+                raise ConnectionLost(f"send failed: {error}") from error
+            if sent == len(data):  # the usual case: the whole message in one call
+                return
+            view = memoryview(data)[sent:]
+            deadline = None
+            while view:
+                try:
+                    sent = self.sock.send(view)
+                except (BlockingIOError, InterruptedError):
+                    sent = 0
+                except OSError as error:
+                    raise ConnectionLost(f"send failed: {error}") from error
+                view = view[sent:]
+                if view:
+                    if deadline is None:
+                        deadline = time.monotonic() + timeout
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0:
+                        raise ConnectionLost("send timed out: the peer is not reading")
+                    with selectors.DefaultSelector() as writable:
+                        writable.register(self.sock, selectors.EVENT_WRITE)
+                        writable.select(remaining)
+
+    def receive(self, deadline: float) -> bytes | None:
+        """Return the bytes available now or before ``deadline`` (``time.monotonic()``), None on
+        timeout; ``ConnectionLost`` when the peer closed or reset the connection."""
+        sock = self.sock
+        if not self.busy_poll:  # wait first: right after a send the answer is never there yet
+            remaining = deadline - time.monotonic()
+            if remaining > 0:
+                self._wait(remaining)
+        while True:
+            try:
+                data = sock.recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                data = None
+            except OSError as error:
+                raise ConnectionLost(f"receive failed: {error}") from error
+            if data is not None:
+                if not data:
+                    raise ConnectionLost("connection closed by the peer")
+                return data
+            if self.busy_poll:
+                if time.monotonic() >= deadline:
+                    return None
+                continue
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            self._wait(remaining)
+
+    def _wait(self, seconds: float) -> None:
+        try:
+            self._poller.poll(seconds * 1000 if self._poll_ms else seconds)
+        except (OSError, ValueError):  # closed from another thread: the recv that follows says so
+            pass
+
+    def close(self) -> None:
+        """Close the socket (idempotent)."""
+        if self.closed:
+            return
+        self.closed = True
+        try:
+            if not self._poll_ms:
+                self._poller.close()
+        finally:
+            self.sock.close()
+
+
+class SoupConnection:
+    """A SoupBinTCP client session on a real TCP connection, reconnectable.
+
+    ``connect()`` opens the socket, logs in (the first time with ``session``/``sequence``, after
+    that resuming at the next sequence number it has not received) and waits for the answer:
+    :class:`LoginRejectedError`, :class:`~lowlat.net.soupbintcp.SequenceGapError` if the server
+    would skip or repeat messages, ``ConnectionLost``/``TimeoutError`` otherwise. Sequenced
+    messages replayed at login land in the inbox like any other.
+
+    ``receive(timeout)`` returns the next :class:`~lowlat.net.soupbintcp.SequencedData` (or None
+    after ``timeout`` seconds) and meanwhile answers the clock: heartbeats out when due, a
+    :class:`HeartbeatTimeoutError` when the server is silent past ``timeout``. Any failure closes
+    the connection; ``connect()`` again to resume.
+    """
+
+    def __init__(self, address: tuple[str, int], username: str, password: str, *, session: str = "",
+                 sequence: int = 1, busy_poll: bool = False, heartbeat_interval: float = 1.0,
+                 timeout: float = 15.0, connect_timeout: float = 5.0) -> None:
+        self.address = address
+        self.client = soup.SoupClient(username, password, session=session, sequence=sequence,
+                                      heartbeat_interval=heartbeat_interval, timeout=timeout)
+        self.busy_poll = busy_poll
+        self.connect_timeout = connect_timeout
+        self.transport: Transport | None = None
+        self.inbox: deque = deque()
+        self.ended = False  # End of Session received
+        self.connects = 0
+        self._lock = threading.RLock()  # session state: parsing, timers, packet encoding
+
+    @property
+    def alive(self) -> bool:
+        """Logged in on an open connection."""
+        return self.transport is not None and self.client.state is soup.SessionState.ACTIVE
+
+    @property
+    def last_heartbeat(self) -> float:
+        """``time.monotonic()`` of the last bytes from the server (heartbeat or data)."""
+        return self.client.last_received
+
+    def connect(self) -> soup.LoginAccepted:
+        """Open a new connection and log in, resuming the sequence; return the Login Accepted."""
+        with self._lock:
+            self.close()
+            self.client.reset()
+            transport = Transport(connect_tcp(self.address, self.connect_timeout), busy_poll=self.busy_poll)
+            self.transport = transport
+            self.connects += 1
+            try:
+                transport.send(self.client.login(time.monotonic()))
+                deadline = time.monotonic() + self.connect_timeout
+                while self.client.state is soup.SessionState.LOGIN_SENT:
+                    data = transport.receive(deadline)
+                    if data is None:
+                        raise TimeoutError(f"no login answer from {self.address} in {self.connect_timeout} s")
+                    for event in self.client.receive_data(data, time.monotonic()):
+                        if isinstance(event, soup.LoginRejected):
+                            raise LoginRejectedError(event.reason)
+                        if isinstance(event, soup.LoginAccepted):
+                            accepted = event
+                        else:
+                            self._absorb(event)
+                return accepted
+            except BaseException:
+                self.close()
+                raise
+
+    def _absorb(self, event) -> None:
+        if isinstance(event, soup.SequencedData):
+            self.inbox.append(event)
+        elif isinstance(event, soup.EndOfSession):
+            self.ended = True
+
+    def send(self, payload: bytes) -> None:
+        """Send ``payload`` as Unsequenced Data (any thread; never interleaved with another send)."""
+        with self._lock:
+            transport = self.transport
+            if transport is None:
+                raise ConnectionLost("not connected")
+            packet = self.client.send_unsequenced(payload, time.monotonic())
+            try:
+                transport.send(packet)
+            except ConnectionLost:
+                self.close()
+                raise
+
+    def service(self, timeout: float = 0.0) -> None:
+        """Read what arrives within ``timeout`` seconds into the inbox and answer the clock.
+
+        One thread at a time; the wait itself holds no lock, so other threads can ``send``.
+        """
+        transport = self.transport
+        if transport is None:
+            raise ConnectionLost("not connected")
+        now = time.monotonic()
+        deadline = min(now + timeout, self.client.next_deadline())
+        try:
+            try:
+                data = transport.receive(max(deadline, now))
+            except ConnectionLost as error:
+                error.partial = self.client.partial
+                if error.partial:
+                    error.args = (f"{error.args[0]}, {error.partial} bytes into a packet",)
+                raise
+            with self._lock:
+                now = time.monotonic()
+                if data is not None:
+                    try:
+                        events = self.client.receive_data(data, now)
+                    except soup.ProtocolError as error:
+                        for event in error.events:
+                            self._absorb(event)
+                        raise
+                    for event in events:
+                        self._absorb(event)
+                out, timeouts = self.client.poll(now)
+                if timeouts:
+                    raise HeartbeatTimeoutError(f"server silent for {timeouts[0].silent_for:.3f} s "
+                                                f"(timeout {self.client.timeout} s)")
+                if out:
+                    transport.send(out)
+        except BaseException:
+            self.close()
+            raise
+
+    def receive(self, timeout: float | None = None) -> soup.SequencedData | None:
+        """Return the next sequenced message, waiting up to ``timeout`` seconds (None: forever).
+
+        Raises ``ConnectionLost`` (or :class:`HeartbeatTimeoutError`) when the connection is gone
+        and the inbox is empty, :class:`~lowlat.net.soupbintcp.ProtocolError` on garbage; messages
+        received before a failure are still returned first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            if self.inbox:
+                return self.inbox.popleft()
+            if self.ended:
+                raise ConnectionLost("end of session")
+            remaining = 3600.0 if deadline is None else deadline - time.monotonic()
+            if remaining <= 0:
+                return None
+            try:
+                self.service(remaining)
+            except (ConnectionLost, soup.ProtocolError):
+                if self.inbox:
+                    return self.inbox.popleft()
+                raise
+
+    def logout(self, timeout: float = 1.0) -> None:
+        """Send Logout Request and wait (up to ``timeout``) for the server to close; then close."""
+        with self._lock:
+            transport = self.transport
+            if transport is None:
+                return
+            try:
+                if self.client.state is soup.SessionState.ACTIVE:
+                    transport.send(self.client.logout(time.monotonic()))
+                    deadline = time.monotonic() + timeout
+                    while transport.receive(deadline) is not None:
+                        pass
+            except ConnectionLost:
+                pass
+            finally:
+                self.close()
+
+    def close(self) -> None:
+        """Close the socket (idempotent); session and sequence number are kept for ``connect``."""
+        with self._lock:
+            if self.transport is not None:
+                self.transport.close()
+                self.transport = None

@@ -1,0 +1,216 @@
+"""OUCH 4.2 over SoupBinTCP: send orders, read the answers, know which orders were never answered.
+
+:class:`OuchSession` is a pool-compatible session (``connect``, ``close``, ``alive``, ``service``,
+``last_heartbeat``, ``unacknowledged``). Every order-entry message is recorded as *pending* before
+its bytes are written and stays pending until the exchange answers it:
+
+* Enter Order: Accepted or Rejected (for its token);
+* Replace Order: Replaced or Rejected (for the replacement token);
+* Cancel Order: Canceled (for its token).
+
+When the connection dies, the ``ConnectionLost`` raised carries ``unacknowledged`` (the pending
+requests, oldest first), and :meth:`OuchSession.unacknowledged` keeps answering until a resumed
+login replays the answers the exchange sent meanwhile (SoupBinTCP keeps them), which clear them.
+"""
+
+from __future__ import annotations
+
+import time
+from collections import deque
+from dataclasses import dataclass
+
+from .. import ouch
+from .connection import ConnectionLost, SoupConnection
+
+__all__ = ["OuchSession", "PendingOrder", "REJECT_REASONS", "CANCEL_REASONS", "TIF_IOC", "TIF_MARKET_HOURS",
+           "TIF_SYSTEM_HOURS", "price_to_int"]
+
+#: Rejected's reason codes (OUCH 4.2, section 2.3.7) and what they mean.
+REJECT_REASONS = {"T": "test mode", "H": "halted", "Z": "shares exceed the configured safety threshold",
+                  "S": "invalid stock", "D": "invalid display type", "C": "exchange closed",
+                  "L": "firm not authorized for the clearing type", "M": "outside permitted times for the clearing type",
+                  "R": "not allowed in this type of cross", "X": "invalid price", "N": "invalid minimum quantity",
+                  "O": "other"}
+#: Canceled's reason codes.
+CANCEL_REASONS = {"U": "user requested", "I": "immediate or cancel", "T": "timeout", "S": "supervisory",
+                  "D": "regulatory restriction", "Q": "self-match prevention", "Z": "system cancel"}
+#: Time in force: 0 is immediate-or-cancel; these two mean "until the market / the system closes".
+TIF_IOC, TIF_MARKET_HOURS, TIF_SYSTEM_HOURS = 0, 99998, 99999
+
+
+def price_to_int(price) -> int:
+    """A price in dollars (float, Decimal or str) as OUCH's integer with 4 implied decimals."""
+    from decimal import Decimal
+
+    return int((Decimal(str(price)) * ouch.PRICE_SCALE).to_integral_value())
+
+
+@dataclass(slots=True)  # not frozen: built for every order, and frozen costs ~1 us more
+class PendingOrder:
+    """An order-entry message the exchange has not answered: ``kind`` "O" (enter), "U" (replace)
+    or "X" (cancel), its ``token`` (the replacement token for a replace) and the bytes sent."""
+
+    kind: str
+    token: str
+    payload: bytes
+
+
+class OuchSession:
+    """One OUCH 4.2 user on SoupBinTCP (see the module docstring for acknowledgement rules).
+
+    ``connection_options`` go to :class:`~lowlat.net.connection.SoupConnection` (``busy_poll``,
+    ``heartbeat_interval``, ``timeout``, ``connect_timeout``, ``session``, ``sequence``). One
+    thread at a time sends and receives (a pool checkout gives exactly that).
+    """
+
+    def __init__(self, address: tuple[str, int], username: str, password: str, **connection_options) -> None:
+        self.connection = SoupConnection(address, username, password, **connection_options)
+        self.pending: dict[tuple[str, str], PendingOrder] = {}  # insertion order = send order
+        self.messages: deque = deque()  # answers read by wait_for that were not what it waited for
+        self._enter = bytearray(ouch.MESSAGES["enter_order"].length)  # encoded in place, no allocation
+        self._cancel = bytearray(ouch.MESSAGES["cancel_order"].length)
+        self._replace = bytearray(ouch.MESSAGES["replace_order"].length)
+        self._record = ouch.ExchangeMessage()
+
+    # -- the pool's session interface ----------------------------------------------------------
+
+    @property
+    def alive(self) -> bool:
+        return self.connection.alive
+
+    @property
+    def last_heartbeat(self) -> float:
+        return self.connection.last_heartbeat
+
+    @property
+    def username(self) -> str:
+        return self.connection.client.username
+
+    def connect(self):
+        """Connect and log in, resuming the sequence; replayed answers clear pending orders."""
+        accepted = self.connection.connect()
+        self._drain_inbox()
+        return accepted
+
+    def close(self) -> None:
+        self.connection.close()
+
+    def logout(self, timeout: float = 1.0) -> None:
+        self.connection.logout(timeout)
+
+    def service(self, timeout: float = 0.0) -> None:
+        """Read what arrived (answers are kept for ``receive``), send heartbeats due."""
+        try:
+            self.connection.service(timeout)
+        except ConnectionLost as error:
+            error.unacknowledged = self.unacknowledged()
+            raise
+        finally:
+            self._drain_inbox()
+
+    def unacknowledged(self) -> list[PendingOrder]:
+        """Order-entry messages sent and not yet answered, oldest first."""
+        return list(self.pending.values())
+
+    # -- orders --------------------------------------------------------------------------------
+
+    def enter_order(self, token: str, side: str, shares: int, stock: str, price: int, *,
+                    time_in_force: int = TIF_SYSTEM_HOURS, firm: str = "", display: str = "Y", capacity: str = "A",
+                    intermarket_sweep: str = "N", minimum_quantity: int = 0, cross_type: str = "N",
+                    customer_type: str = " ") -> None:
+        """Send Enter Order; ``price`` is an int with 4 implied decimals (:func:`price_to_int`).
+        Field errors are ``lowlat.ouch``'s (``TypeError``/``ValueError`` naming the field)."""
+        ouch.encode_enter_order(self._enter, 0, token, side, shares, stock, price, time_in_force, firm, display,
+                                capacity, intermarket_sweep, minimum_quantity, cross_type, customer_type)
+        self._send("O", token, bytes(self._enter))
+
+    def cancel_order(self, token: str, shares: int = 0) -> None:
+        """Send Cancel Order: reduce ``token`` to ``shares`` (0 cancels it)."""
+        ouch.encode_cancel_order(self._cancel, 0, token, shares)
+        self._send("X", token, bytes(self._cancel))
+
+    def replace_order(self, existing_token: str, replacement_token: str, shares: int, price: int, *,
+                      time_in_force: int = TIF_SYSTEM_HOURS, display: str = "Y", intermarket_sweep: str = "N",
+                      minimum_quantity: int = 0) -> None:
+        """Send Replace Order (pending under ``replacement_token``)."""
+        ouch.encode_replace_order(self._replace, 0, existing_token, replacement_token, shares, price, time_in_force,
+                                  display, intermarket_sweep, minimum_quantity)
+        self._send("U", replacement_token, bytes(self._replace))
+
+    def _send(self, kind: str, token: str, payload: bytes) -> None:
+        self.pending[(kind, token)] = PendingOrder(kind, token, payload)  # before the bytes: a failed send is pending
+        try:
+            self.connection.send(payload)
+        except ConnectionLost as error:
+            error.unacknowledged = self.unacknowledged()
+            raise
+
+    # -- answers -------------------------------------------------------------------------------
+
+    def _decode(self, payload: bytes) -> dict:
+        """Decode one answer (``lowlat.ouch`` field names plus ``"type"``) and clear what it acknowledges."""
+        record = self._record
+        record.decode(payload)
+        message = record.as_dict()
+        kind = message["type"]
+        pending = self.pending
+        if pending:
+            if kind == "A":
+                pending.pop(("O", message["order_token"]), None)
+            elif kind == "J":
+                if pending.pop(("O", message["order_token"]), None) is None:
+                    pending.pop(("U", message["order_token"]), None)
+            elif kind == "U":
+                pending.pop(("U", message["replacement_order_token"]), None)
+            elif kind == "C":
+                pending.pop(("X", message["order_token"]), None)
+        return message
+
+    def _drain_inbox(self) -> None:
+        inbox = self.connection.inbox
+        while inbox:
+            self.messages.append(self._decode(inbox.popleft().payload))
+
+    def receive(self, timeout: float | None = None) -> dict | None:
+        """Return the next answer from the exchange as a dict (``ExchangeMessage.as_dict()``), None after
+        ``timeout`` seconds; ``ConnectionLost`` (with ``unacknowledged``) when the connection died."""
+        if self.messages:
+            return self.messages.popleft()
+        try:
+            data = self.connection.receive(timeout)
+        except ConnectionLost as error:
+            error.unacknowledged = self.unacknowledged()
+            raise
+        if data is None:
+            return None
+        return self._decode(data.payload)
+
+    def wait_for(self, token: str, types: str = "AJUC", timeout: float = 5.0) -> dict:
+        """Return the first answer for ``token`` (its order token, or a Replaced's replacement token)
+        whose type is in ``types``; other answers are kept for ``receive``. ``TimeoutError`` after
+        ``timeout`` seconds."""
+        for index, message in enumerate(self.messages):
+            if _token(message) == token and message["type"] in types:
+                del self.messages[index]
+                return message
+        deadline = time.monotonic() + timeout
+        while True:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                raise TimeoutError(f"no {types!r} answer for token {token!r} in {timeout} s")
+            try:
+                data = self.connection.receive(remaining)
+            except ConnectionLost as error:
+                error.unacknowledged = self.unacknowledged()
+                raise
+            if data is None:
+                continue
+            message = self._decode(data.payload)
+            if _token(message) == token and message["type"] in types:
+                return message
+            self.messages.append(message)
+
+
+def _token(message: dict):
+    token = message.get("order_token")
+    return message.get("replacement_order_token") if token is None else token

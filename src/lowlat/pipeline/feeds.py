@@ -32,6 +32,7 @@ log = logging.getLogger("lowlat.pipeline")
 
 _MOLD = struct.Struct(">10sQH")
 _SESSION = b"LOWLAT0001"
+_PACING_INTERVAL = 0.0002  # seconds between paced releases at most: sleep granularity is ~60 us
 
 
 def message_offsets(data: bytes) -> list[int]:
@@ -51,14 +52,19 @@ def message_offsets(data: bytes) -> list[int]:
 
 
 def _paced(data: bytes, rate: float, batch: int) -> Iterator[tuple]:
-    """Chunks of ``batch`` messages released at ``rate`` messages per second (spinning between)."""
+    """Chunks of ``batch`` messages released at ``rate`` messages per second, sleeping in between.
+
+    Sleeping, not spinning: on a machine with few cores a spinning feed takes the core the
+    strategy (or the exchange) needs, and the scheduler's time slices then show up as
+    milliseconds of queueing. The price is burstiness: ``batch`` messages arrive together."""
     offsets = message_offsets(data)
     interval = batch / rate
     due = time.perf_counter()
     for index in range(0, len(offsets) - 1, batch):
         stop = offsets[min(index + batch, len(offsets) - 1)]
-        while time.perf_counter() < due:
-            pass
+        wait = due - time.perf_counter()
+        if wait > 0:
+            time.sleep(wait)
         yield data, offsets[index], stop, None
         due += interval
     if offsets[-1] < len(data):  # a cut-short tail: let the pipeline see (and count) it
@@ -69,7 +75,7 @@ def _feed_of(data: bytes, rate: float | None) -> Iterator[tuple]:
     if not rate:
         yield data, 0, len(data), None
         return
-    yield from _paced(data, rate, max(1, int(rate // 20_000)))
+    yield from _paced(data, rate, max(1, int(rate * _PACING_INTERVAL)))
 
 
 def synthetic_feed(messages: int, *, seed: int = 1, instruments: int = 100, rate: float | None = None) -> Iterator[tuple]:
@@ -183,8 +189,9 @@ def replay(address: tuple[str, int], messages: list[bytes], *, rate: float | Non
             packet = packet[:MOLD_HEADER_SIZE] + b"\xff\xff" + packet[MOLD_HEADER_SIZE + 2 :]
         if interval:
             due += interval
-            while time.perf_counter() < due:
-                pass
+            wait = due - time.perf_counter()
+            if wait > 0:
+                time.sleep(wait)
         while True:
             try:
                 sock.sendto(packet, address)

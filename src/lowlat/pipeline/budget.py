@@ -127,7 +127,7 @@ def budget_table(figures: Figures) -> str:
     counts = figures.counts
     out.write(f"\nthroughput: {figures.throughput:,.0f} messages/s over {figures.elapsed_s:.3f} s "
               f"({counts.get('messages', 0):,} messages, {counts.get('book_updates', 0):,} book updates)\n")
-    order_keys = ("orders", "risk_rejected", "sent", "acknowledged", "accepted", "rejected", "unacknowledged")
+    order_keys = ("orders", "risk_rejected", "sent", "send_failed", "acknowledged", "accepted", "rejected", "unacknowledged")
     out.write("orders: " + ", ".join(f"{key} {counts.get(key, 0):,}" for key in order_keys) + "\n")
     faults = {key: value for key, value in counts.items()
               if key in ("corrupt", "gaps", "gap_messages", "dropped", "duplicates", "back_pressure_waits") and value}

@@ -155,7 +155,7 @@ class Pipeline:
             except OSError:
                 pass
         counts = figures.counts
-        counts.update(sent=gateway.sent, acknowledged=gateway.accepted + gateway.rejected,
+        counts.update(sent=gateway.sent, send_failed=gateway.send_failures, acknowledged=gateway.accepted + gateway.rejected,
                       accepted=gateway.accepted, rejected=gateway.rejected, canceled=gateway.canceled,
                       executed=gateway.executed, unacknowledged=len(gateway.pending),
                       duplicate_answers=gateway.duplicate_answers, reconnects=counts.get("reconnects", 0))

@@ -46,6 +46,7 @@ class OrderGateway:
         self.risk = risk
         self.pending: dict[str, tuple[int, Any]] = {}  # token -> (send returned ns, order), send order
         self.sent = 0
+        self.send_failures = 0  # sends that raised: pending (their bytes may or may not have left)
         self.accepted = 0
         self.rejected = 0
         self.canceled = 0
@@ -75,18 +76,21 @@ class OrderGateway:
         self.pending[token] = (0, order)  # before the bytes: a failed send is still pending
         transport = self.connection.transport
         if transport is None:
+            self.send_failures += 1
             raise self._lost(ConnectionLost("not connected"))
         try:
             sent = self._socket.send(packet)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as error:
+            self.send_failures += 1
             self.connection.close()
             raise self._lost(ConnectionLost(f"send failed: {error}")) from error
         if sent != len(packet):  # the socket buffer is full: finish it the slow, careful way
             try:
                 transport.send(bytes(packet[sent:]))
             except ConnectionLost as error:
+                self.send_failures += 1
                 self.connection.close()
                 raise self._lost(error)
         stamp = self.now_ns()

@@ -93,7 +93,7 @@ def check_counts_add_up(figures, emitted):
     assert histograms["risk"].count == checked
     attempted = checked - counts.get("risk_rejected", 0)
     assert counts["sent"] + counts["send_failed"] == attempted
-    assert histograms["encode"].count == attempted
+    assert histograms["encode"].count == histograms["software"].count == attempted
     for name in ("send", "tick_to_trade"):
         assert histograms[name].count == counts["sent"], name
     # A failed send stays pending: its bytes may have left, so it is never assumed lost nor resent.

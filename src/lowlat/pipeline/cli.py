@@ -22,6 +22,7 @@ import time
 
 from .backends import PIPELINE_BACKENDS
 from .budget import Figures, budget_table, write_hlog
+from .exchange import pin_process
 
 __all__ = ["main", "build_parser"]
 
@@ -73,6 +74,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, default=0.8,
                         help="the example strategy's imbalance threshold (default 0.8)")
     parser.add_argument("--seed", type=int, default=1, help="synthetic feed seed (default 1)")
+    parser.add_argument("--no-pin", action="store_true",
+                        help="leave CPU placement to the scheduler (default: the order session gets one CPU, "
+                             "the simulator, feed handler and replayer the others)")
     return parser
 
 
@@ -120,7 +124,7 @@ class _Progress:
             sys.stderr.flush()
 
 
-def _feed(args, now_ns, counts: dict):
+def _feed(args, now_ns, counts: dict, replayer_cpus):
     """The feed the arguments name, and a cleanup callable (the replayer process for udp)."""
     from . import feeds
 
@@ -129,6 +133,8 @@ def _feed(args, now_ns, counts: dict):
     if args.feed == "udp":
         feed = feeds.UdpFeed(now_ns=now_ns, counts=counts)
         replayer = feeds.start_replayer(feed.address, args.messages, rate=args.rate, seed=args.seed)
+        if replayer_cpus:
+            pin_process(replayer.pid, replayer_cpus)
 
         def stop() -> None:
             feed.close()
@@ -157,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=logging.WARNING, format="lowlat pipeline: %(message)s")
     from .backends import path_backend
     from .core import Pipeline, StrategyError
-    from .exchange import ExchangeProcess
+    from .exchange import ExchangeProcess, split_cpus
     from .strategy import ImbalanceStrategy
 
     try:
@@ -169,11 +175,16 @@ def main(argv: list[str] | None = None) -> int:
     status = 0
     progress = _Progress(args.messages)
     try:
+        cpus = None if args.no_pin else split_cpus()
         if args.exchange is None:
             exchange = ExchangeProcess().start()
             address = exchange.address
+            if cpus is not None:
+                exchange.pin(cpus[1])
         else:
             address = args.exchange
+        if cpus is not None:
+            os.sched_setaffinity(0, cpus[0])  # after starting the simulator: children inherit it
         strategy = ImbalanceStrategy(args.threshold)
         feed_name = args.feed if args.feed in ("synthetic", "udp") else os.path.basename(args.feed)
         if args.layout == "two":
@@ -181,11 +192,12 @@ def main(argv: list[str] | None = None) -> int:
 
             figures = run_two_process(stages.name, strategy, exchange=address, messages=args.messages,
                                       feed=args.feed, seed=args.seed, rate=args.rate, capacity=args.ring,
-                                      duration=args.duration, reconnect=args.reconnect, progress=progress)
+                                      duration=args.duration, reconnect=args.reconnect, progress=progress,
+                                      feed_cpus=None if cpus is None else cpus[1])
         else:
             pipeline = Pipeline(stages, strategy, exchange=address, reconnect=args.reconnect, progress=progress,
                                 feed_name=feed_name)
-            feed, stop_feed = _feed(args, stages.now_ns, pipeline.figures.counts)
+            feed, stop_feed = _feed(args, stages.now_ns, pipeline.figures.counts, None if cpus is None else cpus[1])
             try:
                 figures = pipeline.run(feed, duration=args.duration)
             except StrategyError as error:

@@ -11,6 +11,7 @@ recorder:
 ``signal``         book updated -> the strategy callable returned
 ``risk``           strategy returned -> risk check done (orders only)
 ``encode``         risk done -> the SoupBinTCP + OUCH Enter Order bytes ready
+``software``       the message's arrival -> the order's bytes ready (tick to trade without ``send``)
 ``send``           bytes ready -> ``socket.send`` returned
 ``tick_to_trade``  the message's arrival -> ``socket.send`` returned
 ``ack``            ``socket.send`` returned -> the exchange's Accepted/Rejected read
@@ -104,6 +105,8 @@ class Pipeline:
         self.gateway = OrderGateway(exchange, self.stages.ouch, self.recorders["ack"], self.stages.now_ns,
                                     username=username, risk=self.risk, busy_poll=busy_poll)
         self._order_sequence = 0
+        self._next_token = ""
+        self._prepare_token()
         self._since_poll = 0
         self._deadline = None
 
@@ -255,19 +258,26 @@ class Pipeline:
         if code:
             counts["risk_rejected"] = counts.get("risk_rejected", 0) + 1
             return
-        self._order_sequence += 1
-        token = f"{self._token_prefix}{self._order_sequence:08d}"
+        token = self._next_token
         packet = self.encode(token, order.side, order.shares, stock, order.price)
         t5 = now_ns()
         self.recorders["encode"].record(t5 - t4 if t5 > t4 else 1)
+        self.recorders["software"].record(t5 - t0 if t5 > t0 else 1)
         try:
             t6 = self.gateway.send(packet, token, order)
         except ConnectionLost:
+            self._prepare_token()  # never reuse a token whose bytes may have left
             if not self._reconnect():
                 raise
             return
         self.recorders["send"].record(t6 - t5 if t6 > t5 else 1)
         self.recorders["tick_to_trade"].record(t6 - t0 if t6 > t0 else 1)
+        self._prepare_token()
+
+    def _prepare_token(self) -> None:
+        # The next order's token, formatted now: off the next order's tick-to-trade path.
+        self._order_sequence += 1
+        self._next_token = f"{self._token_prefix}{self._order_sequence:08d}"
 
     def _poll(self) -> None:
         try:

@@ -30,6 +30,7 @@ from .._backend import load
 from .backends import path_backend
 from .budget import Figures
 from .core import Pipeline, StrategyError
+from .exchange import pin_process
 from .gateway import ConnectionLost
 
 __all__ = ["UPDATE_DTYPE", "TopOfBook", "run_two_process"]
@@ -149,10 +150,12 @@ def _feed_handler(ring_name: str, backend: str, feed: str, messages: int, seed: 
 def run_two_process(backend: str, strategy: Callable | None = None, *, exchange: tuple[str, int],
                     messages: int = 100_000, feed: str = "synthetic", seed: int = 1, rate: float | None = None,
                     capacity: int = 4096, duration: float | None = None, reconnect: bool = False,
-                    risk_limits: dict | None = None, progress: Callable[[Figures], None] | None = None) -> Figures:
+                    risk_limits: dict | None = None, progress: Callable[[Figures], None] | None = None,
+                    feed_cpus: set[int] | None = None) -> Figures:
     """Run the two-process layout (see the module docstring) and return the merged figures.
 
-    A strategy exception stops both processes and is re-raised as :class:`StrategyError` with the
+    ``feed_cpus``: keep the feed handler on these CPUs (not the order session's; see
+    :func:`lowlat.pipeline.exchange.split_cpus`). A strategy exception stops both processes and is re-raised as :class:`StrategyError` with the
     figures so far; Ctrl-C and a lost session end the run with the figures so far.
     """
     pipeline = Pipeline(backend, strategy, exchange=exchange, risk_limits=risk_limits, reconnect=reconnect,
@@ -170,6 +173,8 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
     pipeline.gateway.connect()
     child.start()
     sender.close()
+    if feed_cpus:
+        pin_process(child.pid, feed_cpus)
     view = TopOfBook()
     bids, asks = view.bids, view.asks
     directory = pipeline.directory

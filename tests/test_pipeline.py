@@ -284,8 +284,11 @@ def test_a_bad_length_prefix_is_counted_with_its_offset_and_skipped(exchange, ca
 
 def test_cli_writes_json_and_an_hdrhistogram_log(tmp_path, capsys):
     json_path, hlog_path = tmp_path / "run.json", tmp_path / "run.hlog"
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     status = main(["--backend", "python", "--messages", "3000", "--json", str(json_path), "--hlog", str(hlog_path)])
     assert status == 0
+    if before is not None:
+        assert os.sched_getaffinity(0) == before  # the CPU pinning of the run is undone
     out = capsys.readouterr().out
     assert "tick to trade" in out and "throughput" in out
     document = json.loads(json_path.read_text())

@@ -174,6 +174,7 @@ def main(argv: list[str] | None = None) -> int:
     exchange = None
     status = 0
     progress = _Progress(args.messages)
+    original_cpus = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     try:
         cpus = None if args.no_pin else split_cpus()
         if args.exchange is None:
@@ -218,6 +219,8 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         if exchange is not None:
             exchange.stop()
+        if original_cpus is not None and not args.no_pin:
+            os.sched_setaffinity(0, original_cpus)  # main() may be called from a longer-lived program
     progress.close()
     print(budget_table(figures))
     if args.json:

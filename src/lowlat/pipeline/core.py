@@ -6,7 +6,7 @@ address, and :meth:`Pipeline.run` drives a feed through them, stamping every sta
 recorder:
 
 =================  =========================================================================
-``decode``         the message's arrival -> its record parsed (``itch.Message.parse``)
+``decode``         parse start -> its record parsed (``itch.Message.parse``)
 ``book``           record parsed -> book updated (``Book.apply`` on the raw message)
 ``signal``         book updated -> the strategy callable returned
 ``risk``           strategy returned -> risk check done (orders only)
@@ -18,8 +18,9 @@ recorder:
 =================  =========================================================================
 
 "Arrival" is the moment the loop takes the message from the feed: from memory or a file, just
-before it is parsed; from UDP, when ``recv`` returned the packet (later messages of a packet
-include the time spent on earlier ones, as they would in production).
+before it is parsed (the decode stage's own start); from UDP, when ``recv`` returned the packet
+(tick to trade of later messages of a packet includes the time spent on earlier ones, as it would
+in production; their decode stage is their own parse only).
 
 Bad input never stops a run: a message whose length prefix overruns its packet or disagrees with
 its type, or whose type is not ITCH 5.0, is counted in ``corrupt`` and logged with its byte offset
@@ -197,7 +198,8 @@ class Pipeline:
                 if length == 0 or offset > end:
                     self._corrupt(data, body - 2, f"length {length} overruns the packet ({end - body} bytes left)")
                     break
-                t0 = now_ns() if stamp_each else arrival
+                start = now_ns()
+                t0 = start if stamp_each else arrival
                 try:
                     size = parse(data, body)
                 except ValueError as error:
@@ -207,7 +209,7 @@ class Pipeline:
                     self._corrupt(data, body, f"length prefix {length} but type {chr(data[body])!r} is {size} bytes")
                     break
                 t1 = now_ns()
-                decode_record(t1 - t0 if t1 > t0 else 1)
+                decode_record(t1 - start if t1 > start else 1)
                 messages += 1
                 if apply(data, body):
                     t2 = now_ns()

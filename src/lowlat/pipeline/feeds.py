@@ -51,13 +51,12 @@ def message_offsets(data: bytes) -> list[int]:
     return offsets
 
 
-def _paced(data: bytes, rate: float, batch: int) -> Iterator[tuple]:
+def _paced(data: bytes, offsets: list[int], rate: float, batch: int) -> Iterator[tuple]:
     """Chunks of ``batch`` messages released at ``rate`` messages per second, sleeping in between.
 
     Sleeping, not spinning: on a machine with few cores a spinning feed takes the core the
     strategy (or the exchange) needs, and the scheduler's time slices then show up as
     milliseconds of queueing. The price is burstiness: ``batch`` messages arrive together."""
-    offsets = message_offsets(data)
     interval = batch / rate
     due = time.perf_counter()
     for index in range(0, len(offsets) - 1, batch):
@@ -71,11 +70,15 @@ def _paced(data: bytes, rate: float, batch: int) -> Iterator[tuple]:
         yield data, offsets[-1], len(data), None
 
 
+def _whole(data: bytes) -> Iterator[tuple]:
+    yield data, 0, len(data), None
+
+
 def _feed_of(data: bytes, rate: float | None) -> Iterator[tuple]:
     if not rate:
-        yield data, 0, len(data), None
-        return
-    yield from _paced(data, rate, max(1, int(rate * _PACING_INTERVAL)))
+        return _whole(data)
+    # The message boundaries are found now, so the schedule starts with the first message.
+    return _paced(data, message_offsets(data), rate, max(1, int(rate * _PACING_INTERVAL)))
 
 
 def synthetic_feed(messages: int, *, seed: int = 1, instruments: int = 100, rate: float | None = None) -> Iterator[tuple]:

@@ -409,3 +409,35 @@ def test_imbalance_strategy_fires_once_per_crossing():
     assert strategy(book, 2) is None
     with pytest.raises(ValueError, match="threshold"):
         ImbalanceStrategy(1.5)
+
+
+def test_duration_ends_a_paced_run(capsys):
+    assert main(["--backend", "python", "--messages", "100000", "--rate", "20000", "--duration", "0.5"]) == 0
+    out = capsys.readouterr().out
+    assert "stopped early: duration" in out
+    messages = int(out.split(" messages, ")[0].rsplit("(", 1)[1].replace(",", ""))
+    assert 4096 <= messages < 100000
+
+
+@pytest.mark.skipif(sys.platform == "win32", reason="SIGINT to a child process")
+def test_ctrl_c_prints_the_figures_so_far():
+    import signal
+    import subprocess
+
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    process = subprocess.Popen(
+        [sys.executable, "-c", "import sys; from lowlat.pipeline.cli import main; sys.exit(main())",
+         "--backend", "python", "--messages", "200000", "--rate", "20000"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        line = process.stderr.readline()  # the first progress line: the feed loop is running
+        assert line.startswith("["), line
+        process.send_signal(signal.SIGINT)
+        out, err = process.communicate(timeout=30)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.returncode == 130, err
+    assert "stopped early: interrupt" in out
+    assert "tick to trade" in out and "throughput" in out

@@ -8,7 +8,8 @@ note says the seed's target and whether p99 is within it (the hop: p50, the issu
 
 Then the two-process layout (feed-handler process -> ``ShmRecordRing`` -> strategy process) at a
 paced rate, for the added hop; and the sustained rate: the highest paced feed rate the compiled
-one-process path follows without falling behind its schedule (lag at the end of the run under 2 ms).
+one-process path follows without falling behind its schedule (at the end of the run, behind by
+less than 1% of its length, or 5 ms).
 """
 
 from __future__ import annotations
@@ -97,9 +98,9 @@ def run(quick: bool, progress: Progress, *, messages: int | None = None) -> list
                 rows += _stage_rows(f"tick to trade, one process, synthetic feed as fast as possible ({name})",
                                     "", figures)
             progress.step("pipeline: two processes, shared-memory hop")
-            rate = 50_000.0 if quick else 100_000.0
+            rate = 20_000.0  # well under what the strategy process sustains: the hop, not queueing
             figures = run_two_process("cython" if "cython" in figures_by_backend else "python",
-                                      exchange=exchange.address, messages=messages // 2, rate=rate,
+                                      exchange=exchange.address, messages=20_000 if quick else 100_000, rate=rate,
                                       feed_cpus=None if pinned is None else pinned[1][1])
             rows += _stage_rows(f"tick to trade, two processes, feed paced at {rate:,.0f} msg/s", "", figures)
             progress.step("pipeline: sustained rate")
@@ -111,7 +112,9 @@ def run(quick: bool, progress: Progress, *, messages: int | None = None) -> list
                 count = int(min(messages, candidate * (0.4 if quick else 2.0)))
                 lag = _lag_after(lambda: Pipeline(backend, exchange=exchange.address), count, candidate)
                 tried.append(f"{candidate:,.0f}/s lag {lag * 1000:.1f} ms")
-                if lag < 0.002:
+                # Kept up: behind its schedule at the end by under 1% of the run (at least 5 ms: one
+                # preemption by another process on a shared machine is a fixed lag, not growth).
+                if lag < max(0.005, 0.01 * count / candidate):
                     sustained = candidate
                 else:
                     break

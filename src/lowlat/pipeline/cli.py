@@ -204,6 +204,7 @@ def main(argv: list[str] | None = None) -> int:
             except StrategyError as error:
                 progress.close()
                 print(f"lowlat pipeline: the strategy raised; run stopped\n{error.traceback_text}", file=sys.stderr)
+                assert error.figures is not None  # Pipeline.run attaches them
                 figures = error.figures
                 status = 1
             finally:

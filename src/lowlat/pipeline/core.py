@@ -109,7 +109,7 @@ class Pipeline:
         self._next_token = ""
         self._prepare_token()
         self._since_poll = 0
-        self._deadline = None
+        self._deadline: float | None = None
 
     # -- running ---------------------------------------------------------------------------------
 
@@ -185,7 +185,6 @@ class Pipeline:
         signal_record = recorders["signal"].record
         counts = self.figures.counts
         gateway = self.gateway
-        stamp_each = arrival is None
         messages = updates = 0
         try:
             while offset < end:
@@ -199,7 +198,7 @@ class Pipeline:
                     self._corrupt(data, body - 2, f"length {length} overruns the packet ({end - body} bytes left)")
                     break
                 start = now_ns()
-                t0 = start if stamp_each else arrival
+                t0 = start if arrival is None else arrival
                 try:
                     size = parse(data, body)
                 except ValueError as error:

@@ -51,18 +51,26 @@ class ExchangeProcess:
 
     def __init__(self) -> None:
         self.process: subprocess.Popen | None = None
-        self.address: tuple[str, int] | None = None
+        self._address: tuple[str, int] | None = None
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """``(host, port)`` the simulator listens on; ``RuntimeError`` before ``start()``."""
+        if self._address is None:
+            raise RuntimeError("the exchange process is not started")
+        return self._address
 
     def start(self) -> "ExchangeProcess":
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
         self.process = subprocess.Popen([sys.executable, "-c", _CODE, "--port", "0"], stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, text=True, env=env)
+        assert self.process.stdout is not None
         line = self.process.stdout.readline()  # "lowlat exchange listening on HOST:PORT"
         if "listening on" not in line:
             self.stop()
             raise RuntimeError(f"the exchange simulator did not start (said {line!r})")
         host, _, port = line.split()[-1].rpartition(":")
-        self.address = (host, int(port))
+        self._address = (host, int(port))
         return self
 
     def pin(self, cpus: set[int]) -> None:

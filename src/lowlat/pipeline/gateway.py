@@ -55,13 +55,15 @@ class OrderGateway:
         self.duplicate_answers = 0
         self._live: dict[str, Any] = {}  # accepted orders that may still fill or cancel (IOC: until Canceled)
         self._record = ouch.ExchangeMessage()
-        self._socket = None
+        self._socket: Any = None
         self._last_service = 0.0
 
     def connect(self) -> None:
         """Connect and log in (resuming the sequence after a drop); replayed answers are applied."""
         self.connection.connect()
-        self._socket = self.connection.transport.sock
+        transport = self.connection.transport
+        assert transport is not None  # connect() either connected or raised
+        self._socket = transport.sock
         self._absorb()
 
     reconnect = connect

@@ -173,7 +173,7 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
     pipeline.gateway.connect()
     child.start()
     sender.close()
-    if feed_cpus:
+    if feed_cpus and child.pid is not None:
         pin_process(child.pid, feed_cpus)
     view = TopOfBook()
     bids, asks = view.bids, view.asks

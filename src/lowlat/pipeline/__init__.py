@@ -23,7 +23,8 @@ from .core import Pipeline, StrategyError
 from .exchange import ExchangeProcess
 from .feeds import UdpFeed, file_feed, start_replayer, synthetic_feed
 from .strategy import ImbalanceStrategy, Order
+from .twoproc import TopOfBook, run_two_process
 
 __all__ = ["Pipeline", "StrategyError", "Order", "ImbalanceStrategy", "STAGES", "Figures", "budget_table",
            "write_hlog", "read_hlog", "PIPELINE_BACKENDS", "DEFAULT_RISK_LIMITS", "path_backend", "ExchangeProcess",
-           "synthetic_feed", "file_feed", "UdpFeed", "start_replayer"]
+           "synthetic_feed", "file_feed", "UdpFeed", "start_replayer", "run_two_process", "TopOfBook"]

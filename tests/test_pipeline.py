@@ -441,3 +441,23 @@ def test_ctrl_c_prints_the_figures_so_far():
     assert process.returncode == 130, err
     assert "stopped early: interrupt" in out
     assert "tick to trade" in out and "throughput" in out
+
+
+def test_bench_section_runs_and_leaves_the_cpu_placement_alone():
+    import io
+
+    from lowlat import _bench_pipeline
+    from lowlat._benchkit import Progress
+
+    before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
+    rows = _bench_pipeline.run(True, Progress(_bench_pipeline.STEPS, io.StringIO()), messages=6000)
+    if before is not None:
+        assert os.sched_getaffinity(0) == before
+    groups = Counter(row.group for row in rows)
+    assert len(groups) == 5, groups  # three backends, two processes, sustained rate
+    labels = [row.label for row in rows]
+    assert any(label.startswith("feed handler -> strategy") for label in labels)
+    for row in rows:
+        assert row.value >= 0, row
+    (sustained,) = [row for row in rows if row.group == "sustained feed rate, one process"]
+    assert "/s lag" in sustained.note  # the rates it tried, each with its end-of-run lag

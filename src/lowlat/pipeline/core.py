@@ -1,0 +1,312 @@
+"""The one-process tick-to-trade path: feed -> decode -> book -> signal -> risk -> encode -> send.
+
+A small, readable assembly meant to be copied and changed. :class:`Pipeline` takes a backend's
+stages (:func:`lowlat.pipeline.backends.path_backend`), a strategy callable and the exchange's
+address, and :meth:`Pipeline.run` drives a feed through them, stamping every stage into its own
+recorder:
+
+=================  =========================================================================
+``decode``         parse start -> its record parsed (``itch.Message.parse``)
+``book``           record parsed -> book updated (``Book.apply`` on the raw message)
+``signal``         book updated -> the strategy callable returned
+``risk``           strategy returned -> risk check done (orders only)
+``encode``         risk done -> the SoupBinTCP + OUCH Enter Order bytes ready
+``software``       the message's arrival -> the order's bytes ready (tick to trade without ``send``)
+``send``           bytes ready -> ``socket.send`` returned
+``tick_to_trade``  the message's arrival -> ``socket.send`` returned
+``ack``            ``socket.send`` returned -> the exchange's Accepted/Rejected read
+=================  =========================================================================
+
+"Arrival" is the moment the loop takes the message from the feed: from memory or a file, just
+before it is parsed (the decode stage's own start); from UDP, when ``recv`` returned the packet
+(tick to trade of later messages of a packet includes the time spent on earlier ones, as it would
+in production; their decode stage is their own parse only).
+
+Bad input never stops a run: a message whose length prefix overruns its packet or disagrees with
+its type, or whose type is not ITCH 5.0, is counted in ``corrupt`` and logged with its byte offset
+(the rest of that packet is skipped: its framing can no longer be trusted). A strategy that raises
+stops the run: :class:`StrategyError` carries the traceback and the figures so far. The exchange
+dropping the session ends the run with the unacknowledged orders listed (or reconnects, when
+``reconnect=True``). Ctrl-C (``KeyboardInterrupt``) ends it with the figures so far.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+import traceback
+from typing import Any, Callable, Iterable
+
+from .backends import DEFAULT_RISK_LIMITS, PathBackend, path_backend
+from .budget import STAGE_NAMES, Figures
+from .gateway import SIDE_CODE, ConnectionLost, OrderGateway
+from .strategy import ImbalanceStrategy
+
+__all__ = ["Pipeline", "StrategyError", "Chunk"]
+
+log = logging.getLogger("lowlat.pipeline")
+
+#: A piece of feed: ``(data, start, end, arrival_ns)``. ``data[start:end]`` holds whole messages
+#: each behind a 2-byte big-endian length (the file form; also a MoldUDP64 packet's blocks);
+#: ``arrival_ns`` is the packet's receive stamp, or None to stamp each message as it is taken.
+Chunk = tuple
+
+_POLL_EVERY = 4096  # messages between session upkeep polls when no order is in flight
+
+
+class StrategyError(RuntimeError):
+    """The strategy callable raised; ``traceback_text`` is its traceback, ``figures`` the run so far."""
+
+    def __init__(self, message: str, traceback_text: str, figures: Figures | None = None) -> None:
+        super().__init__(message)
+        self.traceback_text = traceback_text
+        self.figures = figures
+
+
+def _unique_names() -> tuple[str, str]:
+    """A SoupBinTCP username and an order-token prefix no earlier run against the same exchange used."""
+    stamp = int(time.time() * 1000) ^ (os.getpid() << 20)
+    letters = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZ"
+    text = ""
+    for _ in range(6):
+        stamp, digit = divmod(stamp, 36)
+        text += letters[digit]
+    return "P" + text[:5], text
+
+
+class Pipeline:
+    """The tick-to-trade path in one process (see the module docstring).
+
+    ``backend`` is ``"cython"``, ``"python"`` or ``"seed"``; ``strategy`` any
+    ``on_book_update(book, instrument) -> Order | None`` (default: :class:`ImbalanceStrategy`);
+    ``exchange`` the ``(host, port)`` of a SoupBinTCP/OUCH exchange; ``risk_limits`` keyword
+    arguments for the backend's risk engine (default :data:`DEFAULT_RISK_LIMITS`).
+    One thread; a pipeline runs once.
+    """
+
+    def __init__(self, backend: str | PathBackend = "cython", strategy: Callable | None = None, *,
+                 exchange: tuple[str, int], risk_limits: dict | None = None, reconnect: bool = False,
+                 busy_poll: bool = False, progress: Callable[[Figures], None] | None = None,
+                 layout: str = "one", feed_name: str = "synthetic") -> None:
+        self.stages = backend if isinstance(backend, PathBackend) else path_backend(backend)
+        self.strategy = strategy if strategy is not None else ImbalanceStrategy()
+        self.exchange = exchange
+        self.reconnect = reconnect
+        self.progress = progress
+        self.record = self.stages.make_record()
+        self.book = self.stages.make_book()
+        self.risk = self.stages.make_risk(dict(DEFAULT_RISK_LIMITS if risk_limits is None else risk_limits))
+        self.encode = self.stages.make_encoder()
+        self.recorders = {name: self.stages.make_recorder(name) for name in STAGE_NAMES if name != "hop"}
+        self.figures = Figures(self.stages.name, layout, feed_name)
+        self.directory: dict[int, str] = {}  # stock locate -> symbol, from Stock Directory messages
+        self._risk_instruments: set[int] = set()
+        username, self._token_prefix = _unique_names()
+        self.gateway = OrderGateway(exchange, self.stages.ouch, self.recorders["ack"], self.stages.now_ns,
+                                    username=username, risk=self.risk, busy_poll=busy_poll)
+        self._order_sequence = 0
+        self._next_token = ""
+        self._prepare_token()
+        self._since_poll = 0
+        self._deadline: float | None = None
+
+    # -- running ---------------------------------------------------------------------------------
+
+    def run(self, feed: Iterable[Chunk], *, duration: float | None = None, drain_timeout: float = 2.0) -> Figures:
+        """Drive ``feed`` through the path and return the figures (also on Ctrl-C, a lost session or
+        the end of ``duration`` seconds). A strategy exception is re-raised as :class:`StrategyError`
+        after the session is closed, with the figures so far attached."""
+        figures = self.figures
+        self.gateway.connect()
+        started = time.perf_counter()
+        self._deadline = None if duration is None else time.monotonic() + duration
+        strategy_error = None
+        try:
+            for data, start, end, arrival in feed:
+                if not self.process(data, start, end, arrival):
+                    figures.stopped_by = "duration"
+                    break
+        except KeyboardInterrupt:
+            figures.stopped_by = "interrupt"
+        except StrategyError as error:
+            figures.stopped_by = "strategy error"
+            strategy_error = error
+        except ConnectionLost as error:
+            figures.stopped_by = f"connection lost: {error}"
+        finally:
+            figures.elapsed_s = time.perf_counter() - started
+            if hasattr(feed, "close"):
+                feed.close()
+        self.finish(drain_timeout)
+        if strategy_error is not None:
+            strategy_error.figures = figures
+            raise strategy_error
+        return figures
+
+    def finish(self, drain_timeout: float = 2.0) -> Figures:
+        """Wait for outstanding answers, log out, and fill the figures' counts and histograms."""
+        figures = self.figures
+        gateway = self.gateway
+        try:
+            if gateway.alive:
+                gateway.drain(drain_timeout)
+        except (ConnectionLost, KeyboardInterrupt) as error:
+            figures.notes.append(f"while waiting for acknowledgements: {error!r}")
+        finally:
+            try:
+                gateway.close()
+            except OSError:
+                pass
+        counts = figures.counts
+        counts.update(sent=gateway.sent, send_failed=gateway.send_failures, acknowledged=gateway.accepted + gateway.rejected,
+                      accepted=gateway.accepted, rejected=gateway.rejected, canceled=gateway.canceled,
+                      executed=gateway.executed, unacknowledged=len(gateway.pending),
+                      duplicate_answers=gateway.duplicate_answers, reconnects=counts.get("reconnects", 0))
+        if gateway.pending:
+            tokens = list(gateway.pending)
+            shown = ", ".join(tokens[:10]) + (" ..." if len(tokens) > 10 else "")
+            figures.notes.append(f"{len(tokens)} order(s) never acknowledged: {shown}")
+        for name, recorder in self.recorders.items():
+            figures.histograms[name] = self.stages.to_histogram(recorder)
+        return figures
+
+    # -- the hot path ----------------------------------------------------------------------------
+
+    def process(self, data, offset: int, end: int, arrival: int | None) -> bool:
+        """Run every message of ``data[offset:end]`` through the path; False when the duration is up."""
+        now_ns = self.stages.now_ns
+        record, parse = self.record, self.record.parse
+        book, apply = self.book, self.book.apply
+        strategy = self.strategy
+        recorders = self.recorders
+        decode_record = recorders["decode"].record
+        book_record = recorders["book"].record
+        signal_record = recorders["signal"].record
+        counts = self.figures.counts
+        gateway = self.gateway
+        messages = updates = 0
+        try:
+            while offset < end:
+                if end - offset < 2:
+                    self._corrupt(data, offset, "a length prefix cut short")
+                    break
+                length = (data[offset] << 8) | data[offset + 1]
+                body = offset + 2
+                offset = body + length
+                if length == 0 or offset > end:
+                    self._corrupt(data, body - 2, f"length {length} overruns the packet ({end - body} bytes left)")
+                    break
+                start = now_ns()
+                t0 = start if arrival is None else arrival
+                try:
+                    size = parse(data, body)
+                except ValueError as error:
+                    self._corrupt(data, body, str(error))
+                    break
+                if size != length:
+                    self._corrupt(data, body, f"length prefix {length} but type {chr(data[body])!r} is {size} bytes")
+                    break
+                t1 = now_ns()
+                decode_record(t1 - start if t1 > start else 1)
+                messages += 1
+                if apply(data, body):
+                    t2 = now_ns()
+                    book_record(t2 - t1 if t2 > t1 else 1)
+                    updates += 1
+                    instrument = record.stock_locate
+                    try:
+                        order = strategy(book, instrument)
+                    except Exception as error:
+                        raise StrategyError(f"the strategy raised {error!r}", traceback.format_exc()) from error
+                    t3 = now_ns()
+                    signal_record(t3 - t2 if t3 > t2 else 1)
+                    if order is not None:
+                        self._send(order, t0, t3)
+                elif data[body] == 82:  # R: Stock Directory, the symbol the orders need
+                    self.directory[record.stock_locate] = record.stock.decode("ascii").rstrip()
+                if gateway.pending:
+                    self._poll()
+                else:
+                    self._since_poll += 1
+                    if self._since_poll >= _POLL_EVERY:
+                        self._upkeep()
+                        if self._deadline is not None and time.monotonic() >= self._deadline:
+                            return False
+        finally:
+            counts["messages"] = counts.get("messages", 0) + messages
+            counts["book_updates"] = counts.get("book_updates", 0) + updates
+        return True
+
+    def _send(self, order, t0: int, t3: int) -> None:
+        """Risk-check, encode and send one order (stamps: arrival ``t0``, strategy returned ``t3``)."""
+        now_ns = self.stages.now_ns
+        counts = self.figures.counts
+        counts["orders"] = counts.get("orders", 0) + 1
+        instrument = order.instrument
+        stock = self.directory.get(instrument)
+        if stock is None:
+            counts["unknown_instrument"] = counts.get("unknown_instrument", 0) + 1
+            return
+        risk = self.risk
+        if instrument not in self._risk_instruments:  # once per instrument: its reference price
+            self.stages.add_instrument(risk, instrument, order.price)
+            self._risk_instruments.add(instrument)
+            t3 = now_ns()
+        code = risk.check(instrument, SIDE_CODE[order.side], order.shares, order.price)
+        t4 = now_ns()
+        self.recorders["risk"].record(t4 - t3 if t4 > t3 else 1)
+        if code:
+            counts["risk_rejected"] = counts.get("risk_rejected", 0) + 1
+            return
+        token = self._next_token
+        packet = self.encode(token, order.side, order.shares, stock, order.price)
+        t5 = now_ns()
+        self.recorders["encode"].record(t5 - t4 if t5 > t4 else 1)
+        self.recorders["software"].record(t5 - t0 if t5 > t0 else 1)
+        try:
+            t6 = self.gateway.send(packet, token, order)
+        except ConnectionLost:
+            self._prepare_token()  # never reuse a token whose bytes may have left
+            if not self._reconnect():
+                raise
+            return
+        self.recorders["send"].record(t6 - t5 if t6 > t5 else 1)
+        self.recorders["tick_to_trade"].record(t6 - t0 if t6 > t0 else 1)
+        self._prepare_token()
+
+    def _prepare_token(self) -> None:
+        # The next order's token, formatted now: off the next order's tick-to-trade path.
+        self._order_sequence += 1
+        self._next_token = f"{self._token_prefix}{self._order_sequence:08d}"
+
+    def _poll(self) -> None:
+        try:
+            self.gateway.poll()
+        except ConnectionLost:
+            if not self._reconnect():
+                raise
+
+    def _upkeep(self) -> None:
+        self._since_poll = 0
+        self._poll()
+        if self.progress is not None:
+            self.progress(self.figures)
+
+    def _reconnect(self) -> bool:
+        if not self.reconnect:
+            return False
+        counts = self.figures.counts
+        counts["reconnects"] = counts.get("reconnects", 0) + 1
+        log.warning("order session lost; reconnecting (%d unacknowledged)", len(self.gateway.pending))
+        try:
+            self.gateway.reconnect()
+        except (ConnectionError, TimeoutError, OSError) as error:
+            self.figures.notes.append(f"reconnect failed: {error!r}")
+            return False
+        return True
+
+    def _corrupt(self, data, offset: int, why: str) -> None:
+        counts = self.figures.counts
+        counts["corrupt"] = counts.get("corrupt", 0) + 1
+        log.warning("corrupt feed data at byte offset %d: %s; rest of the packet skipped", offset, why)

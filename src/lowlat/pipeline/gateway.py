@@ -1,0 +1,182 @@
+"""The order end of the path: OUCH 4.2 Enter Orders on a SoupBinTCP session, and their answers.
+
+:class:`OrderGateway` owns one :class:`lowlat.net.SoupConnection` (login, heartbeats, resume after
+a reconnect). The hot path calls an *encoder* (a backend's, see :mod:`lowlat.pipeline.backends`)
+that writes the whole SoupBinTCP Unsequenced Data packet, then :meth:`OrderGateway.send`, which
+writes it with one ``socket.send``; tick to trade ends when that call returns. Answers are read
+by :meth:`OrderGateway.poll` between feed messages (a non-blocking read) and by
+:meth:`OrderGateway.drain` at the end: each Accepted or Rejected acknowledges one order and
+records its round trip (send returned -> answer read) into the ``ack`` recorder.
+
+An order is pending from its send until its Accepted or Rejected. When the exchange drops the
+session, :class:`~lowlat.net.ConnectionLost` reaches the caller with the pending tokens in
+``unacknowledged``; with ``reconnect=True`` :meth:`OrderGateway.reconnect` logs in again and the
+answers the exchange sent meanwhile (SoupBinTCP replays them) clear what they acknowledge.
+One thread at a time.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Callable
+
+from ..net import soupbintcp as soup
+from ..net.connection import ConnectionLost, SoupConnection
+
+__all__ = ["OrderGateway", "ConnectionLost"]
+
+#: Risk engine sides for the strategy's "B"/"S".
+SIDE_CODE = {"B": 1, "S": -1}
+
+
+class OrderGateway:
+    """One OUCH user on the exchange at ``address``; see the module docstring.
+
+    ``ouch`` is the backend's ``lowlat.ouch`` module (for decoding answers); ``ack`` a recorder
+    (``record(ns)``); ``now_ns`` the clock the rest of the path stamps with; ``risk`` (optional)
+    is told about fills and cancels so its open quantities stay true.
+    """
+
+    def __init__(self, address: tuple[str, int], ouch: Any, ack: Any, now_ns: Callable[[], int], *,
+                 username: str = "pipeline", password: str = "secret", risk: Any = None,
+                 busy_poll: bool = False, timeout: float = 15.0) -> None:
+        self.connection = SoupConnection(address, username, password, busy_poll=busy_poll, timeout=timeout)
+        self.ack = ack
+        self.now_ns = now_ns
+        self.risk = risk
+        self.pending: dict[str, tuple[int, Any]] = {}  # token -> (send returned ns, order), send order
+        self.sent = 0
+        self.send_failures = 0  # sends that raised: pending (their bytes may or may not have left)
+        self.accepted = 0
+        self.rejected = 0
+        self.canceled = 0
+        self.executed = 0
+        self.acknowledged_tokens: list[str] = []  # every acknowledged token, in answer order
+        self.duplicate_answers = 0
+        self._live: dict[str, Any] = {}  # accepted orders that may still fill or cancel (IOC: until Canceled)
+        self._record = ouch.ExchangeMessage()
+        self._socket: Any = None
+        self._last_service = 0.0
+
+    def connect(self) -> None:
+        """Connect and log in (resuming the sequence after a drop); replayed answers are applied."""
+        self.connection.connect()
+        transport = self.connection.transport
+        assert transport is not None  # connect() either connected or raised
+        self._socket = transport.sock
+        self._absorb()
+
+    reconnect = connect
+
+    @property
+    def alive(self) -> bool:
+        return self.connection.alive
+
+    def send(self, packet, token: str, order: Any) -> int:
+        """Write one whole packet (``ConnectionLost`` when the session is gone); return the stamp
+        taken as ``send`` returned: the end of tick to trade and the start of the ack round trip."""
+        self.pending[token] = (0, order)  # before the bytes: a failed send is still pending
+        transport = self.connection.transport
+        if transport is None:
+            self.send_failures += 1
+            raise self._lost(ConnectionLost("not connected"))
+        try:
+            sent = self._socket.send(packet)
+        except (BlockingIOError, InterruptedError):
+            sent = 0
+        except OSError as error:
+            self.send_failures += 1
+            self.connection.close()
+            raise self._lost(ConnectionLost(f"send failed: {error}")) from error
+        if sent != len(packet):  # the socket buffer is full: finish it the slow, careful way
+            try:
+                transport.send(bytes(packet[sent:]))
+            except ConnectionLost as error:
+                self.send_failures += 1
+                self.connection.close()
+                raise self._lost(error)
+        stamp = self.now_ns()
+        self.pending[token] = (stamp, order)
+        self.sent += 1
+        return stamp
+
+    def _lost(self, error: ConnectionLost) -> ConnectionLost:
+        error.unacknowledged = list(self.pending)  # type: ignore[attr-defined]
+        return error
+
+    def poll(self) -> None:
+        """Read whatever answers have arrived, without waiting; keep the session's heartbeats.
+
+        ``ConnectionLost`` (with ``unacknowledged``) when the exchange has closed the session.
+        """
+        try:
+            self.connection.service(0.0)
+        except ConnectionLost as error:
+            self._absorb()
+            raise self._lost(error)
+        self._absorb()
+
+    def drain(self, timeout: float = 2.0) -> None:
+        """Wait up to ``timeout`` seconds for every pending order's answer."""
+        deadline = time.monotonic() + timeout
+        while self.pending:
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return
+            try:
+                self.connection.service(min(remaining, 0.05))
+            except ConnectionLost as error:
+                self._absorb()
+                raise self._lost(error)
+            self._absorb()
+
+    def _absorb(self) -> None:
+        inbox = self.connection.inbox
+        if not inbox:
+            return
+        now = self.now_ns()
+        record = self._record
+        while inbox:
+            record.decode(inbox.popleft().payload, 0)
+            name = record.name
+            if name == "accepted" or name == "rejected":
+                token = record.order_token
+                entry = self.pending.pop(token, None)
+                if entry is None:
+                    self.duplicate_answers += 1
+                    continue
+                stamp, order = entry
+                if stamp:
+                    self.ack.record(max(now - stamp, 1))
+                self.acknowledged_tokens.append(token)
+                if name == "accepted":
+                    self.accepted += 1
+                    self._live[token] = order
+                else:
+                    self.rejected += 1
+                    if self.risk is not None:
+                        self.risk.on_reject(order.instrument, SIDE_CODE[order.side], order.shares, order.price)
+            elif name == "canceled":
+                self.canceled += 1
+                order = self._live.pop(record.order_token, None)
+                if order is not None and self.risk is not None:
+                    self.risk.on_cancel(order.instrument, SIDE_CODE[order.side], record.decrement_shares, order.price)
+            elif name == "executed":
+                self.executed += 1
+                order = self._live.get(record.order_token)
+                if order is not None and self.risk is not None:
+                    self.risk.on_fill(order.instrument, SIDE_CODE[order.side], record.executed_shares,
+                                      record.execution_price)
+
+    def close(self) -> None:
+        """Log out (briefly waiting for the exchange to close) and close the socket."""
+        try:
+            if self.connection.alive:
+                self.connection.logout(0.5)
+        finally:
+            self.connection.close()
+
+
+def soup_header(payload_length: int) -> bytes:
+    """The 3-byte SoupBinTCP header of an Unsequenced Data packet carrying ``payload_length`` bytes."""
+    return (payload_length + 1).to_bytes(2, "big") + soup.UNSEQUENCED_DATA

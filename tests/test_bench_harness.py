@@ -1,6 +1,7 @@
 """The benchmark harness and the section registry (``lowlat.bench``), without timing anything slow."""
 
 import ast
+import io
 import importlib
 import inspect
 from pathlib import Path
@@ -123,3 +124,22 @@ def test_sections_live_in_bench_only():
     package = Path(inspect.getfile(_harness)).parent.parent
     assert not list(package.glob("_bench_*.py"))  # the old home of sections: every one moved to bench/
     assert all(module.startswith("lowlat.bench.") for module in SECTIONS.values())
+
+
+def test_a_section_that_cannot_run_yet_is_reported_skipped_not_faked(monkeypatch):
+    """The runner's SKIP path (every real section runs today): no rows, the reason kept."""
+    import sys
+    import types
+
+    from lowlat.bench import _runner
+
+    waiting = types.ModuleType("lowlat.bench._waiting_section")
+    waiting.TITLE, waiting.SEED, waiting.SEED_SAYS = "Waiting", "cell", "the seed says"
+    waiting.SKIP, waiting.STEPS = "waits for its contenders", 0
+    waiting.run = lambda quick, progress: [_harness.Row("g", "must not run", 1.0, "ns")]
+    monkeypatch.setitem(sys.modules, waiting.__name__, waiting)
+    monkeypatch.setitem(_runner.SECTIONS, "waiting", waiting.__name__)
+    (result,) = _runner.run_sections(["waiting"], quick=True, progress=_harness.Progress(0, io.StringIO()))
+    assert result.skipped == "waits for its contenders" and result.rows == []
+    (summary,) = _runner.summary([result])
+    assert summary["skipped"] == "waits for its contenders" and summary["measured"] == ""

@@ -446,11 +446,11 @@ def test_ctrl_c_prints_the_figures_so_far():
 def test_bench_section_runs_and_leaves_the_cpu_placement_alone():
     import io
 
-    from lowlat import _bench_pipeline
-    from lowlat._benchkit import Progress
+    from lowlat.bench import budget
+    from lowlat.bench._harness import Progress
 
     before = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
-    rows = _bench_pipeline.run(True, Progress(_bench_pipeline.STEPS, io.StringIO()), messages=6000)
+    rows = budget.measure(True, Progress(budget.STEPS, io.StringIO()), messages=6000)
     if before is not None:
         assert os.sched_getaffinity(0) == before
     groups = Counter(row.group for row in rows)

@@ -613,6 +613,25 @@ Encode the FIX messages of one session into a caller's preallocated buffer.
 
     # -- application messages ------------------------------------------------------------------
 
+    cdef int _put_order(self, cl_ord_id, account, symbol, side, transact_time_ns, quantity, ord_type, price,
+                        time_in_force) except -1:
+        # The fields NewOrderSingle and OrderCancelReplaceRequest share, from ClOrdID (11) on.
+        self._put_str(11, cl_ord_id, "cl_ord_id", False)
+        if account is not None:
+            self._put_str(1, account, "account", False)
+        if self._fix42:
+            self._put_literal(b"21=1\x01", 5)
+        self._put_str(55, symbol, "symbol", False)
+        self._put_str(54, side, "side", True)
+        self._put_time(60, transact_time_ns, "transact_time_ns")
+        self._put_int(38, quantity, "quantity", 0)
+        self._put_str(40, ord_type, "ord_type", True)
+        if price is not None:
+            self._put_price(44, price, "price")
+        if time_in_force is not None:
+            self._put_str(59, time_in_force, "time_in_force", True)
+        return 0
+
     def new_order_single(self, buffer, offset, seq_num, sending_time_ns, cl_ord_id, symbol, side, quantity,
                          ord_type, price=None, *, time_in_force=None, account=None, transact_time_ns=None):
         """Write a NewOrderSingle (D). Return the bytes written.
@@ -625,20 +644,9 @@ Encode the FIX messages of one session into a caller's preallocated buffer.
         cdef Py_ssize_t at = self._target(buffer, offset, &view)
         try:
             self._start(b"D", seq_num, sending_time_ns)
-            self._put_str(11, cl_ord_id, "cl_ord_id", False)
-            if account is not None:
-                self._put_str(1, account, "account", False)
-            if self._fix42:
-                self._put_literal(b"21=1\x01", 5)
-            self._put_str(55, symbol, "symbol", False)
-            self._put_str(54, side, "side", True)
-            self._put_time(60, sending_time_ns if transact_time_ns is None else transact_time_ns, "transact_time_ns")
-            self._put_int(38, quantity, "quantity", 0)
-            self._put_str(40, ord_type, "ord_type", True)
-            if price is not None:
-                self._put_price(44, price, "price")
-            if time_in_force is not None:
-                self._put_str(59, time_in_force, "time_in_force", True)
+            self._put_order(cl_ord_id, account, symbol, side,
+                            sending_time_ns if transact_time_ns is None else transact_time_ns,
+                            quantity, ord_type, price, time_in_force)
             return self._finish(&view, at)
         finally:
             self._busy = False
@@ -684,20 +692,9 @@ Encode the FIX messages of one session into a caller's preallocated buffer.
             if order_id is not None:
                 self._put_str(37, order_id, "order_id", False)
             self._put_str(41, orig_cl_ord_id, "orig_cl_ord_id", False)
-            self._put_str(11, cl_ord_id, "cl_ord_id", False)
-            if account is not None:
-                self._put_str(1, account, "account", False)
-            if self._fix42:
-                self._put_literal(b"21=1\x01", 5)
-            self._put_str(55, symbol, "symbol", False)
-            self._put_str(54, side, "side", True)
-            self._put_time(60, sending_time_ns if transact_time_ns is None else transact_time_ns, "transact_time_ns")
-            self._put_int(38, quantity, "quantity", 0)
-            self._put_str(40, ord_type, "ord_type", True)
-            if price is not None:
-                self._put_price(44, price, "price")
-            if time_in_force is not None:
-                self._put_str(59, time_in_force, "time_in_force", True)
+            self._put_order(cl_ord_id, account, symbol, side,
+                            sending_time_ns if transact_time_ns is None else transact_time_ns,
+                            quantity, ord_type, price, time_in_force)
             return self._finish(&view, at)
         finally:
             self._busy = False

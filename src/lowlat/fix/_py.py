@@ -8,7 +8,7 @@ bytes out, no sockets, no clock reads (the caller passes every timestamp).
 from __future__ import annotations
 
 from decimal import Decimal
-from typing import Iterator, Optional, Union
+from typing import Any, Iterator, Optional, Union
 
 from . import spec
 from .spec import FixError, Reason
@@ -249,6 +249,26 @@ class FixEncoder(_Final):
 
     # -- application messages ------------------------------------------------------------------
 
+    def _order(
+        self, parts: list, cl_ord_id: Any, account: Any, symbol: Any, side: Any, transact_time_ns: Any,
+        quantity: Any, ord_type: Any, price: Any, time_in_force: Any,
+    ) -> None:
+        # The fields NewOrderSingle and OrderCancelReplaceRequest share, from ClOrdID (11) on.
+        self._str(parts, 11, "cl_ord_id", cl_ord_id)
+        if account is not None:
+            self._str(parts, 1, "account", account)
+        if self._fix42:
+            parts.append(b"21=1\x01")
+        self._str(parts, 55, "symbol", symbol)
+        self._char(parts, 54, "side", side)
+        self._stamp(parts, 60, "transact_time_ns", transact_time_ns)
+        self._int(parts, 38, "quantity", quantity)
+        self._char(parts, 40, "ord_type", ord_type)
+        if price is not None:
+            self._price(parts, 44, "price", price)
+        if time_in_force is not None:
+            self._char(parts, 59, "time_in_force", time_in_force)
+
     def new_order_single(
         self,
         buffer: object,
@@ -274,20 +294,9 @@ class FixEncoder(_Final):
         """
         view, offset = _target(buffer, offset)
         parts = self._header(b"D", seq_num, sending_time_ns)
-        self._str(parts, 11, "cl_ord_id", cl_ord_id)
-        if account is not None:
-            self._str(parts, 1, "account", account)
-        if self._fix42:
-            parts.append(b"21=1\x01")
-        self._str(parts, 55, "symbol", symbol)
-        self._char(parts, 54, "side", side)
-        self._stamp(parts, 60, "transact_time_ns", sending_time_ns if transact_time_ns is None else transact_time_ns)
-        self._int(parts, 38, "quantity", quantity)
-        self._char(parts, 40, "ord_type", ord_type)
-        if price is not None:
-            self._price(parts, 44, "price", price)
-        if time_in_force is not None:
-            self._char(parts, 59, "time_in_force", time_in_force)
+        self._order(parts, cl_ord_id, account, symbol, side,
+                    sending_time_ns if transact_time_ns is None else transact_time_ns,
+                    quantity, ord_type, price, time_in_force)
         return self._finish(view, offset, parts)
 
     def order_cancel_request(
@@ -352,20 +361,9 @@ class FixEncoder(_Final):
         if order_id is not None:
             self._str(parts, 37, "order_id", order_id)
         self._str(parts, 41, "orig_cl_ord_id", orig_cl_ord_id)
-        self._str(parts, 11, "cl_ord_id", cl_ord_id)
-        if account is not None:
-            self._str(parts, 1, "account", account)
-        if self._fix42:
-            parts.append(b"21=1\x01")
-        self._str(parts, 55, "symbol", symbol)
-        self._char(parts, 54, "side", side)
-        self._stamp(parts, 60, "transact_time_ns", sending_time_ns if transact_time_ns is None else transact_time_ns)
-        self._int(parts, 38, "quantity", quantity)
-        self._char(parts, 40, "ord_type", ord_type)
-        if price is not None:
-            self._price(parts, 44, "price", price)
-        if time_in_force is not None:
-            self._char(parts, 59, "time_in_force", time_in_force)
+        self._order(parts, cl_ord_id, account, symbol, side,
+                    sending_time_ns if transact_time_ns is None else transact_time_ns,
+                    quantity, ord_type, price, time_in_force)
         return self._finish(view, offset, parts)
 
     def execution_report(

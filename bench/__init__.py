@@ -23,6 +23,7 @@ SECTIONS: dict[str, str] = {
     "batching": "lowlat.bench.batching",  # seed 8: batch vs single processing
     "adaptive": "lowlat.bench.adaptive",  # seed 8: adaptive batching under load
     "budget": "lowlat.bench.budget",  # seed intro: the latency budget (waits for the pipeline issue)
+    "itch": "lowlat.bench.itch",  # seed intro's budget row: market data parsing (ITCH 5.0 and the book)
     "orders": "lowlat.bench.orders",  # seed intro's budget rows: risk check, OUCH encode/decode
     "fix": "lowlat.bench.fix",  # FIX 4.4 encode/parse against simplefix (and quickfix)
     "histogram": "lowlat.bench.histogram",  # LatencyHistogram against hdrhistogram

@@ -8,6 +8,7 @@ cache) run in ``test_cli.py`` / ``make bench`` only; their contract is checked i
 import asyncio
 import glob
 import importlib
+import importlib.util
 import io
 import os
 import threading
@@ -20,8 +21,8 @@ from lowlat.bench import SECTIONS
 from lowlat.bench._harness import Progress, backends
 from lowlat.bench._seed import SeedListTracker, SeedMessageQueue, SeedObjectPool, SeedPriorityQueue, SeedRingBuffer
 
-FAST = ("timers", "tracker", "layout", "queues", "pools", "async", "msgqueues", "batching", "adaptive", "orders", "fix",
-        "histogram")
+FAST = ("timers", "tracker", "layout", "queues", "pools", "async", "msgqueues", "batching", "adaptive", "itch", "orders",
+        "fix", "histogram")
 LIVE = [name for name, _ in backends()]
 
 
@@ -47,7 +48,7 @@ def test_section_reports_every_step_and_concludes(results, name):
 
 
 def test_every_backend_is_a_contender(results):
-    for name in ("queues", "pools", "msgqueues", "histogram", "tracker", "adaptive", "orders", "fix"):
+    for name in ("queues", "pools", "msgqueues", "histogram", "tracker", "adaptive", "itch", "orders", "fix"):
         rows = results[name][2]
         assert {r.backend for r in rows if r.backend} == set(LIVE), name
 
@@ -118,6 +119,33 @@ def test_orders_and_fix_judge_their_targets(results):
     if "cython" in LIVE and "simplefix" in {r.label.split()[0] for r in results["fix"][2]}:
         ratios = {r.label for r in results["fix"][2] if r.met is not None}
         assert ratios == {"encode", "parse"}
+
+
+def test_itch_section_judges_its_targets_and_says_its_figures(results):
+    module, _, rows = results["itch"]
+    judged = {r.label: r for r in rows if r.met is not None}
+    if "cython" in LIVE:
+        assert {"lowlat.itch.decode (cython)", "Message.parse p50 (cython)", "Book.apply_batch (cython)",
+                "lowlat.itch.read (cython), less the largest decoded batch"} <= set(judged)
+        parse = judged["Message.parse p50 (cython)"]
+        assert parse.met == (parse.value <= module.PARSE_TARGET_NS)
+    ours = "cython" if "cython" in LIVE else "python"
+    decode = next(r for r in rows if r.label == f"lowlat.itch.decode ({ours})")
+    assert decode.value > 0 and f"{decode.value:,.1f} M msg/s" in module.conclude(rows)
+    assert f"{module.QUICK.count:,}-message feed" in decode.group
+    peers = {r.label.split()[0] for r in rows if not r.backend}
+    assert "floor:" in peers
+    if importlib.util.find_spec("sortedcontainers"):
+        assert "sortedcontainers.SortedDict" in peers
+    if "itchfeed" in peers:
+        assert judged["lowlat.itch.decode (python)"].target == "> itchfeed"
+    labels = {r.label for r in rows}
+    for backend in LIVE:
+        assert f"lowlat.itch.decode ({backend})" in labels and f"Book.apply_batch ({backend})" in labels
+    assert all(r.value >= 0 for r in rows)
+    skipped = [r for r in rows if "not installed, skipped" in r.label]
+    assert all(r.value == 0.0 for r in skipped)
+    assert skipped or "itchcpp MessageParser.parse_stream (C++)" in labels
 
 
 def test_batching_sections_cover_every_batch_size_and_both_loads(results):

@@ -496,20 +496,3 @@ def test_generator_is_seeded_and_consistent(itch):
             live[int(rec["new_order_reference_number"])] = int(rec["shares"])
     assert np.all(np.diff(np.concatenate([batch[t]["timestamp"] for t in spec.TYPES])[np.argsort(
         np.concatenate([batch[t]["position"] for t in spec.TYPES]))]) >= 0)
-
-
-def test_bench_section_runs_quick():
-    import io
-
-    from lowlat import _bench_itch
-    from lowlat._benchkit import Progress
-
-    stream = io.StringIO()
-    progress = Progress(_bench_itch.STEPS, stream=stream)
-    rows = _bench_itch.run(True, progress)
-    assert progress.done == _bench_itch.STEPS
-    labels = {r.label for r in rows}
-    for backend, _module in _bench_itch._backends("lowlat.itch"):
-        assert f"lowlat.itch.decode ({backend})" in labels and f"Book.apply_batch ({backend})" in labels
-    assert all(r.value >= 0 for r in rows)
-    assert any("skipped" in r.label for r in rows) or "itchcpp MessageParser.parse_stream (C++)" in labels

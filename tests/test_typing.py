@@ -81,8 +81,13 @@ def test_readme_examples_type_check(tmp_path):
         path = tmp_path / f"readme_block_{number}.py"
         path.write_text(code, encoding="utf-8")
         files.append(str(path))
+    import site
+
     package_root = Path(lowlat.__file__).resolve().parent.parent
-    env = {**os.environ, "MYPYPATH": str(package_root)}
+    env = dict(os.environ)
+    installed = {Path(p).resolve() for p in site.getsitepackages()}
+    if package_root not in installed:  # in-tree: show mypy the source tree (installed: it finds it itself)
+        env["MYPYPATH"] = str(package_root)
     done = subprocess.run(
         [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
          "--python-executable", sys.executable, "--ignore-missing-imports", "--follow-imports=silent",

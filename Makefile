@@ -50,8 +50,9 @@ ASAN_DIR     ?= build/asan
 ASAN_CFLAGS  ?= -fsanitize=address,undefined -fno-omit-frame-pointer -g -O1
 ASAN_LDFLAGS ?= -fsanitize=address,undefined
 ASAN_ENV      = LD_PRELOAD="$$(gcc -print-file-name=libasan.so)" \
-	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1 \
-	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1 LOWLAT_REQUIRE_EXTENSIONS=1 PYTHONPATH=src
+	ASAN_OPTIONS=detect_leaks=0:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1:log_path=$(abspath $(ASAN_DIR))/report \
+	UBSAN_OPTIONS=halt_on_error=1:print_stacktrace=1:log_path=$(abspath $(ASAN_DIR))/report \
+	LOWLAT_REQUIRE_EXTENSIONS=1 PYTHONPATH=src
 ASAN_PYTEST_ARGS ?= -k "not python"
 
 test-asan: $(STAMP)
@@ -61,7 +62,9 @@ test-asan: $(STAMP)
 	find $(ASAN_DIR)/src \( -name '*.so' -o -name '*.c' -o -name '*.html' -o -name __pycache__ \) -prune -exec rm -rf {} +
 	cd $(ASAN_DIR) && LOWLAT_REQUIRE_EXTENSIONS=1 LOWLAT_EXTRA_CFLAGS="$(ASAN_CFLAGS)" \
 		LOWLAT_EXTRA_LDFLAGS="$(ASAN_LDFLAGS)" $(abspath $(PY)) setup.py --quiet build_ext --inplace --force
-	cd $(ASAN_DIR) && $(ASAN_ENV) $(abspath $(PY)) -m pytest -q -p no:cacheprovider $(ASAN_PYTEST_ARGS) $(PYTEST_ARGS) tests
+	# The sanitizers write to $(ASAN_DIR)/report.* (pytest captures stderr): shown, and fatal, if any.
+	cd $(ASAN_DIR) && $(ASAN_ENV) $(abspath $(PY)) -m pytest -q -p no:cacheprovider $(ASAN_PYTEST_ARGS) $(PYTEST_ARGS) tests; \
+		status=$$?; if ls report.* >/dev/null 2>&1; then cat report.*; exit 1; fi; exit $$status
 
 bench: install
 	$(VENV)/bin/lowlat bench $(BENCH_ARGS)

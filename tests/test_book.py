@@ -378,3 +378,12 @@ def test_growth_keeps_every_order_findable(book_module):
     for ref in list(live):
         assert book.delete(ref)
     assert len(book) == 0 and book.unknown_references == 0 and book.instruments() == []
+
+
+def test_depth_rows_are_aligned_for_the_compiled_stores():
+    """Every field of a depth row sits at a multiple of its size (UBSan flagged the packed layout)."""
+    from lowlat.book import DEPTH_DTYPE
+
+    for name in DEPTH_DTYPE.names:
+        dtype, offset = DEPTH_DTYPE.fields[name][:2]
+        assert offset % dtype.itemsize == 0, name

@@ -10,7 +10,9 @@ __all__ = ["BOOK_TYPES", "DEPTH_DTYPE", "BUY", "SELL", "merged_book_messages", "
 BOOK_TYPES = ("A", "F", "E", "C", "X", "D", "U")
 
 #: One row of :meth:`Book.depth`: price (wire integer, 4 implied decimals), shares, orders.
-DEPTH_DTYPE = np.dtype([("price", "u4"), ("shares", "u8"), ("orders", "u4")])
+# Aligned (shares at offset 8): the compiled book stores each field through a typed pointer, and an
+# 8-byte store to an address that is not a multiple of 8 is undefined behaviour in C.
+DEPTH_DTYPE = np.dtype([("price", "u4"), ("shares", "u8"), ("orders", "u4")], align=True)
 
 BUY = 66  # ord("B")
 SELL = 83  # ord("S")

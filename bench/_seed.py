@@ -1,7 +1,8 @@
 """The seed lesson's own designs, written here the seed's way as baselines for the experiments.
 
 Each class follows the design of the seed's cell it names (same data structures, same work per
-call), in the project's style; none is used by lowlat itself.
+call), in the project's style. The ring and the message queue live in :mod:`lowlat.pipeline.seed`
+(the pipeline's seed backend runs on them) and are re-exported here.
 """
 
 from __future__ import annotations
@@ -15,6 +16,9 @@ from dataclasses import dataclass
 from typing import Any, Callable, Iterator
 
 import numpy as np
+
+# The seed's ring and message queue are the pipeline's seed backend's, written once.
+from lowlat.pipeline.seed import SeedMessageQueue, SeedRingBuffer  # noqa: F401  (re-exported)
 
 
 @dataclass
@@ -68,35 +72,6 @@ class SeedListTracker:
         return sys.getsizeof(self.latencies) + sum(map(sys.getsizeof, self.latencies))
 
 
-class SeedRingBuffer:
-    """The seed's ``LockFreeRingBuffer`` (In [7]): a list with head and tail, one slot kept empty."""
-
-    def __init__(self, capacity: int) -> None:
-        self.capacity = 1 << (capacity - 1).bit_length()
-        self.mask = self.capacity - 1
-        self.buffer: list[Any] = [None] * self.capacity
-        self.head = 0
-        self.tail = 0
-
-    def push(self, item: Any) -> bool:
-        next_head = (self.head + 1) & self.mask
-        if next_head == self.tail:
-            return False
-        self.buffer[self.head] = item
-        self.head = next_head
-        return True
-
-    def pop(self) -> Any:
-        if self.tail == self.head:
-            return None
-        item = self.buffer[self.tail]
-        self.tail = (self.tail + 1) & self.mask
-        return item
-
-    def __len__(self) -> int:
-        return (self.head - self.tail) & self.mask
-
-
 class SeedObjectPool:
     """The seed's ``PreallocatedObjectPool`` (In [8]): a deque of objects, a generator ``borrow()``."""
 
@@ -121,36 +96,6 @@ class SeedObjectPool:
             yield obj
         finally:
             self.release(obj)
-
-
-class SeedMessageQueue:
-    """The seed's ``LowLatencyMessageQueue`` (section 6): envelopes in the seed's ring, a stats dict."""
-
-    def __init__(self, capacity: int = 65536) -> None:
-        self.buffer = SeedRingBuffer(capacity)
-        self.sequence_number = 0
-        self.stats = {"enqueue_count": 0, "dequeue_count": 0, "drops": 0}
-
-    def enqueue(self, message: Any, timestamp_ns: int | None = None) -> bool:
-        if timestamp_ns is None:
-            timestamp_ns = time.perf_counter_ns()
-        if self.buffer.push((self.sequence_number, timestamp_ns, message)):
-            self.sequence_number += 1
-            self.stats["enqueue_count"] += 1
-            return True
-        self.stats["drops"] += 1
-        return False
-
-    def dequeue(self) -> tuple | None:
-        envelope = self.buffer.pop()
-        if envelope is None:
-            return None
-        self.stats["dequeue_count"] += 1
-        seq, enqueued, message = envelope
-        return seq, message, time.perf_counter_ns() - enqueued
-
-    def __len__(self) -> int:
-        return len(self.buffer)
 
 
 class SeedPriorityQueue:

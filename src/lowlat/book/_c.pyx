@@ -20,7 +20,7 @@ module-wide. Inputs (references, locates, prices, shares) are plain integers, ch
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove, memset
 
@@ -116,6 +116,48 @@ cdef Slot* _new_table(size_t size) noexcept nogil:
 cdef int _SIZES[256]
 for _m in _spec.MESSAGES:
     _SIZES[ord(_m.type)] = _m.size
+
+
+cdef object _I64 = np.dtype(np.int64)
+cdef object _U64 = np.dtype(np.uint64)
+cdef object _U32 = np.dtype(np.uint32)
+cdef object _U16 = np.dtype(np.uint16)
+cdef object _U8 = np.dtype(np.uint8)
+
+
+cdef char* _column(list keep, object arr, str name, object dtype, Py_ssize_t* stride) except NULL:
+    # Base pointer and stride of one field of a non-empty batch array: the field itself when it
+    # is a 1-D aligned column of the native dtype (or of one-byte strings for the side), else a
+    # contiguous converted copy. ``keep`` holds what the pointer points into.
+    cdef cnp.ndarray c
+    col = arr[name]
+    if not (isinstance(col, np.ndarray) and col.ndim == 1 and col.flags.aligned
+            and (col.dtype == dtype or (col.dtype.kind == "S" and col.dtype.itemsize == 1 and dtype.itemsize == 1))):
+        col = np.ascontiguousarray(col).view(dtype) if col.dtype.kind == "S" else np.ascontiguousarray(col, dtype=dtype)
+    c = col
+    keep.append(c)
+    stride[0] = cnp.PyArray_STRIDES(c)[0] if cnp.PyArray_NDIM(c) == 1 else dtype.itemsize
+    return cnp.PyArray_BYTES(c)
+
+
+cdef inline int64_t _i64(const char* base, Py_ssize_t stride, Py_ssize_t r) noexcept nogil:
+    return (<const int64_t*>(base + r * stride))[0]
+
+
+cdef inline uint64_t _u64(const char* base, Py_ssize_t stride, Py_ssize_t r) noexcept nogil:
+    return (<const uint64_t*>(base + r * stride))[0]
+
+
+cdef inline uint32_t _u32(const char* base, Py_ssize_t stride, Py_ssize_t r) noexcept nogil:
+    return (<const uint32_t*>(base + r * stride))[0]
+
+
+cdef inline uint16_t _u16(const char* base, Py_ssize_t stride, Py_ssize_t r) noexcept nogil:
+    return (<const uint16_t*>(base + r * stride))[0]
+
+
+cdef inline uint8_t _u8(const char* base, Py_ssize_t stride, Py_ssize_t r) noexcept nogil:
+    return (<const uint8_t*>(base + r * stride))[0]
 
 
 @cython.final
@@ -639,26 +681,29 @@ cdef class Book:
         The batch must hold the book types it has (A, F, E, C, X, D, U) with their ``position``
         columns; other types are ignored. Return the number of book messages applied.
         """
-        # Contiguous columns per type, then one loop merging the seven streams by position.
-        cdef int64_t* pos[7]
+        # Columns are read in place (base pointer and stride of each field of the structured
+        # array) when their dtype already is the native one; anything else is converted once.
+        cdef char* pos[7]
+        cdef char* ref[7]
+        cdef char* ref2[7]
+        cdef char* shares[7]
+        cdef char* price[7]
+        cdef char* locate[7]
+        cdef char* side[7]
+        cdef Py_ssize_t pos_s[7]
+        cdef Py_ssize_t ref_s[7]
+        cdef Py_ssize_t ref2_s[7]
+        cdef Py_ssize_t shares_s[7]
+        cdef Py_ssize_t price_s[7]
+        cdef Py_ssize_t locate_s[7]
+        cdef Py_ssize_t side_s[7]
         cdef Py_ssize_t size[7]
         cdef Py_ssize_t head[7]
-        cdef uint64_t* ref[7]
-        cdef uint64_t* ref2[7]
-        cdef uint32_t* shares[7]
-        cdef uint32_t* price[7]
-        cdef uint16_t* locate[7]
-        cdef uint8_t* side[7]
         cdef int k, best
-        cdef int64_t best_pos
-        cdef Py_ssize_t total = 0, r, step
-        cdef cnp.ndarray c
+        cdef int64_t best_pos, p, prev = 0, lo, hi
+        cdef Py_ssize_t total = 0, r, step, span, i
+        cdef bint ordered = True
         keep = []
-
-        def column(arr, name, dtype):
-            c = np.ascontiguousarray(arr[name]).view(dtype) if arr[name].dtype.kind == "S" else np.ascontiguousarray(arr[name], dtype=dtype)
-            keep.append(c)
-            return c
 
         for k in range(7):
             t = BOOK_TYPES[k]
@@ -668,56 +713,104 @@ cdef class Book:
             if size[k] == 0:
                 continue
             total += size[k]
-            c = column(arr, "position", np.int64); pos[k] = <int64_t*>cnp.PyArray_DATA(c)
+            pos[k] = _column(keep, arr, "position", _I64, &pos_s[k])
             if t == "U":
-                c = column(arr, "original_order_reference_number", np.uint64); ref[k] = <uint64_t*>cnp.PyArray_DATA(c)
-                c = column(arr, "new_order_reference_number", np.uint64); ref2[k] = <uint64_t*>cnp.PyArray_DATA(c)
+                ref[k] = _column(keep, arr, "original_order_reference_number", _U64, &ref_s[k])
+                ref2[k] = _column(keep, arr, "new_order_reference_number", _U64, &ref2_s[k])
             else:
-                c = column(arr, "order_reference_number", np.uint64); ref[k] = <uint64_t*>cnp.PyArray_DATA(c)
+                ref[k] = _column(keep, arr, "order_reference_number", _U64, &ref_s[k])
             if t in ("A", "F", "U"):
-                c = column(arr, "shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
-                c = column(arr, "price", np.uint32); price[k] = <uint32_t*>cnp.PyArray_DATA(c)
+                shares[k] = _column(keep, arr, "shares", _U32, &shares_s[k])
+                price[k] = _column(keep, arr, "price", _U32, &price_s[k])
             if t in ("A", "F"):
-                c = column(arr, "stock_locate", np.uint16); locate[k] = <uint16_t*>cnp.PyArray_DATA(c)
-                c = column(arr, "buy_sell_indicator", np.uint8); side[k] = <uint8_t*>cnp.PyArray_DATA(c)
+                locate[k] = _column(keep, arr, "stock_locate", _U16, &locate_s[k])
+                side[k] = _column(keep, arr, "buy_sell_indicator", _U8, &side_s[k])
             if t in ("E", "C"):
-                c = column(arr, "executed_shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
+                shares[k] = _column(keep, arr, "executed_shares", _U32, &shares_s[k])
             if t == "X":
-                c = column(arr, "cancelled_shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
-        # First the merge order (sequential reads only), then the updates with the hash slot of
-        # the message LOOKAHEAD steps ahead prefetched: the map lookups are the cache misses.
+                shares[k] = _column(keep, arr, "cancelled_shares", _U32, &shares_s[k])
+        # The stream order of the messages. Positions of a decoded batch are distinct and rise
+        # within each type, so when they span little more than the batch, each message is put at
+        # its position (no per-message comparison of seven heads); otherwise a seven-way merge
+        # by position (ties to the earlier type), which gives the same order in the first case.
         order_kind = np.empty(total, dtype=np.int8)
         order_row = np.empty(total, dtype=np.intp)
         cdef int8_t[::1] kinds = order_kind
         cdef Py_ssize_t[::1] rows = order_row
-        for step in range(total):
-            best = -1
-            best_pos = 0
+        cdef int8_t[::1] at_kind
+        cdef Py_ssize_t[::1] at_row
+        for k in range(7):
+            for r in range(size[k]):
+                p = _i64(pos[k], pos_s[k], r)
+                if r > 0 and p <= prev:
+                    ordered = False
+                    break
+                prev = p
+            if not ordered:
+                break
+        if ordered and total:
+            lo = INT64_MAX
+            hi = INT64_MIN
             for k in range(7):
-                if head[k] < size[k] and (best < 0 or pos[k][head[k]] < best_pos):
-                    best = k
-                    best_pos = pos[k][head[k]]
-            kinds[step] = best
-            rows[step] = head[best]
-            head[best] += 1
+                if size[k]:
+                    lo = min(lo, _i64(pos[k], pos_s[k], 0))
+                    hi = max(hi, _i64(pos[k], pos_s[k], size[k] - 1))
+            ordered = <uint64_t>(hi - lo) < <uint64_t>(4 * total + 4096)
+        if ordered and total:
+            span = <Py_ssize_t>(hi - lo) + 1
+            at_kind = np.full(span, -1, dtype=np.int8)
+            at_row = np.empty(span, dtype=np.intp)
+            for k in range(7):
+                for r in range(size[k]):
+                    i = <Py_ssize_t>(_i64(pos[k], pos_s[k], r) - lo)
+                    if at_kind[i] >= 0:  # a position used twice: not a plain decoded batch
+                        ordered = False
+                        break
+                    at_kind[i] = k
+                    at_row[i] = r
+                if not ordered:
+                    break
+            if ordered:
+                step = 0
+                for i in range(span):
+                    if at_kind[i] >= 0:
+                        kinds[step] = at_kind[i]
+                        rows[step] = at_row[i]
+                        step += 1
+        if not ordered:
+            for step in range(total):
+                best = -1
+                best_pos = 0
+                for k in range(7):
+                    if head[k] < size[k] and (best < 0 or _i64(pos[k], pos_s[k], head[k]) < best_pos):
+                        best = k
+                        best_pos = _i64(pos[k], pos_s[k], head[k])
+                kinds[step] = best
+                rows[step] = head[best]
+                head[best] += 1
+        # The updates, with the hash slot of the message LOOKAHEAD steps ahead prefetched and the
+        # order of the one LOOKAHEAD_ORDER ahead: the map lookups and order records are the misses.
         for step in range(total):
             if step + LOOKAHEAD < total:
                 k = kinds[step + LOOKAHEAD]
-                self._prefetch(ref[k][rows[step + LOOKAHEAD]])
+                self._prefetch(_u64(ref[k], ref_s[k], rows[step + LOOKAHEAD]))
             if step + LOOKAHEAD_ORDER < total:
                 k = kinds[step + LOOKAHEAD_ORDER]
                 if k > 1:  # the order an execute/cancel/delete/replace will touch: its slot is cached by now
-                    self._prefetch_order(ref[k][rows[step + LOOKAHEAD_ORDER]])
+                    self._prefetch_order(_u64(ref[k], ref_s[k], rows[step + LOOKAHEAD_ORDER]))
             best = kinds[step]
             r = rows[step]
             if best <= 1:
-                self._insert(ref[best][r], locate[best][r], side[best][r], price[best][r], shares[best][r])
+                self._insert(_u64(ref[best], ref_s[best], r), _u16(locate[best], locate_s[best], r),
+                             _u8(side[best], side_s[best], r), _u32(price[best], price_s[best], r),
+                             _u32(shares[best], shares_s[best], r))
             elif best <= 4:
-                self._reduce(ref[best][r], shares[best][r])
+                self._reduce(_u64(ref[best], ref_s[best], r), _u32(shares[best], shares_s[best], r))
             elif best == 5:
-                self._delete(ref[best][r])
+                self._delete(_u64(ref[best], ref_s[best], r))
             else:
-                self._replace(ref[best][r], ref2[best][r], shares[best][r], price[best][r])
+                self._replace(_u64(ref[best], ref_s[best], r), _u64(ref2[best], ref2_s[best], r),
+                              _u32(shares[best], shares_s[best], r), _u32(price[best], price_s[best], r))
         self._applied += total
         return total
 

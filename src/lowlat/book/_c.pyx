@@ -44,6 +44,7 @@ DEF BLOCK_MASK = 16383
 DEF MAX_BLOCKS = 131072     # 2**31 entries
 DEF MIGRATE_STEPS = 8
 DEF LOOKAHEAD = 16
+DEF LOOKAHEAD_BATCH = 48
 DEF LOOKAHEAD_ORDER = 6
 
 cdef extern from *:
@@ -418,16 +419,19 @@ cdef class Book:
 
     cdef inline int32_t _search(self, SideBook* s, uint32_t price, bint bid) noexcept:
         # Index of the first level not "better-sorted" than price: bids ascending, asks descending.
-        cdef int32_t lo = 0, hi = s.count, mid
-        cdef uint32_t p
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            p = s.levels[mid].price
-            if (p < price) if bid else (p > price):
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        # Branch-free: asks compare with every bit flipped (which reverses the order), and each
+        # halving step is a conditional move, so a search costs no mispredicted branch.
+        cdef uint32_t flip = 0 if bid else 0xFFFFFFFF
+        cdef uint32_t key = price ^ flip
+        cdef int32_t base = 0, n = s.count, half
+        cdef LevelRef* levels = s.levels
+        if n == 0:
+            return 0
+        while n > 1:
+            half = n >> 1
+            base = base + half if (levels[base + half].price ^ flip) < key else base
+            n -= half
+        return base + ((levels[base].price ^ flip) < key)
 
     # --- the operations -----------------------------------------------------------------------
 
@@ -791,6 +795,11 @@ cdef class Book:
         # The updates, with the hash slot of the message LOOKAHEAD steps ahead prefetched and the
         # order of the one LOOKAHEAD_ORDER ahead: the map lookups and order records are the misses.
         for step in range(total):
+            if step + LOOKAHEAD_BATCH < total:  # the batch's record itself: first touch of its line
+                k = kinds[step + LOOKAHEAD_BATCH]
+                r = rows[step + LOOKAHEAD_BATCH]
+                __builtin_prefetch(ref[k] + r * ref_s[k])
+                __builtin_prefetch(pos[k] + r * pos_s[k] + pos_s[k] - 1)
             if step + LOOKAHEAD < total:
                 k = kinds[step + LOOKAHEAD]
                 self._prefetch(_u64(ref[k], ref_s[k], rows[step + LOOKAHEAD]))

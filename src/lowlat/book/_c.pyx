@@ -705,8 +705,7 @@ cdef class Book:
         cdef Py_ssize_t head[7]
         cdef int k, best
         cdef int64_t best_pos, p, prev = 0, lo, hi
-        cdef Py_ssize_t total = 0, r, step, span, i
-        cdef bint ordered = True
+        cdef Py_ssize_t total = 0, r, step
         keep = []
 
         for k in range(7):
@@ -733,55 +732,44 @@ cdef class Book:
                 shares[k] = _column(keep, arr, "executed_shares", _U32, &shares_s[k])
             if t == "X":
                 shares[k] = _column(keep, arr, "cancelled_shares", _U32, &shares_s[k])
-        # The stream order of the messages. Positions of a decoded batch are distinct and rise
-        # within each type, so when they span little more than the batch, each message is put at
-        # its position (no per-message comparison of seven heads); otherwise a seven-way merge
-        # by position (ties to the earlier type), which gives the same order in the first case.
-        order_kind = np.empty(total, dtype=np.int8)
-        order_row = np.empty(total, dtype=np.intp)
-        cdef int8_t[::1] kinds = order_kind
-        cdef Py_ssize_t[::1] rows = order_row
-        cdef int8_t[::1] at_kind
-        cdef Py_ssize_t[::1] at_row
-        for k in range(7):
-            for r in range(size[k]):
-                p = _i64(pos[k], pos_s[k], r)
-                if r > 0 and p <= prev:
-                    ordered = False
-                    break
-                prev = p
-            if not ordered:
-                break
-        if ordered and total:
+        # The stream order of the messages, as (type, row) per step. Positions of a decoded batch
+        # are distinct and rise within each type, so when they span little more than the batch
+        # each message is put at its own position (one pass, no comparison of seven heads; the
+        # few positions of other types stay empty, kind -1); otherwise, or at the first position
+        # that breaks this, a seven-way merge by position (ties to the earlier type), which
+        # gives the same order in the first case.
+        cdef int8_t[::1] kinds
+        cdef Py_ssize_t[::1] rows
+        cdef Py_ssize_t steps = 0
+        cdef bint placed = False
+        if total:
             lo = INT64_MAX
             hi = INT64_MIN
             for k in range(7):
                 if size[k]:
                     lo = min(lo, _i64(pos[k], pos_s[k], 0))
                     hi = max(hi, _i64(pos[k], pos_s[k], size[k] - 1))
-            ordered = <uint64_t>(hi - lo) < <uint64_t>(4 * total + 4096)
-        if ordered and total:
-            span = <Py_ssize_t>(hi - lo) + 1
-            at_kind = np.full(span, -1, dtype=np.int8)
-            at_row = np.empty(span, dtype=np.intp)
-            for k in range(7):
-                for r in range(size[k]):
-                    i = <Py_ssize_t>(_i64(pos[k], pos_s[k], r) - lo)
-                    if at_kind[i] >= 0:  # a position used twice: not a plain decoded batch
-                        ordered = False
+            if lo > INT64_MIN and hi >= lo and <uint64_t>hi - <uint64_t>lo < <uint64_t>(4 * total + 4096):
+                steps = <Py_ssize_t>(<uint64_t>hi - <uint64_t>lo) + 1
+                kinds = np.full(steps, -1, dtype=np.int8)
+                rows = np.empty(steps, dtype=np.intp)
+                placed = True
+                for k in range(7):
+                    prev = lo - 1
+                    for r in range(size[k]):
+                        p = _i64(pos[k], pos_s[k], r)
+                        if p <= prev or p > hi or kinds[p - lo] >= 0:  # not a plain decoded batch
+                            placed = False
+                            break
+                        kinds[p - lo] = k
+                        rows[p - lo] = r
+                        prev = p
+                    if not placed:
                         break
-                    at_kind[i] = k
-                    at_row[i] = r
-                if not ordered:
-                    break
-            if ordered:
-                step = 0
-                for i in range(span):
-                    if at_kind[i] >= 0:
-                        kinds[step] = at_kind[i]
-                        rows[step] = at_row[i]
-                        step += 1
-        if not ordered:
+        if not placed:
+            steps = total
+            kinds = np.empty(total, dtype=np.int8)
+            rows = np.empty(total, dtype=np.intp)
             for step in range(total):
                 best = -1
                 best_pos = 0
@@ -792,22 +780,26 @@ cdef class Book:
                 kinds[step] = best
                 rows[step] = head[best]
                 head[best] += 1
-        # The updates, with the hash slot of the message LOOKAHEAD steps ahead prefetched and the
-        # order of the one LOOKAHEAD_ORDER ahead: the map lookups and order records are the misses.
-        for step in range(total):
-            if step + LOOKAHEAD_BATCH < total:  # the batch's record itself: first touch of its line
+        # The updates, prefetching ahead: the batch's record (its first touch), the hash slot of
+        # the message LOOKAHEAD steps ahead and the order of the one LOOKAHEAD_ORDER ahead.
+        for step in range(steps):
+            if step + LOOKAHEAD_BATCH < steps:
                 k = kinds[step + LOOKAHEAD_BATCH]
-                r = rows[step + LOOKAHEAD_BATCH]
-                __builtin_prefetch(ref[k] + r * ref_s[k])
-                __builtin_prefetch(pos[k] + r * pos_s[k] + pos_s[k] - 1)
-            if step + LOOKAHEAD < total:
+                if k >= 0:
+                    r = rows[step + LOOKAHEAD_BATCH]
+                    __builtin_prefetch(ref[k] + r * ref_s[k])
+                    __builtin_prefetch(pos[k] + r * pos_s[k] + pos_s[k] - 1)
+            if step + LOOKAHEAD < steps:
                 k = kinds[step + LOOKAHEAD]
-                self._prefetch(_u64(ref[k], ref_s[k], rows[step + LOOKAHEAD]))
-            if step + LOOKAHEAD_ORDER < total:
+                if k >= 0:
+                    self._prefetch(_u64(ref[k], ref_s[k], rows[step + LOOKAHEAD]))
+            if step + LOOKAHEAD_ORDER < steps:
                 k = kinds[step + LOOKAHEAD_ORDER]
                 if k > 1:  # the order an execute/cancel/delete/replace will touch: its slot is cached by now
                     self._prefetch_order(_u64(ref[k], ref_s[k], rows[step + LOOKAHEAD_ORDER]))
             best = kinds[step]
+            if best < 0:
+                continue
             r = rows[step]
             if best <= 1:
                 self._insert(_u64(ref[best], ref_s[best], r), _u16(locate[best], locate_s[best], r),

@@ -435,7 +435,16 @@ cdef class Book:
         cdef Level* lv
         cdef SideBook* s
         cdef bint bid = side == BUY
-        if self._find(ref) != EMPTY:
+        # One probe both answers "already live?" and finds the free slot the new entry takes,
+        # unless the table changes below (a migration step or a growth), which re-probes.
+        cdef size_t h = _hash(ref) & self._mask
+        cdef Slot* slots = self._slots
+        while slots[h].index != EMPTY:
+            if slots[h].key == ref:
+                self._duplicate += 1
+                return 0
+            h = (h + 1) & self._mask
+        if self._old_slots != NULL and self._find_old(ref) != EMPTY:
             self._duplicate += 1
             return 0
         if shares == 0 or (side != BUY and side != SELL):
@@ -466,8 +475,10 @@ cdef class Book:
             self._grow_orders()
         if self._old_slots != NULL:
             self._migrate(MIGRATE_STEPS)
+            h = <size_t>-1
         if <size_t>(self._live + 1) * 2 > self._mask + 1:
             self._start_growth()
+            h = <size_t>-1
         index = self._order_free
         o = self._order(index)
         self._order_free = o.next
@@ -487,7 +498,11 @@ cdef class Book:
         lv.tail = index
         lv.count += 1
         lv.shares += shares
-        self._map_put(ref, index)
+        if h == <size_t>-1:
+            self._map_put(ref, index)
+        else:
+            self._slots[h].key = ref
+            self._slots[h].index = index
         self._live += 1
         return 1
 

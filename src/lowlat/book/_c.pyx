@@ -99,6 +99,9 @@ cdef inline size_t _hash(uint64_t key) noexcept nogil:
     return <size_t>(key ^ (key >> 23) ^ (key >> 47))
 
 
+cdef size_t NO_SLOT = <size_t>-1   # a slot index that no table has: "not known"
+
+
 cdef struct Slot:
     uint64_t key
     int64_t index      # EMPTY when free; 8 bytes so a slot is 16 and four share a cache line
@@ -355,18 +358,37 @@ cdef class Book:
         self._slots[h].key = ref
         self._slots[h].index = index
 
-    cdef void _map_remove(self, uint64_t ref) noexcept nogil:
+    cdef inline int32_t _find_slot(self, uint64_t ref, size_t* where) noexcept nogil:
+        # _find that also gives the entry's slot in the current table (NO_SLOT when the entry is
+        # in the old table or absent), so a removal that follows need not probe again.
+        cdef size_t h = _hash(ref) & self._mask
+        cdef Slot* slot
+        while True:
+            slot = &self._slots[h]
+            if slot.index == EMPTY:
+                where[0] = NO_SLOT
+                if self._old_slots != NULL:
+                    return self._find_old(ref)
+                return EMPTY
+            if slot.key == ref:
+                where[0] = h
+                return <int32_t>slot.index
+            h = (h + 1) & self._mask
+
+    cdef void _map_remove(self, uint64_t ref, size_t h) noexcept nogil:
+        # ``h``: the entry's slot in the current table when known (from _find_slot), else NO_SLOT.
         # Backward-shift deletion: no tombstones, so probes stay short however many orders churn.
         cdef size_t mask = self._mask
-        cdef size_t h = _hash(ref) & mask
         cdef size_t j, home
         cdef Slot* slots = self._slots
-        while slots[h].index != EMPTY and slots[h].key != ref:
-            h = (h + 1) & mask
-        if slots[h].index == EMPTY:
-            if self._old_slots != NULL:
-                self._remove_old(ref)
-            return
+        if h == NO_SLOT:
+            h = _hash(ref) & mask
+            while slots[h].index != EMPTY and slots[h].key != ref:
+                h = (h + 1) & mask
+            if slots[h].index == EMPTY:
+                if self._old_slots != NULL:
+                    self._remove_old(ref)
+                return
         j = h
         while True:
             j = (j + 1) & mask
@@ -515,7 +537,7 @@ cdef class Book:
         s.capacity = capacity
         return 0
 
-    cdef void _remove(self, int32_t index) noexcept:
+    cdef void _remove(self, int32_t index, size_t slot) noexcept:
         cdef Order* o = self._order(index)
         cdef int32_t li = o.level, pos
         cdef Level* lv = self._level(li)
@@ -537,13 +559,14 @@ cdef class Book:
             s.count -= 1
             lv.head = self._level_free
             self._level_free = li
-        self._map_remove(o.ref)
+        self._map_remove(o.ref, slot)
         o.next = self._order_free
         self._order_free = index
         self._live -= 1
 
     cdef uint32_t _reduce(self, uint64_t ref, uint32_t shares) noexcept:
-        cdef int32_t index = self._find(ref)
+        cdef size_t slot
+        cdef int32_t index = self._find_slot(ref, &slot)
         cdef Order* o
         cdef uint32_t done
         if index == EMPTY:
@@ -554,22 +577,24 @@ cdef class Book:
             if shares > o.shares:
                 self._over += 1
             done = o.shares
-            self._remove(index)
+            self._remove(index, slot)
             return done
         o.shares -= shares
         self._level(o.level).shares -= shares
         return shares
 
     cdef int _delete(self, uint64_t ref) noexcept:
-        cdef int32_t index = self._find(ref)
+        cdef size_t slot
+        cdef int32_t index = self._find_slot(ref, &slot)
         if index == EMPTY:
             self._unknown += 1
             return 0
-        self._remove(index)
+        self._remove(index, slot)
         return 1
 
     cdef int _replace(self, uint64_t ref, uint64_t new_ref, uint32_t shares, uint32_t price) except -1:
-        cdef int32_t index = self._find(ref)
+        cdef size_t slot
+        cdef int32_t index = self._find_slot(ref, &slot)
         cdef uint16_t locate
         cdef uint8_t side
         if index == EMPTY:
@@ -577,7 +602,7 @@ cdef class Book:
             return 0
         locate = self._order(index).locate
         side = self._order(index).side
-        self._remove(index)
+        self._remove(index, slot)
         return self._insert(new_ref, locate, side, price, shares)
 
     # --- counters ----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ module-wide. Inputs (references, locates, prices, shares) are plain integers, ch
 
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release, PyObject_GetBuffer
-from libc.stdint cimport int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
+from libc.stdint cimport INT64_MAX, INT64_MIN, int8_t, int32_t, int64_t, uint8_t, uint16_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memmove, memset
 
@@ -44,7 +44,7 @@ DEF BLOCK_MASK = 16383
 DEF MAX_BLOCKS = 131072     # 2**31 entries
 DEF MIGRATE_STEPS = 8
 DEF LOOKAHEAD = 16
-DEF LOOKAHEAD_ORDER = 6
+DEF LOOKAHEAD_BATCH = 48
 
 cdef extern from *:
     void __builtin_prefetch(const void* p) noexcept nogil
@@ -99,6 +99,9 @@ cdef inline size_t _hash(uint64_t key) noexcept nogil:
     return <size_t>(key ^ (key >> 23) ^ (key >> 47))
 
 
+cdef size_t NO_SLOT = <size_t>-1   # a slot index that no table has: "not known"
+
+
 cdef struct Slot:
     uint64_t key
     int64_t index      # EMPTY when free; 8 bytes so a slot is 16 and four share a cache line
@@ -116,6 +119,48 @@ cdef Slot* _new_table(size_t size) noexcept nogil:
 cdef int _SIZES[256]
 for _m in _spec.MESSAGES:
     _SIZES[ord(_m.type)] = _m.size
+
+
+cdef object _I64 = np.dtype(np.int64)
+cdef object _U64 = np.dtype(np.uint64)
+cdef object _U32 = np.dtype(np.uint32)
+cdef object _U16 = np.dtype(np.uint16)
+cdef object _U8 = np.dtype(np.uint8)
+
+
+cdef char* _column(list keep, object arr, str name, object dtype, Py_ssize_t* stride) except NULL:
+    # Base pointer and stride of one field of a non-empty batch array: the field itself when it
+    # is a 1-D aligned column of the native dtype (or of one-byte strings for the side), else a
+    # contiguous converted copy. ``keep`` holds what the pointer points into.
+    cdef cnp.ndarray c
+    col = arr[name]
+    if not (isinstance(col, np.ndarray) and col.ndim == 1 and col.flags.aligned
+            and (col.dtype == dtype or (col.dtype.kind == "S" and col.dtype.itemsize == 1 and dtype.itemsize == 1))):
+        col = np.ascontiguousarray(col).view(dtype) if col.dtype.kind == "S" else np.ascontiguousarray(col, dtype=dtype)
+    c = col
+    keep.append(c)
+    stride[0] = cnp.PyArray_STRIDES(c)[0] if cnp.PyArray_NDIM(c) == 1 else dtype.itemsize
+    return cnp.PyArray_BYTES(c)
+
+
+cdef inline int64_t _i64(const char* base, Py_ssize_t stride, Py_ssize_t r) noexcept nogil:
+    return (<const int64_t*>(base + r * stride))[0]
+
+
+cdef inline uint64_t _u64(const char* base, Py_ssize_t stride, Py_ssize_t r) noexcept nogil:
+    return (<const uint64_t*>(base + r * stride))[0]
+
+
+cdef inline uint32_t _u32(const char* base, Py_ssize_t stride, Py_ssize_t r) noexcept nogil:
+    return (<const uint32_t*>(base + r * stride))[0]
+
+
+cdef inline uint16_t _u16(const char* base, Py_ssize_t stride, Py_ssize_t r) noexcept nogil:
+    return (<const uint16_t*>(base + r * stride))[0]
+
+
+cdef inline uint8_t _u8(const char* base, Py_ssize_t stride, Py_ssize_t r) noexcept nogil:
+    return (<const uint8_t*>(base + r * stride))[0]
 
 
 @cython.final
@@ -293,11 +338,6 @@ cdef class Book:
     cdef inline void _prefetch(self, uint64_t ref) noexcept nogil:
         __builtin_prefetch(&self._slots[_hash(ref) & self._mask])
 
-    cdef inline void _prefetch_order(self, uint64_t ref) noexcept nogil:
-        cdef int32_t index = self._find(ref)
-        if index >= 0:
-            __builtin_prefetch(self._order(index))
-
     cdef inline int32_t _find(self, uint64_t ref) noexcept nogil:
         cdef size_t h = _hash(ref) & self._mask
         cdef Slot* slot
@@ -318,18 +358,37 @@ cdef class Book:
         self._slots[h].key = ref
         self._slots[h].index = index
 
-    cdef void _map_remove(self, uint64_t ref) noexcept nogil:
+    cdef inline int32_t _find_slot(self, uint64_t ref, size_t* where) noexcept nogil:
+        # _find that also gives the entry's slot in the current table (NO_SLOT when the entry is
+        # in the old table or absent), so a removal that follows need not probe again.
+        cdef size_t h = _hash(ref) & self._mask
+        cdef Slot* slot
+        while True:
+            slot = &self._slots[h]
+            if slot.index == EMPTY:
+                where[0] = NO_SLOT
+                if self._old_slots != NULL:
+                    return self._find_old(ref)
+                return EMPTY
+            if slot.key == ref:
+                where[0] = h
+                return <int32_t>slot.index
+            h = (h + 1) & self._mask
+
+    cdef void _map_remove(self, uint64_t ref, size_t h) noexcept nogil:
+        # ``h``: the entry's slot in the current table when known (from _find_slot), else NO_SLOT.
         # Backward-shift deletion: no tombstones, so probes stay short however many orders churn.
         cdef size_t mask = self._mask
-        cdef size_t h = _hash(ref) & mask
         cdef size_t j, home
         cdef Slot* slots = self._slots
-        while slots[h].index != EMPTY and slots[h].key != ref:
-            h = (h + 1) & mask
-        if slots[h].index == EMPTY:
-            if self._old_slots != NULL:
-                self._remove_old(ref)
-            return
+        if h == NO_SLOT:
+            h = _hash(ref) & mask
+            while slots[h].index != EMPTY and slots[h].key != ref:
+                h = (h + 1) & mask
+            if slots[h].index == EMPTY:
+                if self._old_slots != NULL:
+                    self._remove_old(ref)
+                return
         j = h
         while True:
             j = (j + 1) & mask
@@ -376,16 +435,19 @@ cdef class Book:
 
     cdef inline int32_t _search(self, SideBook* s, uint32_t price, bint bid) noexcept:
         # Index of the first level not "better-sorted" than price: bids ascending, asks descending.
-        cdef int32_t lo = 0, hi = s.count, mid
-        cdef uint32_t p
-        while lo < hi:
-            mid = (lo + hi) >> 1
-            p = s.levels[mid].price
-            if (p < price) if bid else (p > price):
-                lo = mid + 1
-            else:
-                hi = mid
-        return lo
+        # Branch-free: asks compare with every bit flipped (which reverses the order), and each
+        # halving step is a conditional move, so a search costs no mispredicted branch.
+        cdef uint32_t flip = 0 if bid else 0xFFFFFFFF
+        cdef uint32_t key = price ^ flip
+        cdef int32_t base = 0, n = s.count, half
+        cdef LevelRef* levels = s.levels
+        if n == 0:
+            return 0
+        while n > 1:
+            half = n >> 1
+            base = base + half if (levels[base + half].price ^ flip) < key else base
+            n -= half
+        return base + ((levels[base].price ^ flip) < key)
 
     # --- the operations -----------------------------------------------------------------------
 
@@ -395,7 +457,16 @@ cdef class Book:
         cdef Level* lv
         cdef SideBook* s
         cdef bint bid = side == BUY
-        if self._find(ref) != EMPTY:
+        # One probe both answers "already live?" and finds the free slot the new entry takes,
+        # unless the table changes below (a migration step or a growth), which re-probes.
+        cdef size_t h = _hash(ref) & self._mask
+        cdef Slot* slots = self._slots
+        while slots[h].index != EMPTY:
+            if slots[h].key == ref:
+                self._duplicate += 1
+                return 0
+            h = (h + 1) & self._mask
+        if self._old_slots != NULL and self._find_old(ref) != EMPTY:
             self._duplicate += 1
             return 0
         if shares == 0 or (side != BUY and side != SELL):
@@ -426,8 +497,10 @@ cdef class Book:
             self._grow_orders()
         if self._old_slots != NULL:
             self._migrate(MIGRATE_STEPS)
+            h = <size_t>-1
         if <size_t>(self._live + 1) * 2 > self._mask + 1:
             self._start_growth()
+            h = <size_t>-1
         index = self._order_free
         o = self._order(index)
         self._order_free = o.next
@@ -447,7 +520,11 @@ cdef class Book:
         lv.tail = index
         lv.count += 1
         lv.shares += shares
-        self._map_put(ref, index)
+        if h == <size_t>-1:
+            self._map_put(ref, index)
+        else:
+            self._slots[h].key = ref
+            self._slots[h].index = index
         self._live += 1
         return 1
 
@@ -460,7 +537,7 @@ cdef class Book:
         s.capacity = capacity
         return 0
 
-    cdef void _remove(self, int32_t index) noexcept:
+    cdef void _remove(self, int32_t index, size_t slot) noexcept:
         cdef Order* o = self._order(index)
         cdef int32_t li = o.level, pos
         cdef Level* lv = self._level(li)
@@ -482,13 +559,14 @@ cdef class Book:
             s.count -= 1
             lv.head = self._level_free
             self._level_free = li
-        self._map_remove(o.ref)
+        self._map_remove(o.ref, slot)
         o.next = self._order_free
         self._order_free = index
         self._live -= 1
 
     cdef uint32_t _reduce(self, uint64_t ref, uint32_t shares) noexcept:
-        cdef int32_t index = self._find(ref)
+        cdef size_t slot
+        cdef int32_t index = self._find_slot(ref, &slot)
         cdef Order* o
         cdef uint32_t done
         if index == EMPTY:
@@ -499,22 +577,24 @@ cdef class Book:
             if shares > o.shares:
                 self._over += 1
             done = o.shares
-            self._remove(index)
+            self._remove(index, slot)
             return done
         o.shares -= shares
         self._level(o.level).shares -= shares
         return shares
 
     cdef int _delete(self, uint64_t ref) noexcept:
-        cdef int32_t index = self._find(ref)
+        cdef size_t slot
+        cdef int32_t index = self._find_slot(ref, &slot)
         if index == EMPTY:
             self._unknown += 1
             return 0
-        self._remove(index)
+        self._remove(index, slot)
         return 1
 
     cdef int _replace(self, uint64_t ref, uint64_t new_ref, uint32_t shares, uint32_t price) except -1:
-        cdef int32_t index = self._find(ref)
+        cdef size_t slot
+        cdef int32_t index = self._find_slot(ref, &slot)
         cdef uint16_t locate
         cdef uint8_t side
         if index == EMPTY:
@@ -522,7 +602,7 @@ cdef class Book:
             return 0
         locate = self._order(index).locate
         side = self._order(index).side
-        self._remove(index)
+        self._remove(index, slot)
         return self._insert(new_ref, locate, side, price, shares)
 
     # --- counters ----------------------------------------------------------------------------
@@ -639,26 +719,28 @@ cdef class Book:
         The batch must hold the book types it has (A, F, E, C, X, D, U) with their ``position``
         columns; other types are ignored. Return the number of book messages applied.
         """
-        # Contiguous columns per type, then one loop merging the seven streams by position.
-        cdef int64_t* pos[7]
+        # Columns are read in place (base pointer and stride of each field of the structured
+        # array) when their dtype already is the native one; anything else is converted once.
+        cdef char* pos[7]
+        cdef char* ref[7]
+        cdef char* ref2[7]
+        cdef char* shares[7]
+        cdef char* price[7]
+        cdef char* locate[7]
+        cdef char* side[7]
+        cdef Py_ssize_t pos_s[7]
+        cdef Py_ssize_t ref_s[7]
+        cdef Py_ssize_t ref2_s[7]
+        cdef Py_ssize_t shares_s[7]
+        cdef Py_ssize_t price_s[7]
+        cdef Py_ssize_t locate_s[7]
+        cdef Py_ssize_t side_s[7]
         cdef Py_ssize_t size[7]
         cdef Py_ssize_t head[7]
-        cdef uint64_t* ref[7]
-        cdef uint64_t* ref2[7]
-        cdef uint32_t* shares[7]
-        cdef uint32_t* price[7]
-        cdef uint16_t* locate[7]
-        cdef uint8_t* side[7]
         cdef int k, best
-        cdef int64_t best_pos
+        cdef int64_t best_pos, p, prev = 0, lo, hi
         cdef Py_ssize_t total = 0, r, step
-        cdef cnp.ndarray c
         keep = []
-
-        def column(arr, name, dtype):
-            c = np.ascontiguousarray(arr[name]).view(dtype) if arr[name].dtype.kind == "S" else np.ascontiguousarray(arr[name], dtype=dtype)
-            keep.append(c)
-            return c
 
         for k in range(7):
             t = BOOK_TYPES[k]
@@ -668,56 +750,99 @@ cdef class Book:
             if size[k] == 0:
                 continue
             total += size[k]
-            c = column(arr, "position", np.int64); pos[k] = <int64_t*>cnp.PyArray_DATA(c)
+            pos[k] = _column(keep, arr, "position", _I64, &pos_s[k])
             if t == "U":
-                c = column(arr, "original_order_reference_number", np.uint64); ref[k] = <uint64_t*>cnp.PyArray_DATA(c)
-                c = column(arr, "new_order_reference_number", np.uint64); ref2[k] = <uint64_t*>cnp.PyArray_DATA(c)
+                ref[k] = _column(keep, arr, "original_order_reference_number", _U64, &ref_s[k])
+                ref2[k] = _column(keep, arr, "new_order_reference_number", _U64, &ref2_s[k])
             else:
-                c = column(arr, "order_reference_number", np.uint64); ref[k] = <uint64_t*>cnp.PyArray_DATA(c)
+                ref[k] = _column(keep, arr, "order_reference_number", _U64, &ref_s[k])
             if t in ("A", "F", "U"):
-                c = column(arr, "shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
-                c = column(arr, "price", np.uint32); price[k] = <uint32_t*>cnp.PyArray_DATA(c)
+                shares[k] = _column(keep, arr, "shares", _U32, &shares_s[k])
+                price[k] = _column(keep, arr, "price", _U32, &price_s[k])
             if t in ("A", "F"):
-                c = column(arr, "stock_locate", np.uint16); locate[k] = <uint16_t*>cnp.PyArray_DATA(c)
-                c = column(arr, "buy_sell_indicator", np.uint8); side[k] = <uint8_t*>cnp.PyArray_DATA(c)
+                locate[k] = _column(keep, arr, "stock_locate", _U16, &locate_s[k])
+                side[k] = _column(keep, arr, "buy_sell_indicator", _U8, &side_s[k])
             if t in ("E", "C"):
-                c = column(arr, "executed_shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
+                shares[k] = _column(keep, arr, "executed_shares", _U32, &shares_s[k])
             if t == "X":
-                c = column(arr, "cancelled_shares", np.uint32); shares[k] = <uint32_t*>cnp.PyArray_DATA(c)
-        # First the merge order (sequential reads only), then the updates with the hash slot of
-        # the message LOOKAHEAD steps ahead prefetched: the map lookups are the cache misses.
-        order_kind = np.empty(total, dtype=np.int8)
-        order_row = np.empty(total, dtype=np.intp)
-        cdef int8_t[::1] kinds = order_kind
-        cdef Py_ssize_t[::1] rows = order_row
-        for step in range(total):
-            best = -1
-            best_pos = 0
+                shares[k] = _column(keep, arr, "cancelled_shares", _U32, &shares_s[k])
+        # The stream order of the messages, as (type, row) per step. Positions of a decoded batch
+        # are distinct and rise within each type, so when they span little more than the batch
+        # each message is put at its own position (one pass, no comparison of seven heads; the
+        # few positions of other types stay empty, kind -1); otherwise, or at the first position
+        # that breaks this, a seven-way merge by position (ties to the earlier type), which
+        # gives the same order in the first case.
+        cdef int8_t[::1] kinds
+        cdef Py_ssize_t[::1] rows
+        cdef Py_ssize_t steps = 0
+        cdef bint placed = False
+        if total:
+            lo = INT64_MAX
+            hi = INT64_MIN
             for k in range(7):
-                if head[k] < size[k] and (best < 0 or pos[k][head[k]] < best_pos):
-                    best = k
-                    best_pos = pos[k][head[k]]
-            kinds[step] = best
-            rows[step] = head[best]
-            head[best] += 1
-        for step in range(total):
-            if step + LOOKAHEAD < total:
+                if size[k]:
+                    lo = min(lo, _i64(pos[k], pos_s[k], 0))
+                    hi = max(hi, _i64(pos[k], pos_s[k], size[k] - 1))
+            if lo > INT64_MIN and hi >= lo and <uint64_t>hi - <uint64_t>lo < <uint64_t>(4 * total + 4096):
+                steps = <Py_ssize_t>(<uint64_t>hi - <uint64_t>lo) + 1
+                kinds = np.full(steps, -1, dtype=np.int8)
+                rows = np.empty(steps, dtype=np.intp)
+                placed = True
+                for k in range(7):
+                    prev = lo - 1
+                    for r in range(size[k]):
+                        p = _i64(pos[k], pos_s[k], r)
+                        if p <= prev or p > hi or kinds[p - lo] >= 0:  # not a plain decoded batch
+                            placed = False
+                            break
+                        kinds[p - lo] = k
+                        rows[p - lo] = r
+                        prev = p
+                    if not placed:
+                        break
+        if not placed:
+            steps = total
+            kinds = np.empty(total, dtype=np.int8)
+            rows = np.empty(total, dtype=np.intp)
+            for step in range(total):
+                best = -1
+                best_pos = 0
+                for k in range(7):
+                    if head[k] < size[k] and (best < 0 or _i64(pos[k], pos_s[k], head[k]) < best_pos):
+                        best = k
+                        best_pos = _i64(pos[k], pos_s[k], head[k])
+                kinds[step] = best
+                rows[step] = head[best]
+                head[best] += 1
+        # The updates, prefetching ahead the batch's record (its first touch) and the hash slot
+        # of the message LOOKAHEAD steps ahead. Prefetching the order records too (a second
+        # probe of the map per message) measured slower than the misses it saves.
+        for step in range(steps):
+            if step + LOOKAHEAD_BATCH < steps:
+                k = kinds[step + LOOKAHEAD_BATCH]
+                if k >= 0:
+                    r = rows[step + LOOKAHEAD_BATCH]
+                    __builtin_prefetch(ref[k] + r * ref_s[k])
+                    __builtin_prefetch(pos[k] + r * pos_s[k] + pos_s[k] - 1)
+            if step + LOOKAHEAD < steps:
                 k = kinds[step + LOOKAHEAD]
-                self._prefetch(ref[k][rows[step + LOOKAHEAD]])
-            if step + LOOKAHEAD_ORDER < total:
-                k = kinds[step + LOOKAHEAD_ORDER]
-                if k > 1:  # the order an execute/cancel/delete/replace will touch: its slot is cached by now
-                    self._prefetch_order(ref[k][rows[step + LOOKAHEAD_ORDER]])
+                if k >= 0:
+                    self._prefetch(_u64(ref[k], ref_s[k], rows[step + LOOKAHEAD]))
             best = kinds[step]
+            if best < 0:
+                continue
             r = rows[step]
             if best <= 1:
-                self._insert(ref[best][r], locate[best][r], side[best][r], price[best][r], shares[best][r])
+                self._insert(_u64(ref[best], ref_s[best], r), _u16(locate[best], locate_s[best], r),
+                             _u8(side[best], side_s[best], r), _u32(price[best], price_s[best], r),
+                             _u32(shares[best], shares_s[best], r))
             elif best <= 4:
-                self._reduce(ref[best][r], shares[best][r])
+                self._reduce(_u64(ref[best], ref_s[best], r), _u32(shares[best], shares_s[best], r))
             elif best == 5:
-                self._delete(ref[best][r])
+                self._delete(_u64(ref[best], ref_s[best], r))
             else:
-                self._replace(ref[best][r], ref2[best][r], shares[best][r], price[best][r])
+                self._replace(_u64(ref[best], ref_s[best], r), _u64(ref2[best], ref2_s[best], r),
+                              _u32(shares[best], shares_s[best], r), _u32(price[best], price_s[best], r))
         self._applied += total
         return total
 

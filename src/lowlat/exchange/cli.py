@@ -24,6 +24,9 @@ def build_parser(parser: argparse.ArgumentParser | None = None) -> argparse.Argu
                         help="what answers the orders (default ouch: a price-time book)")
     parser.add_argument("--heartbeat-interval", type=float, default=1.0, help="seconds between heartbeats")
     parser.add_argument("--timeout", type=float, default=15.0, help="seconds of client silence before closing")
+    parser.add_argument("--busy-poll", action="store_true",
+                        help="spin on the sockets instead of sleeping in epoll: a client's send never has to wake "
+                             "the simulator (as with an exchange gateway on its own core); takes a whole CPU")
     parser.add_argument("-v", "--verbose", action="store_true", help="log every message received")
     parser.add_argument("--gc", action="store_true",
                         help="keep Python's cyclic garbage collector on (off by default: its pauses show in p99)")
@@ -61,7 +64,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     simulator = ExchangeSimulator(args.host, args.port, application=make_application(args.application),
                                   heartbeat_interval=args.heartbeat_interval, timeout=args.timeout,
-                                  fix_port=args.fix_port).start()
+                                  fix_port=args.fix_port, busy_poll=args.busy_poll).start()
     host, port = simulator.address
     line = f"lowlat exchange listening on {host}:{port}"
     if args.fix_port is not None:

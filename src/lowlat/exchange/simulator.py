@@ -141,8 +141,9 @@ class ExchangeSimulator:
 
     def __init__(self, host: str = "127.0.0.1", port: int = 0, *, application=None, users: dict | None = None,
                  session: str = "SIM0000001", heartbeat_interval: float = 1.0, timeout: float = 15.0,
-                 fix_port: int | None = None, fix_comp_id: str = "EXCH") -> None:
+                 fix_port: int | None = None, fix_comp_id: str = "EXCH", busy_poll: bool = False) -> None:
         self.host = host
+        self.busy_poll = busy_poll
         self.port = port
         self.application = application if application is not None else EchoApplication()
         self.fix_port = fix_port
@@ -275,7 +276,7 @@ class ExchangeSimulator:
         try:
             while not self._stopping.is_set():
                 now = time.monotonic()
-                timeout = self._next_timer(all_clients, now)
+                timeout = 0.0 if self.busy_poll else self._next_timer(all_clients, now)
                 for key, _ in selector.select(timeout):
                     if key.data is None or key.data == "fix":
                         self._accept(key.fileobj, selector, all_clients)

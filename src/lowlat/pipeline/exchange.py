@@ -49,7 +49,8 @@ class ExchangeProcess:
     terminates it and waits (also on leaving a ``with`` block).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, busy_poll: bool = False) -> None:
+        self.busy_poll = busy_poll
         self.process: subprocess.Popen | None = None
         self._address: tuple[str, int] | None = None
 
@@ -62,7 +63,8 @@ class ExchangeProcess:
 
     def start(self) -> "ExchangeProcess":
         env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
-        self.process = subprocess.Popen([sys.executable, "-c", _CODE, "--port", "0"], stdout=subprocess.PIPE,
+        self.process = subprocess.Popen([sys.executable, "-c", _CODE, "--port", "0",
+                                         *(["--busy-poll"] if self.busy_poll else [])], stdout=subprocess.PIPE,
                                         stderr=subprocess.DEVNULL, text=True, env=env)
         assert self.process.stdout is not None
         line = self.process.stdout.readline()  # "lowlat exchange listening on HOST:PORT"

@@ -409,6 +409,8 @@ def test_backends_follow_the_model(both, limits, ops):
             _, i, side, quantity, price, step = op
             clock += step
             expected = model.check(i, side, quantity, price, clock)
+            # preview answers what check will, and changes nothing check (or the state asserts) would see
+            assert [e.preview(i, side, quantity, price, clock) for e in engines] == [expected, expected], op
             assert [e.check(i, side, quantity, price, clock) for e in engines] == [expected, expected], op
         elif kind in ("fill", "cancel", "reject"):
             _, i, side, quantity, price = op

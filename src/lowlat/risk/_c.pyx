@@ -194,14 +194,26 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
         self._instrument_full_after = (self._instrument_capacity // self._instrument_rate + 1
                                        if self._instrument_rate > 0 else 0)
 
-    @cython.boundscheck(False)
-    @cython.wraparound(False)
     def check(self, int64_t instrument_id, int64_t side, int64_t quantity, int64_t price, int64_t now_ns=-1):
         """Return 0 when the order passes every enabled check, else the first failing reason code.
 
         An accepted order is counted as open from here on (position, exposure, duplicates, rate).
         Never raises for int arguments that fit in 64 bits; a rejected order changes nothing. O(1).
         """
+        return self._evaluate(instrument_id, side, quantity, price, now_ns, True)
+
+    def preview(self, int64_t instrument_id, int64_t side, int64_t quantity, int64_t price, int64_t now_ns=-1):
+        """Return what ``check`` would return for this order now, changing nothing (a what-if check).
+
+        The same code as ``check`` up to the point where an accepted order would be counted as open;
+        running it keeps that code and the instrument's data in cache (see ``lowlat.pipeline``).
+        """
+        return self._evaluate(instrument_id, side, quantity, price, now_ns, False)
+
+    @cython.boundscheck(False)
+    @cython.wraparound(False)
+    cdef int _evaluate(self, int64_t instrument_id, int64_t side, int64_t quantity, int64_t price, int64_t now_ns,
+                       bint commit) noexcept:
         cdef Instrument* instrument
         cdef int64_t notional, collar, reference, difference, limit, worst
         cdef int64_t instrument_tokens = 0, tokens = 0
@@ -256,6 +268,8 @@ Pre-trade risk checks (SEC 15c3-5, MiFID II RTS 6) over any number of instrument
             tokens = _available(self._tokens, self._last_ns, now_ns, self._rate, self._capacity, self._full_after)
             if tokens < ONE:
                 return THROTTLE
+        if not commit:
+            return ACCEPTED
         # Accepted: the order is open from now on.
         if self._instrument_rate >= 0:
             instrument.tokens = instrument_tokens - ONE

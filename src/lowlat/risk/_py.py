@@ -128,6 +128,17 @@ class RiskEngine(_Final):
         An accepted order is counted as open from here on (position, exposure, duplicates, rate).
         Never raises for int arguments that fit in 64 bits; a rejected order changes nothing. O(1).
         """
+        return self._evaluate(instrument_id, side, quantity, price, now_ns, True)
+
+    def preview(self, instrument_id, side, quantity, price, now_ns=-1):
+        """Return what ``check`` would return for this order now, changing nothing (a what-if check).
+
+        The same code as ``check`` up to the point where an accepted order would be counted as open;
+        running it keeps that code and the instrument's data in cache (see ``lowlat.pipeline``).
+        """
+        return self._evaluate(instrument_id, side, quantity, price, now_ns, False)
+
+    def _evaluate(self, instrument_id, side, quantity, price, now_ns, commit):
         if self._killed:
             return _KILL_SWITCH
         if (side != 1 and side != -1) or not 0 < quantity <= MAX_VALUE or not 0 < price <= MAX_VALUE:
@@ -204,7 +215,10 @@ class RiskEngine(_Final):
                         tokens = capacity
             if tokens < _ONE:
                 return _THROTTLE
-            # Accepted from here on: the order is open.
+        if not commit:
+            return _ACCEPTED
+        # Accepted from here on: the order is open.
+        if rate >= 0:
             self._tokens = tokens - _ONE
             if now_ns > self._last_ns:
                 self._last_ns = now_ns

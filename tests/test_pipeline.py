@@ -124,6 +124,45 @@ def test_one_process_every_order_reaches_the_exchange_once_and_is_acknowledged(p
             assert stage.label in table
 
 
+def _order_bodies(simulator):
+    """Every Enter Order the simulator received, without its token (runs name their tokens apart)."""
+    return [received.event.payload[15:] for received in list(simulator.received)
+            if isinstance(received.event, soup.UnsequencedData) and received.event.payload[:1] == b"O"]
+
+
+def test_keeping_the_order_path_warm_changes_nothing_but_the_caches(path_name):
+    """warm_every=1 runs the risk preview and the encoder after every message: the orders sent and
+    the risk rejections must be those of a run that never warms (a preview that counted an order,
+    or an encode left in the packet, would show)."""
+    # $20,000 an order: the dearer instruments are refused; $200,000 open at once: far above what the
+    # few orders in flight hold, but a preview that counted its order open would soon exceed it
+    limits = {"max_order_notional": 200_000_000, "max_gross_exposure": 2_000_000_000}
+    results = []
+    for warm_every in (0, 1):
+        with ExchangeSimulator(application=OuchExchange()) as simulator:
+            strategy = Recording()
+            pipeline = Pipeline(path_name, strategy, exchange=simulator.address, risk_limits=limits,
+                                warm_every=warm_every)
+            warmed = []
+            preview = pipeline._risk_preview
+            pipeline._risk_preview = lambda *args: warmed.append(args) or preview(*args)
+            figures = pipeline.run(synthetic_feed(5000, seed=4))
+            counts = {k: figures.counts.get(k, 0) for k in ("orders", "sent", "risk_rejected", "acknowledged")}
+            results.append((counts, _order_bodies(simulator), len(warmed)))
+    (cold_counts, cold_orders, cold_warmed), (warm_counts, warm_orders, warm_warmed) = results
+    assert cold_counts["risk_rejected"] > 0 and cold_counts["sent"] > 0, cold_counts
+    assert warm_counts == cold_counts
+    assert warm_orders == cold_orders
+    assert cold_warmed == 0
+    assert warm_warmed > 1000 if path_name != "seed" else warm_warmed > 0
+
+
+@pytest.mark.parametrize("value, error", [(-1, ValueError), (1.5, TypeError), (True, TypeError)])
+def test_warm_every_is_checked(value, error):
+    with pytest.raises(error, match="warm_every"):
+        Pipeline("python", exchange=("127.0.0.1", 9), warm_every=value)
+
+
 def test_the_backends_agree_on_what_the_strategy_sees(exchange):
     """Same feed, same strategy: the same orders on every backend that is built."""
     emitted = {}

@@ -4,7 +4,8 @@
 
     lowlat pipeline [--feed synthetic|FILE|udp] [--messages N] [--rate R] [--layout one|two]
                     [--backend cython|python|seed] [--duration S] [--exchange HOST:PORT]
-                    [--json PATH] [--hlog PATH] [--reconnect] [--ring N]
+                    [--json PATH] [--hlog PATH] [--reconnect] [--ring N] [--warm-every N]
+                    [--exchange-busy-poll]
 
 Starts the exchange simulator in its own process unless ``--exchange`` names one, shows progress on
 stderr, and prints the table on stdout. Ctrl-C, a lost session and a raising strategy all end
@@ -22,6 +23,7 @@ import time
 
 from .backends import PIPELINE_BACKENDS
 from .budget import Figures, budget_table, write_hlog
+from .core import WARM_EVERY
 from .exchange import pin_process
 
 __all__ = ["main", "build_parser"]
@@ -38,6 +40,13 @@ def _positive_int(text: str) -> int:
     value = int(text)
     if value <= 0:
         raise argparse.ArgumentTypeError(f"must be positive, got {text}")
+    return value
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be >= 0, got {text}")
     return value
 
 
@@ -74,6 +83,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--threshold", type=float, default=0.8,
                         help="the example strategy's imbalance threshold (default 0.8)")
     parser.add_argument("--seed", type=int, default=1, help="synthetic feed seed (default 1)")
+    parser.add_argument("--warm-every", type=_non_negative_int, default=WARM_EVERY, metavar="N",
+                        help="one process: run the order path short of send (risk preview + encode) every N messages "
+                             f"between orders, to keep it in cache (default {WARM_EVERY}; 0: never)")
+    parser.add_argument("--exchange-busy-poll", action="store_true",
+                        help="start the simulator spinning on its sockets, as an exchange gateway on its own core: "
+                             "on loopback a send otherwise pays for waking the sleeping simulator (takes a CPU)")
     parser.add_argument("--no-pin", action="store_true",
                         help="leave CPU placement to the scheduler (default: the order session gets one CPU, "
                              "the simulator, feed handler and replayer the others)")
@@ -178,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         cpus = None if args.no_pin else split_cpus()
         if args.exchange is None:
-            exchange = ExchangeProcess().start()
+            exchange = ExchangeProcess(busy_poll=args.exchange_busy_poll).start()
             address = exchange.address
             if cpus is not None:
                 exchange.pin(cpus[1])
@@ -197,7 +212,7 @@ def main(argv: list[str] | None = None) -> int:
                                       feed_cpus=None if cpus is None else cpus[1])
         else:
             pipeline = Pipeline(stages, strategy, exchange=address, reconnect=args.reconnect, progress=progress,
-                                feed_name=feed_name)
+                                feed_name=feed_name, warm_every=args.warm_every)
             feed, stop_feed = _feed(args, stages.now_ns, pipeline.figures.counts, None if cpus is None else cpus[1])
             try:
                 figures = pipeline.run(feed, duration=args.duration)

@@ -129,7 +129,8 @@ class Pipeline:
         self._risk_check = self.risk.check
         self._risk_preview = getattr(self.risk, "preview", None) or _no_preview
         self.warm_every = warm_every
-        self._warm_order: tuple | None = None
+        self._warm_order: Any = None  # the last order sent: what _warm runs
+        self._now_ns = self.stages.now_ns
         self._order_sequence = 0
         self._next_token = ""
         self._prepare_token()
@@ -246,9 +247,13 @@ class Pipeline:
                     except Exception as error:
                         raise StrategyError(f"the strategy raised {error!r}", traceback.format_exc()) from error
                     t3 = now_ns()
-                    signal_record(t3 - t2 if t3 > t2 else 1)
-                    if order is not None:
-                        self._send(order, t0, t3)
+                    if order is None:
+                        signal_record(t3 - t2 if t3 > t2 else 1)
+                    else:
+                        try:
+                            self._send(order, t0, t3)
+                        finally:  # recorded after the send: off the order's path
+                            signal_record(t3 - t2 if t3 > t2 else 1)
                 elif data[body] == 82:  # R: Stock Directory, the symbol the orders need
                     self.directory[record.stock_locate] = record.stock.decode("ascii").rstrip()
                 if gateway.pending:
@@ -266,30 +271,38 @@ class Pipeline:
             counts["book_updates"] = counts.get("book_updates", 0) + updates
         return True
 
-    def _send(self, order, t0: int, t3: int) -> None:
+    def _send(self, order, t0: int, t3: int, live: bool = True) -> None:
         """Risk-check, encode and send one order (stamps: arrival ``t0``, strategy returned ``t3``).
 
-        Only what the order needs happens before ``send``; the counting and recording after it."""
-        now_ns = self.stages.now_ns
+        Only what the order needs happens before ``send``; the counting and recording after it.
+        ``live=False`` is the warm-up (:meth:`_warm`): the same code with ``RiskEngine.preview``
+        for ``check``, stopping short of ``send`` and changing nothing."""
+        now_ns = self._now_ns
         instrument = order.instrument
         stock = self.directory.get(instrument)
         if stock is None:
-            self._count("orders", "unknown_instrument")
+            if live:
+                self._count("orders", "unknown_instrument")
             return
         if instrument not in self._risk_instruments:  # once per instrument: its reference price
+            if not live:
+                return
             self.stages.add_instrument(self.risk, instrument, order.price)
             self._risk_instruments.add(instrument)
             t3 = now_ns()
         side = order.side
-        code = self._risk_check(instrument, SIDE_CODE[side], order.shares, order.price)
+        code = (self._risk_check if live else self._risk_preview)(instrument, SIDE_CODE[side], order.shares,
+                                                                   order.price)
         t4 = now_ns()
-        if code:
+        if code and live:
             self.recorders["risk"].record(t4 - t3 if t4 > t3 else 1)
             self._count("orders", "risk_rejected")
             return
         token = self._next_token
         packet = self.encode(token, side, order.shares, stock, order.price)
         t5 = now_ns()
+        if not live:
+            return
         try:
             t6 = self.gateway.send(packet, token, order)
         except ConnectionLost:
@@ -305,7 +318,7 @@ class Pipeline:
         recorders["send"].record(t6 - t5 if t6 > t5 else 1)
         recorders["tick_to_trade"].record(t6 - t0 if t6 > t0 else 1)
         self._count("orders")
-        self._warm_order = (instrument, SIDE_CODE[side], side, order.shares, stock, order.price)
+        self._warm_order = order
         self._prepare_token()
 
     def _count(self, *names: str) -> None:
@@ -314,16 +327,13 @@ class Pipeline:
             counts[name] = counts.get(name, 0) + 1
 
     def _warm(self) -> None:
-        """Run the order path short of ``send`` on the last order sent, changing nothing: a risk
+        """Run the last order sent through :meth:`_send` short of ``send``, changing nothing: a risk
         ``preview`` (``check``'s code without counting the order) and an encode into the packet
         buffer the next real order overwrites. Between orders (one per ~2,000 messages) the book
-        and the strategy evict the risk and encoder code and data from the caches; this keeps the
-        next order from paying those misses (see the module docstring)."""
-        order = self._warm_order
-        if order is not None:
-            instrument, side_code, side, shares, stock, price = order
-            self._risk_preview(instrument, side_code, shares, price)
-            self.encode(self._next_token, side, shares, stock, price)
+        and the strategy evict this code and its data from the caches; this keeps the next order
+        from paying those misses (see the module docstring)."""
+        if self._warm_order is not None:
+            self._send(self._warm_order, 0, 0, False)
 
     def _prepare_token(self) -> None:
         # The next order's token, formatted now: off the next order's tick-to-trade path.

@@ -17,6 +17,7 @@ One thread at a time.
 
 from __future__ import annotations
 
+import errno
 import time
 from typing import Any, Callable
 
@@ -27,6 +28,10 @@ __all__ = ["OrderGateway", "ConnectionLost"]
 
 #: Risk engine sides for the strategy's "B"/"S".
 SIDE_CODE = {"B": 1, "S": -1}
+
+
+def _not_connected(_packet: Any) -> int:
+    raise OSError(errno.ENOTCONN, "not connected")
 
 
 class OrderGateway:
@@ -55,7 +60,7 @@ class OrderGateway:
         self.duplicate_answers = 0
         self._live: dict[str, Any] = {}  # accepted orders that may still fill or cancel (IOC: until Canceled)
         self._record = ouch.ExchangeMessage()
-        self._socket: Any = None
+        self._socket_send: Callable[[Any], int] = _not_connected  # the session socket's bound send
         self._last_service = 0.0
 
     def connect(self) -> None:
@@ -63,7 +68,7 @@ class OrderGateway:
         self.connection.connect()
         transport = self.connection.transport
         assert transport is not None  # connect() either connected or raised
-        self._socket = transport.sock
+        self._socket_send = transport.sock.send
         self._absorb()
 
     reconnect = connect
@@ -74,28 +79,35 @@ class OrderGateway:
 
     def send(self, packet, token: str, order: Any) -> int:
         """Write one whole packet (``ConnectionLost`` when the session is gone); return the stamp
-        taken as ``send`` returned: the end of tick to trade and the start of the ack round trip."""
-        self.pending[token] = (0, order)  # before the bytes: a failed send is still pending
-        transport = self.connection.transport
-        if transport is None:
-            self.send_failures += 1
-            raise self._lost(ConnectionLost("not connected"))
+        taken as ``send`` returned: the end of tick to trade and the start of the ack round trip.
+
+        Nothing but the ``socket.send`` call comes before that stamp. An order whose send raised,
+        whatever the exception, is pending all the same: its bytes may have left."""
         try:
-            sent = self._socket.send(packet)
+            sent = self._socket_send(packet)
         except (BlockingIOError, InterruptedError):
             sent = 0
         except OSError as error:
+            self.pending[token] = (0, order)
             self.send_failures += 1
             self.connection.close()
             raise self._lost(ConnectionLost(f"send failed: {error}")) from error
+        except BaseException:
+            self.pending[token] = (0, order)
+            raise
+        stamp = self.now_ns()
         if sent != len(packet):  # the socket buffer is full: finish it the slow, careful way
+            self.pending[token] = (0, order)
+            transport = self.connection.transport
             try:
+                if transport is None:
+                    raise ConnectionLost("not connected")
                 transport.send(bytes(packet[sent:]))
             except ConnectionLost as error:
                 self.send_failures += 1
                 self.connection.close()
                 raise self._lost(error)
-        stamp = self.now_ns()
+            stamp = self.now_ns()
         self.pending[token] = (stamp, order)
         self.sent += 1
         return stamp

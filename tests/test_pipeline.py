@@ -148,8 +148,10 @@ def test_keeping_the_order_path_warm_changes_nothing_but_the_caches(path_name):
             pipeline._risk_preview = lambda *args: warmed.append(args) or preview(*args)
             figures = pipeline.run(synthetic_feed(5000, seed=4))
             counts = {k: figures.counts.get(k, 0) for k in ("orders", "sent", "risk_rejected", "acknowledged")}
-            results.append((counts, _order_bodies(simulator), len(warmed)))
-    (cold_counts, cold_orders, cold_warmed), (warm_counts, warm_orders, warm_warmed) = results
+            results.append((counts, _order_bodies(simulator), len(warmed), pipeline.gateway._sink_sends))
+            assert pipeline.gateway._sink is None  # closed with the session
+    (cold_counts, cold_orders, cold_warmed, cold_sunk), (warm_counts, warm_orders, warm_warmed, warm_sunk) = results
+    assert cold_sunk == 0 and warm_sunk > 100  # the kernel's half: packets to the loopback sink, not the exchange
     assert cold_counts["risk_rejected"] > 0 and cold_counts["sent"] > 0, cold_counts
     assert warm_counts == cold_counts
     assert warm_orders == cold_orders

@@ -28,8 +28,11 @@ the encoder's code and data out of the caches, so a cold order pays microseconds
 exactly the wrong moment. Every ``warm_every`` messages (default :data:`WARM_EVERY`; 0: never)
 while no order is in flight, the path runs the last order sent through ``RiskEngine.preview``
 (``check``'s code, counting nothing) and the encoder (into the packet buffer the next real order
-overwrites), everything short of ``send`` -- the technique trading firms use to keep a rarely
-taken path hot. Its cost is in the throughput figure; the stage histograms hold real orders only.
+overwrites), everything short of the order's ``send`` -- the technique trading firms use to keep
+a rarely taken path hot -- and sends the packet over a loopback TCP connection whose both ends
+this process holds, so that the kernel's send path is warm too (the exchange never sees these
+bytes; Onload's ``ONLOAD_MSG_WARM`` does the same for its users). Its cost is in the throughput
+figure; the stage histograms hold real orders only.
 
 Bad input never stops a run: a message whose length prefix overruns its packet or disagrees with
 its type, or whose type is not ITCH 5.0, is counted in ``corrupt`` and logged with its byte offset
@@ -271,12 +274,12 @@ class Pipeline:
             counts["book_updates"] = counts.get("book_updates", 0) + updates
         return True
 
-    def _send(self, order, t0: int, t3: int, live: bool = True) -> None:
+    def _send(self, order, t0: int, t3: int, live: bool = True) -> Any:
         """Risk-check, encode and send one order (stamps: arrival ``t0``, strategy returned ``t3``).
 
         Only what the order needs happens before ``send``; the counting and recording after it.
         ``live=False`` is the warm-up (:meth:`_warm`): the same code with ``RiskEngine.preview``
-        for ``check``, stopping short of ``send`` and changing nothing."""
+        for ``check``, stopping short of ``send`` and changing nothing; it returns the packet."""
         now_ns = self._now_ns
         instrument = order.instrument
         stock = self.directory.get(instrument)
@@ -302,7 +305,7 @@ class Pipeline:
         packet = self.encode(token, side, order.shares, stock, order.price)
         t5 = now_ns()
         if not live:
-            return
+            return packet
         try:
             t6 = self.gateway.send(packet, token, order)
         except ConnectionLost:
@@ -329,11 +332,14 @@ class Pipeline:
     def _warm(self) -> None:
         """Run the last order sent through :meth:`_send` short of ``send``, changing nothing: a risk
         ``preview`` (``check``'s code without counting the order) and an encode into the packet
-        buffer the next real order overwrites. Between orders (one per ~2,000 messages) the book
-        and the strategy evict this code and its data from the caches; this keeps the next order
-        from paying those misses (see the module docstring)."""
+        buffer the next real order overwrites; then send that packet to the gateway's loopback
+        sink (:meth:`OrderGateway.warm`), never to the exchange, for the kernel's half. Between
+        orders (one per ~2,000 messages) the book and the strategy evict this code and its data
+        from the caches; this keeps the next order from paying those misses (module docstring)."""
         if self._warm_order is not None:
-            self._send(self._warm_order, 0, 0, False)
+            packet = self._send(self._warm_order, 0, 0, False)
+            if packet is not None:
+                self.gateway.warm(packet)
 
     def _prepare_token(self) -> None:
         # The next order's token, formatted now: off the next order's tick-to-trade path.

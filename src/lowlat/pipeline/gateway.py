@@ -18,6 +18,7 @@ One thread at a time.
 from __future__ import annotations
 
 import errno
+import socket
 import time
 from typing import Any, Callable
 
@@ -61,6 +62,9 @@ class OrderGateway:
         self._live: dict[str, Any] = {}  # accepted orders that may still fill or cancel (IOC: until Canceled)
         self._record = ouch.ExchangeMessage()
         self._socket_send: Callable[[Any], int] = _not_connected  # the session socket's bound send
+        self._sink: _Sink | None = None  # see warm()
+        self._sink_failed = False
+        self._sink_sends = 0
         self._last_service = 0.0
 
     def connect(self) -> None:
@@ -72,6 +76,29 @@ class OrderGateway:
         self._absorb()
 
     reconnect = connect
+
+    def warm(self, packet) -> None:
+        """Send ``packet`` to a loopback sink of this process's own, never to the exchange: the
+        kernel's TCP send path (the same code a real order's ``send`` runs) stays in cache between
+        orders, as Onload's ``ONLOAD_MSG_WARM`` does for its users. What the sink receives is read
+        and dropped now and then; any failure just closes the sink (warming is best effort)."""
+        sink = self._sink
+        if sink is None:
+            if self._sink_failed:
+                return
+            sink = self._sink = _Sink.open()
+            if sink is None:
+                self._sink_failed = True
+                return
+        try:
+            sink.send(packet)
+            self._sink_sends += 1
+            if not self._sink_sends & 63:
+                sink.drain()
+        except OSError:
+            sink.close()
+            self._sink = None
+            self._sink_failed = True
 
     @property
     def alive(self) -> bool:
@@ -181,12 +208,50 @@ class OrderGateway:
                                       record.execution_price)
 
     def close(self) -> None:
-        """Log out (briefly waiting for the exchange to close) and close the socket."""
+        """Log out (briefly waiting for the exchange to close) and close the socket (and the sink)."""
         try:
             if self.connection.alive:
                 self.connection.logout(0.5)
         finally:
             self.connection.close()
+            if self._sink is not None:
+                self._sink.close()
+                self._sink = None
+
+
+class _Sink:
+    """Both ends of one loopback TCP connection inside this process (see :meth:`OrderGateway.warm`)."""
+
+    def __init__(self, writer: socket.socket, reader: socket.socket) -> None:
+        self.send = writer.send
+        self._writer = writer
+        self._reader = reader
+
+    @classmethod
+    def open(cls) -> "_Sink | None":
+        try:
+            with socket.socket() as listener:
+                listener.bind(("127.0.0.1", 0))
+                listener.listen(1)
+                writer = socket.create_connection(listener.getsockname(), timeout=1.0)
+                reader, _ = listener.accept()
+        except OSError:
+            return None
+        writer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the order session's socket
+        writer.setblocking(False)
+        reader.setblocking(False)
+        return cls(writer, reader)
+
+    def drain(self) -> None:
+        try:
+            while self._reader.recv(1 << 16):
+                pass
+        except BlockingIOError:
+            pass
+
+    def close(self) -> None:
+        self._writer.close()
+        self._reader.close()
 
 
 def soup_header(payload_length: int) -> bytes:

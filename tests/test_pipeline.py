@@ -353,6 +353,25 @@ def test_cli_writes_json_and_an_hdrhistogram_log(tmp_path, capsys):
     assert tags["decode"] == 3000 and tags["ack"] == stages["ack"]["count"]
 
 
+def test_cli_against_a_spinning_simulator_with_the_warm_up_on(tmp_path, capsys):
+    json_path = tmp_path / "run.json"
+    status = main(["--backend", "python", "--messages", "4000", "--exchange-busy-poll", "--warm-every", "8",
+                   "--json", str(json_path)])
+    assert status == 0
+    counts = json.loads(json_path.read_text())["counts"]
+    assert counts["messages"] == 4000
+    assert counts["sent"] > 0 and counts["acknowledged"] == counts["sent"] and counts["unacknowledged"] == 0
+    capsys.readouterr()
+
+
+@pytest.mark.parametrize("option, value", [("--warm-every", "-1"), ("--warm-every", "x")])
+def test_cli_refuses_a_bad_warm_every(option, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main([option, value])
+    assert exit_info.value.code == 2
+    assert option in capsys.readouterr().err
+
+
 def test_cli_refuses_unwritable_outputs_before_any_work(tmp_path, capsys):
     missing = tmp_path / "no" / "such" / "dir" / "run.json"
     assert main(["--json", str(missing)]) == 2

@@ -149,6 +149,8 @@ class FixOrderSession:
         if not self.pending:
             return
         cl_ord_id = message.get(fix.Tag.ClOrdID)
+        if cl_ord_id is None:
+            return
         pending = self.pending.get(cl_ord_id)
         if pending is None:
             return

@@ -92,7 +92,8 @@ def test_modify_down_and_sideways_keeps_priority(codec):
     assert resting(book, "alice", "S1") == ("S", 120)
     fills = [m for _, _, m in bob.enter("B1", "B", 200) if m["type"] == "E"]
     # S1 is still first in its level: it fills before S2 even though it was modified.
-    assert [(m["order_token"], m["executed_shares"]) for m in fills] == [("B1", 120), ("S1", 120), ("B1", 80), ("S2", 80)]
+    assert [(m["order_token"], m["executed_shares"]) for m in fills] == [
+        ("B1", 120), ("S1", 120), ("B1", 80), ("S2", 80)]
 
 
 def test_a_buy_may_shrink_but_not_change_side(codec):

@@ -192,7 +192,8 @@ class FixGateway:
             del self.orders[(user, token)]
             return ("execution_report", ("NONE", self._exec_id(), ExecType.REJECTED, OrdStatus.REJECTED, order.symbol,
                                          side, 0, 0, 0),
-                    {"cl_ord_id": order.cl_ord_id, "text": f"{record.reason}: {REJECT_REASONS.get(record.reason or '', '?')}"})
+                    {"cl_ord_id": order.cl_ord_id,
+                     "text": f"{record.reason}: {REJECT_REASONS.get(record.reason or '', '?')}"})
         if kind == "E":
             shares, price = record.executed_shares, record.execution_price
             if shares is None or price is None:  # every Executed carries both

@@ -47,8 +47,8 @@ from .. import fix
 from ..fix import FixError, FixEncoder, FixReader, MsgType, Reason, Tag
 
 __all__ = ["FixSession", "FixState", "LoggedOn", "LoggedOut", "AppMessage", "Heartbeat", "TestRequest",
-           "GapDetected", "ResendRequested", "SequenceReset", "SequenceResetRefused", "RejectReceived", "MalformedMessage",
-           "HeartbeatTimeout", "SessionError", "SESSION_REJECT_REASONS"]
+           "GapDetected", "ResendRequested", "SequenceReset", "SequenceResetRefused", "RejectReceived",
+           "MalformedMessage", "HeartbeatTimeout", "SessionError", "SESSION_REJECT_REASONS"]
 
 _SEQ = re.compile(rb"\x0134=(\d{1,18})\x01")
 _GARBLED = frozenset({Reason.GARBAGE, Reason.BEGIN_STRING, Reason.BODY_LENGTH, Reason.CHECKSUM, Reason.TRUNCATED,

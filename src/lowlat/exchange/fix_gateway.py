@@ -24,12 +24,18 @@ answered with ExecutionReport REJECTED and a Text saying why. Each answer is a t
 from __future__ import annotations
 
 from decimal import Decimal, InvalidOperation
+from typing import Literal, Union
 
 from .. import fix, ouch
 from ..fix import ExecType, OrdStatus, Tag
 from ..net.ouch import REJECT_REASONS, TIF_IOC, TIF_SYSTEM_HOURS
 
-__all__ = ["FixGateway"]
+__all__ = ["FixGateway", "FixAnswer", "Answer"]
+
+#: A FIX message to send: ``(encoder method name, args, kwargs)`` for ``FixSession.send``.
+FixAnswer = tuple[str, tuple, dict[str, object]]
+#: One answer for one user: a FIX message for a FIX user, an OUCH payload for an OUCH user.
+Answer = Union[tuple[Literal["fix"], FixAnswer], tuple[Literal["ouch"], bytes]]
 
 _SIDE_TO_OUCH = {fix.Side.BUY: "B", fix.Side.SELL: "S", fix.Side.SELL_SHORT: "T", fix.Side.SELL_SHORT_EXEMPT: "E"}
 _SIDE_TO_FIX = {v: k for k, v in _SIDE_TO_OUCH.items()}
@@ -81,7 +87,7 @@ class FixGateway:
 
     # -- FIX in --------------------------------------------------------------------------------
 
-    def on_fix(self, user: str, message) -> list[tuple[str, object]]:
+    def on_fix(self, user: str, message) -> list[tuple[str, Answer]]:
         """Handle one application message from FIX ``user``; return ``(user, answer)`` pairs.
 
         An answer is ``("fix", (method, args, kwargs))`` for a FIX user or ``("ouch", payload)``
@@ -94,12 +100,13 @@ class FixGateway:
             return self._cancel_or_replace(user, kind, fields)
         return []
 
-    def _reject(self, user: str, cl_ord_id: str, symbol: str, side: str, text: str):
-        return [(user, ("fix", ("execution_report", ("NONE", self._exec_id(), ExecType.REJECTED, OrdStatus.REJECTED,
-                                                     symbol or "?", side or fix.Side.BUY, 0, 0, 0),
-                                {"cl_ord_id": cl_ord_id, "text": text})))]
+    def _reject(self, user: str, cl_ord_id: str, symbol: str, side: str, text: str) -> list[tuple[str, Answer]]:
+        report: FixAnswer = ("execution_report", ("NONE", self._exec_id(), ExecType.REJECTED, OrdStatus.REJECTED,
+                                                  symbol or "?", side or fix.Side.BUY, 0, 0, 0),
+                             {"cl_ord_id": cl_ord_id, "text": text})
+        return [(user, ("fix", report))]
 
-    def _new_order(self, user: str, fields: dict):
+    def _new_order(self, user: str, fields: dict) -> list[tuple[str, Answer]]:
         cl_ord_id = fields[Tag.ClOrdID].decode("latin-1")
         symbol = fields[Tag.Symbol].decode("latin-1")
         side = fields[Tag.Side].decode("latin-1")
@@ -120,22 +127,20 @@ class FixGateway:
             return self._reject(user, cl_ord_id, symbol, side, str(error)[:100])
         return self.translate(self.book.on_message(user, bytes(buffer)))
 
-    def _cancel_or_replace(self, user: str, kind: str, fields: dict):
+    def _cancel_or_replace(self, user: str, kind: str, fields: dict) -> list[tuple[str, Answer]]:
         cl_ord_id = fields[Tag.ClOrdID].decode("latin-1")
         orig = fields[Tag.OrigClOrdID].decode("latin-1")
         order = self.orders.get((user, orig))
+        answers: list[tuple[str, Answer]] = []
         if kind == fix.MsgType.OrderCancelRequest:
             buffer = self._buffers["cancel_order"]
             if order is not None and len(orig) <= 14:
                 ouch.encode_cancel_order(buffer, 0, orig, 0)
                 self._cancels[(user, orig)] = cl_ord_id
                 answers = self.translate(self.book.on_message(user, bytes(buffer)))
-            else:
-                answers = []
             response_to = fix.CxlRejResponseTo.ORDER_CANCEL_REQUEST
         else:
             buffer = self._buffers["replace_order"]
-            answers = []
             if order is not None and len(cl_ord_id) <= 14:
                 quantity = int(fields[Tag.OrderQty])
                 price = self._price(fields.get(Tag.Price)) or order.price
@@ -155,9 +160,9 @@ class FixGateway:
 
     # -- OUCH out ------------------------------------------------------------------------------
 
-    def translate(self, answers: list[tuple[str, bytes]]) -> list[tuple[str, object]]:
+    def translate(self, answers: list[tuple[str, bytes]]) -> list[tuple[str, Answer]]:
         """Turn the book's OUCH answers into FIX for FIX users; keep OUCH for the others."""
-        out = []
+        out: list[tuple[str, Answer]] = []
         for user, payload in answers:
             if user not in self.begin_strings:
                 out.append((user, ("ouch", payload)))
@@ -167,11 +172,13 @@ class FixGateway:
                 out.append((user, ("fix", message)))
         return out
 
-    def _to_fix(self, user: str, payload: bytes):
+    def _to_fix(self, user: str, payload: bytes) -> FixAnswer | None:
         record = self._record
         record.decode(payload)
         kind = record.type
         token = record.replacement_order_token if kind == "U" else record.order_token
+        if token is None:  # a message about no order (System Event): nothing for a FIX user
+            return None
         order = self.orders.get((user, token))
         if order is None:
             return None
@@ -185,9 +192,12 @@ class FixGateway:
             del self.orders[(user, token)]
             return ("execution_report", ("NONE", self._exec_id(), ExecType.REJECTED, OrdStatus.REJECTED, order.symbol,
                                          side, 0, 0, 0),
-                    {"cl_ord_id": order.cl_ord_id, "text": f"{record.reason}: {REJECT_REASONS.get(record.reason, '?')}"})
+                    {"cl_ord_id": order.cl_ord_id,
+                     "text": f"{record.reason}: {REJECT_REASONS.get(record.reason or '', '?')}"})
         if kind == "E":
             shares, price = record.executed_shares, record.execution_price
+            if shares is None or price is None:  # every Executed carries both
+                return None
             order.cum_qty += shares
             order.notional += shares * price
             leaves = max(order.quantity - order.cum_qty, 0)

@@ -1,6 +1,6 @@
 """The simulator's OUCH 4.2 application: validate orders, keep a price-time book per stock, fill.
 
-``OuchExchange().on_message(username, payload)`` takes one Enter / Replace / Cancel Order and
+``OuchExchange().on_message(username, payload)`` takes one Enter / Replace / Cancel / Modify Order and
 returns the answers as ``(username, payload)`` pairs (sequenced messages for each user, the
 counterparty of a fill included). Rules, simple and documented:
 
@@ -16,6 +16,11 @@ counterparty of a fill included). Rules, simple and documented:
   reason ``U``; unknown tokens and increases are ignored.
 * Replace Order keeps priority when only the size goes down and the price is the same, otherwise
   goes to the back of its new level (and may trade at once); Replaced carries both tokens.
+* Modify Order changes a sell's side among Sell / Sell Short / Sell Short Exempt (``S``, ``T``,
+  ``E``) and/or sets the order's open shares to the given number, which may not be more than it
+  has (0: cancel the rest). The order keeps its priority; Order Modified echoes the token, the
+  new side and the shares now open. An increase, a buy<->sell change, an unknown side or an
+  unknown or dead token is ignored (no answer), as the spec says of requests it does not allow.
 """
 
 from __future__ import annotations
@@ -30,6 +35,7 @@ from ..net.ouch import TIF_IOC
 
 # Values the simulator accepts (OUCH 4.2): sides, and display types.
 SIDES = frozenset("BSTE")
+SELL_SIDES = frozenset("STE")  # Modify Order may move an order between these, never to or from "B"
 DISPLAYS = frozenset("YNAPIMWLOTQ")
 
 __all__ = ["OuchExchange", "RestingOrder"]
@@ -153,7 +159,8 @@ class OuchExchange:
             self._cancel(username, message, out)
         elif kind == "U":
             self._replace(username, message, out)
-        # Modify Order ('M', side changes) is not simulated: no answer.
+        elif kind == "M":
+            self._modify(username, message, out)
         return out
 
     def _reject_reason(self, message: dict, shares: int) -> str | None:
@@ -220,6 +227,20 @@ class OuchExchange:
             self._unrest(order)
         out.append((username, _message("canceled", timestamp=_timestamp(), order_token=order.token,
                                        decrement_shares=decrement, reason="U")))
+
+    def _modify(self, username: str, message: dict, out: list) -> None:
+        order = self.orders.get((username, message["order_token"]))
+        side, shares = message["side"], message["shares"]
+        if order is None or shares > order.shares:
+            return  # unknown or dead token, or an increase: ignored, as the spec says
+        if side != order.side and (side not in SELL_SIDES or order.side not in SELL_SIDES):
+            return  # only Sell / Sell Short / Sell Short Exempt may change into each other: ignored
+        order.side = side  # same book side, same price: the order keeps its place in the queue
+        order.shares = shares
+        if not shares:
+            self._unrest(order)
+        out.append((username, _message("order_modified", timestamp=_timestamp(), order_token=order.token,
+                                       side=side, shares=shares)))
 
     def _replace(self, username: str, message: dict, out: list) -> None:
         previous = message["existing_order_token"]

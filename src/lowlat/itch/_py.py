@@ -81,7 +81,9 @@ def _gather(raw: np.ndarray, message_type: str, offsets: list, positions: list) 
     rows = raw[np.asarray(offsets, dtype=np.intp)[:, None] + np.arange(wire_dtype.itemsize)]
     wire = rows.view(wire_dtype)[:, 0]
     out["position"] = positions
-    for name in dtype.names[1:]:
+    names = dtype.names
+    assert names is not None  # spec.dtype_of always builds a structured dtype: position, then fields
+    for name in names[1:]:
         if name == "timestamp":
             out[name] = (wire["timestamp_high"].astype(np.int64) << 32) | wire["timestamp_low"].astype(np.int64)
         else:
@@ -228,10 +230,10 @@ class Message(_Final):
             return bytes(self._buffer[offset : offset + width])
         return _UNPACK[width](self._buffer, offset)[0]
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, int | bytes | str]:
         """Return every field of the current message by name, ``type`` first."""
         self._check()
-        out = {"type": self.type}
+        out: dict[str, int | bytes | str] = {"type": self.type}
         for name in _FIELDS[self._code]:
             out[name] = self.timestamp if name == "timestamp" else getattr(self, name)
         return out

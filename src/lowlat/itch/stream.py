@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 import time
-from typing import Callable, Iterator
+from typing import Callable, ClassVar, Iterator
 
 from .framing import Batch, requested_types
 
@@ -29,7 +29,10 @@ class StreamDecoderBase:
     thread at a time. ``close()`` raises ``ValueError`` if the stream ended inside a message.
     """
 
-    _decode_chunk: Callable = None  # set by each backend
+    # Each backend's subclass sets it to its decode_chunk(data, types, first_position, base_offset,
+    # allow_partial, limit); the base declares it without a value, so a subclass that forgets fails
+    # at the first feed with an AttributeError naming it.
+    _decode_chunk: ClassVar[Callable[..., Batch]]
 
     def __init__(self, *, types=None) -> None:
         self.types = requested_types(types)

@@ -15,7 +15,8 @@ Errors: :class:`~lowlat.net.connection.LoginRejectedError` when the exchange ans
 with a Logout, ``HeartbeatTimeoutError`` when it stops answering heartbeats and test requests,
 ``ConnectionLost`` when the socket closes or the session ends (Logout, a fatal sequence error).
 Malformed messages from the exchange do not end the session: they are counted in ``malformed``
-(the reader's :class:`~lowlat.fix.FixError` each), and gaps in ``gaps``.
+(the reader's :class:`~lowlat.fix.FixError` each), and gaps in ``gaps``; a SequenceReset that
+would lower the expected number is answered with a session Reject and kept in ``refused_resets``.
 """
 
 from __future__ import annotations
@@ -52,6 +53,7 @@ class FixOrderSession:
         self.malformed: list = []
         self.gaps: list = []
         self.rejects: list = []
+        self.refused_resets: list[fs.SequenceResetRefused] = []
         self.connects = 0
 
     @property
@@ -139,12 +141,16 @@ class FixOrderSession:
                 self.gaps.append(event)
             elif isinstance(event, fs.RejectReceived):
                 self.rejects.append(event)
+            elif isinstance(event, fs.SequenceResetRefused):
+                self.refused_resets.append(event)
         return events
 
     def _acknowledge(self, message: fs.AppMessage) -> None:
         if not self.pending:
             return
         cl_ord_id = message.get(fix.Tag.ClOrdID)
+        if cl_ord_id is None:
+            return
         pending = self.pending.get(cl_ord_id)
         if pending is None:
             return

@@ -13,6 +13,11 @@ session adds the rules of the FIX session layer:
   16 = 0), keeps the early messages and delivers them in order once the gap is filled (by resent
   messages or a SequenceReset-GapFill). A number below the expected one without PossDupFlag
   (43=Y) is fatal (Logout, :class:`SessionError`); with it, the duplicate is dropped.
+* **SequenceReset in reset mode** (no GapFillFlag): its MsgSeqNum and PossDupFlag are ignored (no
+  ResendRequest, never "too low"). A NewSeqNo at or above the expected number becomes the
+  expected number (held early messages below it are delivered first, then those at and above it
+  as usual); a lower one gets a session Reject (RefTagID 36, SessionRejectReason 5) and changes
+  nothing (:class:`SequenceResetRefused`), as FIX 4.2/4.4 say a reset may never lower it.
 * **ResendRequest from the peer**: application messages still kept (the last ``resend_limit``)
   are sent again with PossDupFlag (43=Y) and OrigSendingTime (122); admin messages and anything
   no longer kept are covered by SequenceReset-GapFill (also marked PossDupFlag, as resends are). ``resend_application=False`` gap-fills
@@ -42,8 +47,8 @@ from .. import fix
 from ..fix import FixError, FixEncoder, FixReader, MsgType, Reason, Tag
 
 __all__ = ["FixSession", "FixState", "LoggedOn", "LoggedOut", "AppMessage", "Heartbeat", "TestRequest",
-           "GapDetected", "ResendRequested", "SequenceReset", "RejectReceived", "MalformedMessage",
-           "HeartbeatTimeout", "SessionError", "SESSION_REJECT_REASONS"]
+           "GapDetected", "ResendRequested", "SequenceReset", "SequenceResetRefused", "RejectReceived",
+           "MalformedMessage", "HeartbeatTimeout", "SessionError", "SESSION_REJECT_REASONS"]
 
 _SEQ = re.compile(rb"\x0134=(\d{1,18})\x01")
 _GARBLED = frozenset({Reason.GARBAGE, Reason.BEGIN_STRING, Reason.BODY_LENGTH, Reason.CHECKSUM, Reason.TRUNCATED,
@@ -51,6 +56,7 @@ _GARBLED = frozenset({Reason.GARBAGE, Reason.BEGIN_STRING, Reason.BODY_LENGTH, R
 #: SessionRejectReason (373) sent for each reader error on a well-framed message.
 SESSION_REJECT_REASONS = {Reason.MISSING_TAG: 1, Reason.MALFORMED_FIELD: 6, Reason.REPEATED_TAG: 13,
                           Reason.MSG_TYPE: 14, Reason.TOO_MANY_FIELDS: 5}
+_VALUE_OUT_OF_RANGE = 5  # SessionRejectReason: "Value is incorrect (out of range) for this tag"
 
 
 class FixState(enum.Enum):
@@ -134,6 +140,15 @@ class SequenceReset:
 
     new_seq_no: int
     gap_fill: bool
+
+
+@dataclass(frozen=True)
+class SequenceResetRefused:
+    """The peer's SequenceReset (reset mode) tried to lower the expected number to ``new_seq_no``
+    (below ``expected``); a session Reject is in the outbox and the expected number is unchanged."""
+
+    new_seq_no: int
+    expected: int
 
 
 @dataclass(frozen=True)
@@ -372,11 +387,7 @@ class FixSession:
                 return
         gap_fill = message.has(Tag.GapFillFlag) and message.get_str(Tag.GapFillFlag) == "Y"
         if msg_type == MsgType.SequenceReset and not gap_fill:
-            new = message.get_int(Tag.NewSeqNo)  # reset mode: ignores MsgSeqNum
-            self.next_in = new
-            self._queued = {k: v for k, v in self._queued.items() if k >= new}
-            events.append(SequenceReset(new, False))
-            self._release_queued(now, events)
+            self._reset_mode(seq, message.get_int(Tag.NewSeqNo), now, events)
             return
         if seq > self.next_in:
             if msg_type == MsgType.Logon or msg_type == MsgType.ResendRequest:
@@ -398,6 +409,26 @@ class FixSession:
             return
         self.next_in += 1
         self._dispatch(msg_type, seq, dict(message.fields()), now, events)
+        self._release_queued(now, events)
+
+    def _reset_mode(self, seq: int, new: int, now: float, events: list) -> None:
+        """SequenceReset without GapFillFlag: its MsgSeqNum (and PossDupFlag) are ignored."""
+        if new < self.next_in:
+            # FIX 4.2/4.4: a reset may only raise the expected number; a lower one is rejected
+            # ("value is incorrect (out of range) for this tag") and the expected number stays.
+            self._queue(self._encode("reject", now, seq, ref_tag_id=Tag.NewSeqNo,
+                                     session_reject_reason=_VALUE_OUT_OF_RANGE,
+                                     text=f"NewSeqNo {new} is below the expected MsgSeqNum {self.next_in}"))
+            events.append(SequenceResetRefused(new, self.next_in))
+            return
+        # Messages already held above the old expected number and below the new one arrived and
+        # are valid: deliver them (in order) rather than lose them, then jump.
+        for held in sorted(k for k in self._queued if k < new):
+            item = self._queued.pop(held)
+            if item is not None:
+                self._dispatch(*item, now, events)
+        self.next_in = new
+        events.append(SequenceReset(new, False))
         self._release_queued(now, events)
 
     def _release_queued(self, now: float, events: list) -> None:

@@ -6,7 +6,9 @@ its bytes are written and stays pending until the exchange answers it:
 
 * Enter Order: Accepted or Rejected (for its token);
 * Replace Order: Replaced or Rejected (for the replacement token);
-* Cancel Order: Canceled (for its token).
+* Cancel Order: Canceled (for its token);
+* Modify Order: Order Modified (for its token). The exchange ignores a modify it does not allow
+  (an increase, a buy<->sell change), so such a modify stays pending: it was never answered.
 
 When the connection dies, the ``ConnectionLost`` raised carries ``unacknowledged`` (the pending
 requests, oldest first), and :meth:`OuchSession.unacknowledged` keeps answering until a resumed
@@ -47,8 +49,8 @@ def price_to_int(price) -> int:
 
 @dataclass(slots=True)  # not frozen: built for every order, and frozen costs ~1 us more
 class PendingOrder:
-    """An order-entry message the exchange has not answered: ``kind`` "O" (enter), "U" (replace)
-    or "X" (cancel), its ``token`` (the replacement token for a replace) and the bytes sent."""
+    """An order-entry message the exchange has not answered: ``kind`` "O" (enter), "U" (replace),
+    "X" (cancel) or "M" (modify), its ``token`` (the replacement token for a replace) and the bytes sent."""
 
     kind: str
     token: str
@@ -70,6 +72,7 @@ class OuchSession:
         self._enter = bytearray(ouch.MESSAGES["enter_order"].length)  # encoded in place, no allocation
         self._cancel = bytearray(ouch.MESSAGES["cancel_order"].length)
         self._replace = bytearray(ouch.MESSAGES["replace_order"].length)
+        self._modify = bytearray(ouch.MESSAGES["modify_order"].length)
         self._record = ouch.ExchangeMessage()
 
     # -- the pool's session interface ----------------------------------------------------------
@@ -137,6 +140,13 @@ class OuchSession:
                                   display, intermarket_sweep, minimum_quantity)
         self._send("U", replacement_token, bytes(self._replace))
 
+    def modify_order(self, token: str, side: str, shares: int) -> None:
+        """Send Modify Order: move ``token`` to ``side`` (among "S", "T", "E" for a sell) and/or reduce
+        it to ``shares`` open (0 cancels it), keeping its priority; pending under ``token`` until
+        Order Modified. Field errors are ``lowlat.ouch``'s (``TypeError``/``ValueError`` naming the field)."""
+        ouch.encode_modify_order(self._modify, 0, token, side, shares)
+        self._send("M", token, bytes(self._modify))
+
     def _send(self, kind: str, token: str, payload: bytes) -> None:
         self.pending[(kind, token)] = PendingOrder(kind, token, payload)  # before the bytes: a failed send is pending
         try:
@@ -164,6 +174,8 @@ class OuchSession:
                 pending.pop(("U", message["replacement_order_token"]), None)
             elif kind == "C":
                 pending.pop(("X", message["order_token"]), None)
+            elif kind == "M":
+                pending.pop(("M", message["order_token"]), None)
         return message
 
     def _drain_inbox(self) -> None:

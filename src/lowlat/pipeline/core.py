@@ -31,8 +31,10 @@ while no order is in flight, the path runs the last order sent through ``RiskEng
 overwrites), everything short of the order's ``send`` -- the technique trading firms use to keep
 a rarely taken path hot -- and sends the packet over a loopback TCP connection whose both ends
 this process holds, so that the kernel's send path is warm too (the exchange never sees these
-bytes; Onload's ``ONLOAD_MSG_WARM`` does the same for its users). Its cost is in the throughput
-figure; the stage histograms hold real orders only.
+bytes; Onload's ``ONLOAD_MSG_WARM`` does the same for its users); then it reads whatever the
+exchange sent, which brings the session socket's state back from the exchange's CPU, where its
+answers last touched it. Its cost is in the throughput figure; the stage histograms hold real
+orders only.
 
 Bad input never stops a run: a message whose length prefix overruns its packet or disagrees with
 its type, or whose type is not ITCH 5.0, is counted in ``corrupt`` and logged with its byte offset
@@ -333,13 +335,15 @@ class Pipeline:
         """Run the last order sent through :meth:`_send` short of ``send``, changing nothing: a risk
         ``preview`` (``check``'s code without counting the order) and an encode into the packet
         buffer the next real order overwrites; then send that packet to the gateway's loopback
-        sink (:meth:`OrderGateway.warm`), never to the exchange, for the kernel's half. Between
+        sink (:meth:`OrderGateway.warm`), never to the exchange, for the kernel's half; and read
+        what the exchange sent (its answers last touched the session socket on its CPU). Between
         orders (one per ~2,000 messages) the book and the strategy evict this code and its data
         from the caches; this keeps the next order from paying those misses (module docstring)."""
         if self._warm_order is not None:
             packet = self._send(self._warm_order, 0, 0, False)
             if packet is not None:
                 self.gateway.warm(packet)
+            self._poll()
 
     def _prepare_token(self) -> None:
         # The next order's token, formatted now: off the next order's tick-to-trade path.

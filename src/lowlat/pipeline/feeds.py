@@ -286,7 +286,9 @@ class UdpFeed:
         expected = self.expected
         if gap_limit > expected:
             self._count("recovered", gap_limit - expected)
-        start = MOLD_HEADER_SIZE if sequence == expected else _skip_messages(packet, MOLD_HEADER_SIZE, expected - sequence)
+        start = MOLD_HEADER_SIZE
+        if sequence < expected:  # an answer overlapping what was delivered: skip to the first new message
+            start = _skip_messages(packet, start, expected - sequence)
         self.expected = end
         if end > self.high:
             self.high = end

@@ -183,6 +183,24 @@ def test_a_full_hold_buffer_gives_the_gap_up_and_a_tail_gap_is_found_at_end_of_s
     assert (counts["gaps"], counts["gap_messages"], counts["lost"], counts["recovered"]) == (2, 3, 1, 2)
 
 
+def test_joining_a_session_midway_starts_at_the_first_packet_seen():
+    feed = UdpFeed(idle_timeout=5, request_timeout=2, first_sequence=None)
+    server = Server(feed)
+    receiving = Receiving(feed)
+    try:
+        server.send(100, numbered(100, 103))  # nothing before 100 is requested
+        server.send(106, numbered(106, 107))
+        assert server.request() == MoldRequest(SESSION, 104, 2)
+        server.send(104, numbered(104, 105))
+        server.send(108, end_of_session=True)
+        receiving.join()
+    finally:
+        feed.close()
+        server.close()
+    assert receiving.messages == numbered(100, 107)
+    assert (feed.counts["gaps"], feed.counts["recovered"]) == (1, 2)
+
+
 # -- the replayer process --------------------------------------------------------------------------
 
 

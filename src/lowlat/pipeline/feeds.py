@@ -28,7 +28,7 @@ import subprocess
 import sys
 import time
 from collections import deque
-from typing import Callable, Iterable, Iterator
+from typing import Callable, Generator, Iterator, Protocol
 
 from ..itch.framing import (MOLD_END_OF_SESSION, MOLD_HEADER_SIZE, decode_mold_request, encode_mold,
                             encode_mold_request)
@@ -60,7 +60,7 @@ def message_offsets(data: bytes) -> list[int]:
     return offsets
 
 
-def _paced(data: bytes, offsets: list[int], rate: float, batch: int) -> Iterator[tuple]:
+def _paced(data: bytes, offsets: list[int], rate: float, batch: int) -> Generator[tuple, None, None]:
     """Chunks of ``batch`` messages released at ``rate`` messages per second, sleeping in between.
 
     Sleeping, not spinning: on a machine with few cores a spinning feed takes the core the
@@ -79,23 +79,25 @@ def _paced(data: bytes, offsets: list[int], rate: float, batch: int) -> Iterator
         yield data, offsets[-1], len(data), None
 
 
-def _whole(data: bytes) -> Iterator[tuple]:
+def _whole(data: bytes) -> Generator[tuple, None, None]:
     yield data, 0, len(data), None
 
 
-def _feed_of(data: bytes, rate: float | None) -> Iterator[tuple]:
+def _feed_of(data: bytes, rate: float | None) -> Generator[tuple, None, None]:
     if not rate:
         return _whole(data)
     # The message boundaries are found now, so the schedule starts with the first message.
     return _paced(data, message_offsets(data), rate, max(1, int(rate * _PACING_INTERVAL)))
 
 
-def synthetic_feed(messages: int, *, seed: int = 1, instruments: int = 100, rate: float | None = None) -> Iterator[tuple]:
+def synthetic_feed(messages: int, *, seed: int = 1, instruments: int = 100,
+                   rate: float | None = None) -> Generator[tuple, None, None]:
     """The synthetic ITCH day of ``lowlat.itch.generate`` (``messages`` messages), all at once or at ``rate``/s."""
     return _feed_of(generate(messages, seed=seed, instruments=instruments), rate)
 
 
-def file_feed(path: str, *, messages: int | None = None, rate: float | None = None) -> Iterator[tuple]:
+def file_feed(path: str, *, messages: int | None = None,
+              rate: float | None = None) -> Generator[tuple, None, None]:
     """A user's ITCH 5.0 file in NASDAQ's daily form (2-byte length, message), read into memory;
     the first ``messages`` messages when given."""
     with open(path, "rb") as source:
@@ -165,8 +167,9 @@ class UdpFeed:
         self.address = self.sock.getsockname()[:2]
         self.now_ns = now_ns
         self.counts = counts if counts is not None else {}
-        self.expected = first_sequence  # the next sequence number to deliver
-        self.high = first_sequence  # one past the highest sequence number known to exist
+        # expected: the next sequence number to deliver; high: one past the highest known to exist.
+        # -1 until the first packet when joining midway (no packet carries it, so none matches).
+        self.expected = self.high = -1 if first_sequence is None else first_sequence
         self.session: bytes | None = None
         self.request_address = request_address
         self.request_timeout = request_timeout
@@ -228,11 +231,10 @@ class UdpFeed:
                 return
 
     def _finished(self) -> bool:
-        return self.end_sequence is not None and self.expected is not None and self.expected >= self.end_sequence \
-            and not self.pending
+        return self.end_sequence is not None and self.expected >= self.end_sequence and not self.pending
 
     def _start_at(self, sequence: int) -> None:
-        if self.expected is None:
+        if self.expected < 0:
             self.expected = self.high = sequence
 
     def _marker(self, sequence: int, end_of_session: bool) -> None:
@@ -639,9 +641,18 @@ def udp_feed(messages: int, *, file: str | None = None, seed: int = 1, rate: flo
     return feed
 
 
+class ClosableFeed(Protocol):
+    """What :func:`open_feed` returns: chunks, and ``close()`` to release the feed early (a
+    generator's ``close``, or :meth:`UdpFeed.close`)."""
+
+    def __iter__(self) -> Iterator[tuple]: ...
+
+    def close(self) -> None: ...
+
+
 def open_feed(name: str, *, messages: int, seed: int = 1, rate: float | None = None,
               now_ns: Callable[[], int] = time.perf_counter_ns, counts: dict | None = None,
-              replayer_cpus: set[int] | None = None) -> Iterable[tuple]:
+              replayer_cpus: set[int] | None = None) -> ClosableFeed:
     """The feed ``name`` names -- ``synthetic``, ``udp`` (:func:`udp_feed`) or an ITCH file's path --
     as an iterable of chunks with a ``close()`` method (which stops the replayer, for ``udp``)."""
     if name == "synthetic":

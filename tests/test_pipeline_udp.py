@@ -264,11 +264,12 @@ def test_bad_request_packets_are_counted_and_never_stop_the_replayer():
             sock.sendto(bad, request_port)
         sock.sendto(good, request_port)
         answers = []
-        while True:
+        ended = False
+        while not (answers and ended):  # End of Session repeats while the replayer lingers
             packet = sock.recv(65536)
             if packet[18:20] == b"\xff\xff":
-                break
-            if packet[10:18] == (1).to_bytes(8, "big"):
+                ended = True
+            elif packet[10:18] == (1).to_bytes(8, "big"):
                 answers.append(packet)
     finally:
         sock.close()

@@ -141,8 +141,8 @@ class UdpFeed:
 
     Counters (``counts``): ``packets``; ``gaps`` and ``gap_messages`` (holes found and the
     messages in them); ``requested`` (Request Packets sent, retries included); ``recovered``
-    (missing messages delivered after all) and ``lost`` (given up): once the feed ends,
-    ``gap_messages == recovered + lost``; ``duplicates`` (packets holding nothing new, skipped),
+    (missing messages delivered after all) and ``lost`` (given up): once the feed ends at End
+    of Session, ``gap_messages == recovered + lost``; ``duplicates`` (packets holding nothing new, skipped),
     ``corrupt`` (shorter than a header), ``heartbeats``.
 
     One thread iterates; ``close()`` may come from another. While no gap is open a packet costs

@@ -284,10 +284,10 @@ def test_reconnect_resumes_the_session_and_the_replayed_answers_clear_the_orders
     check_counts_add_up(figures, strategy.emitted)
 
 
-def test_udp_feed_reports_gaps_and_counts_corrupt_packets(exchange):
+def test_udp_feed_recovers_gaps_and_counts_corrupt_packets(exchange):
     pipeline = Pipeline("python", Recording(), exchange=exchange.address, feed_name="udp")
     feed = UdpFeed(counts=pipeline.figures.counts, idle_timeout=5.0)
-    replayer = start_replayer(feed.address, 2000, rate=50_000, per_packet=8, drop=(3,), corrupt=(5,))
+    replayer = start_replayer(feed.address, 2000, rate=50_000, per_packet=8, drop=(3,), corrupt=(5,), linger=0.2)
     try:
         figures = pipeline.run(feed)
     finally:
@@ -295,9 +295,11 @@ def test_udp_feed_reports_gaps_and_counts_corrupt_packets(exchange):
         replayer.wait(20)
     counts = figures.counts
     assert counts["gaps"] >= 1 and counts["gap_messages"] >= 8
+    assert counts["recovered"] == counts["gap_messages"] and "lost" not in counts  # requested and answered
     assert counts["corrupt"] == 1
-    # Every message arrived and was processed, except the dropped packets' and the corrupt packet's.
-    assert counts["messages"] + counts["gap_messages"] + 8 == 2000
+    # Every message arrived and was processed, the dropped packet's after a retransmission request,
+    # except the corrupt packet's.
+    assert counts["messages"] + 8 == 2000
     assert figures.histograms["decode"].count == counts["messages"]
 
 

@@ -25,14 +25,19 @@ __all__ = [
     "MOLD_END_OF_SESSION",
     "MOLD_HEADER_SIZE",
     "MoldHeader",
+    "MoldRequest",
+    "MOLD_REQUEST_SIZE",
     "decode_mold_with",
     "frame",
     "encode_mold",
     "mold_header",
+    "encode_mold_request",
+    "decode_mold_request",
 ]
 
 MOLD_HEADER_SIZE = 20
 MOLD_END_OF_SESSION = 0xFFFF
+MOLD_REQUEST_SIZE = 20
 _MOLD = struct.Struct(">10sQH")
 _MAX_POSITION = (1 << 63) - 1
 
@@ -156,6 +161,40 @@ def mold_header(packet) -> MoldHeader:
     if len(view) < MOLD_HEADER_SIZE:
         raise ValueError(f"MoldUDP64 packet truncated at byte offset {len(view)}: the header needs 20 bytes")
     return MoldHeader(*_MOLD.unpack_from(view, 0))
+
+
+class MoldRequest(NamedTuple):
+    """A MoldUDP64 Request Packet: retransmit ``count`` messages of ``session`` from ``sequence`` on."""
+
+    session: bytes
+    sequence: int
+    count: int
+
+
+def encode_mold_request(session: bytes, sequence: int, count: int) -> bytes:
+    """Return the 20-byte Request Packet asking for ``count`` messages from ``sequence`` on."""
+    session = bytes(session)
+    if len(session) > 10:
+        raise ValueError(f"session must be at most 10 bytes, got {len(session)}")
+    if not 1 <= sequence < 1 << 64:
+        raise ValueError(f"sequence must be in 1..2**64-1, got {sequence}")
+    if not 1 <= count < MOLD_END_OF_SESSION:
+        raise ValueError(f"count must be in 1..65534, got {count}")
+    return _MOLD.pack(session.ljust(10, b" "), sequence, count)
+
+
+def decode_mold_request(packet) -> MoldRequest:
+    """Return the request in ``packet``; ``ValueError`` unless it is exactly 20 bytes asking for
+    1..65534 messages from a sequence number of at least 1 (what a server can answer)."""
+    view = memoryview(packet).cast("B")
+    if len(view) != MOLD_REQUEST_SIZE:
+        raise ValueError(f"MoldUDP64 request must be {MOLD_REQUEST_SIZE} bytes, got {len(view)}")
+    request = MoldRequest(*_MOLD.unpack_from(view, 0))
+    if request.sequence == 0:
+        raise ValueError("MoldUDP64 request sequence number at byte offset 10 must be at least 1")
+    if request.count in (0, MOLD_END_OF_SESSION):
+        raise ValueError(f"MoldUDP64 request count at byte offset 18 must be in 1..65534, got {request.count}")
+    return request
 
 
 def decode_mold_with(decode_chunk: Callable, packet, types) -> tuple[MoldHeader, Batch]:

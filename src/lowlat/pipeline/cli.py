@@ -24,9 +24,7 @@ import time
 from .backends import PIPELINE_BACKENDS
 from .budget import Figures, budget_table, write_hlog
 from .core import WARM_EVERY
-from .exchange import pin_process
 
-__all__ = ["main", "build_parser"]
 
 
 def _address(text: str) -> tuple[str, int]:
@@ -60,14 +58,17 @@ def _positive_float(text: str) -> float:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="lowlat pipeline", description=__doc__.split("\n")[0])
     parser.add_argument("--feed", default="synthetic",
-                        help="synthetic (the generator), udp (MoldUDP64 from a replayer process) or the path of an "
-                             "ITCH 5.0 file in NASDAQ's daily form (default synthetic)")
+                        help="synthetic (the generator), udp (MoldUDP64 on loopback from a replayer process, which "
+                             "answers the receiver's retransmission requests for any gap; in --layout two the feed "
+                             "handler is the receiver) or the path of an ITCH 5.0 file in NASDAQ's daily form "
+                             "(default synthetic)")
     parser.add_argument("--messages", type=_positive_int, default=200_000,
                         help="feed messages (default 200,000; for a file: at most this many)")
     parser.add_argument("--rate", type=_positive_float, default=None,
                         help="feed rate in messages/s (default: as fast as possible)")
     parser.add_argument("--layout", choices=("one", "two"), default="one",
-                        help="one process, or a feed-handler process and a strategy process over shared memory")
+                        help="one process, or a feed-handler process (decoding any --feed) and a strategy process "
+                             "over shared memory")
     parser.add_argument("--backend", choices=PIPELINE_BACKENDS, default="cython",
                         help="the stages' implementation: compiled, pure Python, or the seed's plain classes")
     parser.add_argument("--duration", type=_positive_float, default=None, help="stop after this many seconds")
@@ -146,18 +147,9 @@ def _feed(args, now_ns, counts: dict, replayer_cpus):
     if args.feed == "synthetic":
         return feeds.synthetic_feed(args.messages, seed=args.seed, rate=args.rate), lambda: None
     if args.feed == "udp":
-        feed = feeds.UdpFeed(now_ns=now_ns, counts=counts)
-        replayer = feeds.start_replayer(feed.address, args.messages, rate=args.rate, seed=args.seed)
-        if replayer_cpus:
-            pin_process(replayer.pid, replayer_cpus)
-
-        def stop() -> None:
-            feed.close()
-            if replayer.poll() is None:
-                replayer.terminate()
-            replayer.wait(5)
-
-        return feed, stop
+        feed = feeds.udp_feed(args.messages, seed=args.seed, rate=args.rate, now_ns=now_ns, counts=counts,
+                              replayer_cpus=replayer_cpus)
+        return feed, feed.close  # closing the feed stops the replayer
     return feeds.file_feed(args.feed, messages=args.messages, rate=args.rate), lambda: None
 
 
@@ -171,9 +163,6 @@ def main(argv: list[str] | None = None) -> int:
             return 2
     if args.feed not in ("synthetic", "udp") and not os.path.isfile(args.feed):
         print(f"lowlat pipeline: --feed {args.feed}: no such file (or use synthetic / udp)", file=sys.stderr)
-        return 2
-    if args.layout == "two" and args.feed == "udp":
-        print("lowlat pipeline: --layout two reads the synthetic feed or a file (udp: one process)", file=sys.stderr)
         return 2
     logging.basicConfig(level=logging.WARNING, format="lowlat pipeline: %(message)s")
     from .backends import path_backend

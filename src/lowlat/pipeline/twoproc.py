@@ -86,10 +86,11 @@ def _feed_handler(ring_name: str, backend: str, feed: str, messages: int, seed: 
     sequence = 0
     error = ""
     stopped = False
+    chunks = None
     try:
-        chunks = (feeds.synthetic_feed(messages, seed=seed, rate=rate) if feed == "synthetic"
-                  else feeds.file_feed(feed, messages=messages, rate=rate))
-        for data, offset, end, _ in chunks:
+        # udp: this process is the receiver (its retransmission counts land in counts), and starts the replayer
+        chunks = feeds.open_feed(feed, messages=messages, seed=seed, rate=rate, now_ns=now_ns, counts=counts)
+        for data, offset, end, arrival in chunks:
             while offset < end and not stopped:
                 length = (data[offset] << 8) | data[offset + 1] if end - offset >= 2 else 0
                 body = offset + 2
@@ -117,7 +118,8 @@ def _feed_handler(ring_name: str, backend: str, feed: str, messages: int, seed: 
                     bid = best_bid(instrument)
                     ask = best_ask(instrument)
                     sequence += 1
-                    update = (t0, now_ns(), sequence, instrument, directory.get(instrument, b""),
+                    update = (t0 if arrival is None else arrival, now_ns(), sequence, instrument,
+                              directory.get(instrument, b""),
                               bid[0] if bid else 0, bid[1] if bid else 0, ask[0] if ask else 0, ask[1] if ask else 0)
                     if not push(update):
                         counts["back_pressure_waits"] += 1
@@ -136,6 +138,8 @@ def _feed_handler(ring_name: str, backend: str, feed: str, messages: int, seed: 
     except BaseException:  # reported to the strategy process, which prints it
         error = traceback.format_exc()
     finally:
+        if chunks is not None:
+            chunks.close()  # udp: stops the replayer
         counts["published"] = sequence
         end_record = (0, now_ns(), _END, 0, b"", 0, 0, 0, 0)
         deadline = time.monotonic() + 5

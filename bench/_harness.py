@@ -23,7 +23,8 @@ import statistics
 import sys
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Callable, Iterable
+from types import ModuleType
+from typing import Callable, Iterable, Sequence
 
 __all__ = [
     "BACKEND_MODULES", "backends", "Measure", "Row", "Progress", "Case", "compare", "time_loop", "per_op_ns",
@@ -50,7 +51,7 @@ def backend_of(label: str) -> str:
     return next((name for name in BACKENDS if name in words), "")
 
 
-def backends(concept: str = "lowlat") -> list[tuple[str, object]]:
+def backends(concept: str = "lowlat") -> list[tuple[str, ModuleType]]:
     """Return ``(backend, module)`` for each backend of ``concept`` that imports here, compiled first."""
     from lowlat._backend import BACKENDS, load
 
@@ -74,7 +75,7 @@ class Measure(float):
         return obj
 
 
-def _summarise(samples: list[float]) -> Measure:
+def _summarise(samples: Sequence[float]) -> Measure:
     return Measure(statistics.median(samples), (max(samples) - min(samples)) / 2 if samples else 0.0)
 
 

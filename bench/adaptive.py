@@ -10,6 +10,7 @@ each histogram's HdrHistogram encoding in ``extra``). Then the cost per item of 
 
 from __future__ import annotations
 
+import functools
 import gc
 import time
 from typing import Any, Callable, Optional
@@ -169,10 +170,10 @@ def _contenders(arrivals: list[int], gap_ns: int, modules) -> list[tuple[str, Ca
     contenders: list[tuple[str, Callable[[], Any]]] = [(SEED_LABEL, lambda: (_drive_seed(arrivals, gap_ns), None))]
     for label, module in modules:
         contenders.append((f"AdaptiveBatcher ({label}) + poll() in the owner's loop",
-                           lambda m=module: _drive_poll(m, arrivals, gap_ns)))
+                           functools.partial(_drive_poll, module, arrivals, gap_ns)))
         if label == "cython":
             contenders.append((f"AdaptiveBatcher ({label}) + its timer thread",
-                               lambda m=module: _drive_timer(m, arrivals, gap_ns)))
+                               functools.partial(_drive_timer, module, arrivals, gap_ns)))
     return contenders
 
 

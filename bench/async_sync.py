@@ -182,11 +182,11 @@ def _measured_sync(counts: list[int], wait_s: float, repeats: int) -> tuple[dict
 
 
 def _sweep_loop_rows(group, label, factory, counts, wait_s, repeats, measured_sync, per_wait, first) -> list[Row]:
-    rows = []
+    rows: list[Row] = []
     rounded_down = False  # set when one wait alone returns early: the loop's timers do not wait
     for k in counts:
         reps = 3 * repeats if k <= 16 else repeats
-        async_ns = run_coroutine(lambda k=k, reps=reps: _async_waits_ns(k, wait_s, reps), factory)
+        async_ns = run_coroutine(lambda: _async_waits_ns(k, wait_s, reps), factory)
         sync_ns = measured_sync.get(k, k * per_wait)
         how = "measured" if k in measured_sync else "k x the measured time.sleep"
         if k == 1 and async_ns < wait_s * 1e9:
@@ -378,7 +378,7 @@ def _udp_delay_rows(address, delay_ns, counts, repeats, loops, pool) -> list[Row
         sync_ns = _sync_udp_ns(address, k, delay_ns, reps)
         threads_ns = _threaded_udp_ns(address, k, delay_ns, reps, pool)
         for label, factory in loops:
-            async_ns = run_coroutine(lambda k=k, reps=reps: _async_udp_ns(address, k, delay_ns, reps), factory)
+            async_ns = run_coroutine(lambda: _async_udp_ns(address, k, delay_ns, reps), factory)
             rows.append(Row(_udp_group(delay_ns), f"{label}, k={k:,}", sync_ns / async_ns, "x", higher_is_better=True,
                             reference=not rows,
                             note=f"sync {sync_ns / 1000:,.0f} us, {k} threads {threads_ns / 1000:,.0f} us, "

@@ -218,7 +218,7 @@ def _decode_rows(feed: Feed, itch_backends: list) -> list[Row]:
     rows = []
     for label, impl in itch_backends:
         data, n = (feed.framed, sizes.count) if label == "cython" else (feed.slow_framed, sizes.slow_count)
-        ns = time_loop(lambda _n, impl=impl, data=data: impl.decode(data), 1, repeats=sizes.repeats)
+        ns = time_loop(lambda _n: impl.decode(data), 1, repeats=sizes.repeats)
         row = Row(group, f"lowlat.itch.decode ({label})", _rate(ns, n), "M msg/s", higher_is_better=True, backend=label)
         if label == "cython":
             judge(row, f">= {DECODE_TARGET:g} M msg/s", row.value >= DECODE_TARGET)
@@ -292,7 +292,7 @@ def _replay_rows(feed: Feed, replay: Replay, book_backends: list) -> list[Row]:
     for label, impl in book_backends:
         batch = replay.batch if label == "cython" else replay.slow_batch
         n = sum(len(batch[t]) for t in BOOK_TYPES)
-        ns = time_loop(lambda _n, impl=impl, b=batch: impl.Book().apply_batch(b), 1, repeats=sizes.repeats)
+        ns = time_loop(lambda _n: impl.Book().apply_batch(batch), 1, repeats=sizes.repeats)
         row = Row(group, f"Book.apply_batch ({label})", _rate(ns, n), "M msg/s", higher_is_better=True, backend=label)
         if label == "cython":
             judge(row, f">= {REPLAY_TARGET:g} M msg/s", row.value >= REPLAY_TARGET)
@@ -315,7 +315,7 @@ def _apply_rows(replay: Replay, book_backends: list) -> list[Row]:
     rows = []
     for label, impl in book_backends:
         apply = impl.Book().apply
-        ns = time_loop(lambda _n, apply=apply: [apply(m) for m in raw], 1, repeats=1, warmup=0)
+        ns = time_loop(lambda _n: [apply(m) for m in raw], 1, repeats=1, warmup=0)
         rows.append(Row(group, f"Book.apply(raw) ({label})", ns / len(raw), "ns", backend=label,
                         note="target: >= 2x order-book per operation" if label == "cython" else ""))
     if replay.sorted_dict is not None:

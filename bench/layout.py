@@ -39,7 +39,9 @@ def make_orders(n: int):
     rng = random.Random(4)
     objects = [Order(i, 100.0 + rng.random(), rng.randint(1, 1000), rng.randint(0, 1)) for i in range(n)]
     structured = np.array([(o.order_id, o.price, o.quantity, o.side) for o in objects], dtype=DTYPE)
-    columns = {name: np.ascontiguousarray(structured[name]) for name in DTYPE.names}
+    names = DTYPE.names
+    assert names is not None  # DTYPE is a structured dtype: its field names are always there
+    columns = {name: np.ascontiguousarray(structured[name]) for name in names}
     return objects, structured, columns
 
 

@@ -135,7 +135,7 @@ def _seed_method_rows(rows, n):
                         note=f"p99 {dist[99.0]:,.0f} ns"))
 
 
-def _priority_groups(rows, n, repeats):
+def _priority_groups(rows: list[Row], n: int, repeats: int) -> None:
     mods = backends()
     now = mods[0][1].now_ns
     for backlog in (0, 1024):
@@ -145,7 +145,7 @@ def _priority_groups(rows, n, repeats):
             for i in range(backlog):
                 pq.enqueue(i, i)
             cases.append(Case(f"{name} PriorityQueue", priority_enqueue_dequeue(pq.enqueue, pq.dequeue), n))
-        heap: list = []
+        heap: list[tuple[int, int, int, int]] = []  # (priority, seq, ts, msg), as the seed queues them
         for i in range(backlog):
             heapq.heappush(heap, (i, i, 0, i))
         cases.append(Case("heapq with (priority, seq, ts, msg) tuples", heapq_tuples(heap, now), n))

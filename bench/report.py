@@ -13,6 +13,7 @@ from __future__ import annotations
 import html
 import os
 import re
+from typing import Any, Callable
 
 from ._harness import Row, groups_of, ratio_of, reference_of
 from ._runner import SectionResult
@@ -44,8 +45,8 @@ def plot_distribution(plt, members: list[Row], title: str, path: str) -> None:
     """Percentile distribution: x = 1/(1 - percentile), log scale, as HdrHistogram's plotter draws it."""
     fig, ax = plt.subplots(figsize=(7, 3.6), dpi=80)
     styles = [("o", "-"), ("s", "--"), ("^", ":"), ("D", "-.")]
-    for i, row in enumerate(r for r in members if r.distribution):
-        points = sorted(row.distribution.items())
+    for i, (row, distribution) in enumerate((r, r.distribution) for r in members if r.distribution):
+        points = sorted(distribution.items())
         marker, line = styles[i % len(styles)]
         ax.plot([1 / (1 - p / 100) for p, _ in points], [v for _, v in points], marker=marker, ls=line,
                 label=row.label)
@@ -112,7 +113,7 @@ def make_plots(plt, rows: list[Row], img_dir: str, caches: list[dict], taken: se
     """Draw every plot for ``rows``; return group -> image file names (relative to ``img_dir``)."""
     images: dict[str, list[str]] = {}
     for group, members in groups_of(rows).items():
-        plots = []
+        plots: list[tuple[Callable[..., None], tuple[Any, ...]]] = []  # (plot_*, its arguments after path)
         if all("x" in r.extra for r in members):
             plots.append((plot_sweep, (caches,)))
         else:

@@ -20,6 +20,7 @@ import gc
 import multiprocessing
 import statistics
 import time
+from typing import Any
 
 import numpy as np
 
@@ -212,6 +213,12 @@ class _Worker:
             raise RuntimeError(f"benchmark worker failed ({what}): {answer[1]}")
         return answer
 
+    def fifos(self) -> tuple[Any, Any]:
+        """Return the faster-fifo queues (parent -> worker, worker -> parent)."""
+        # The faster-fifo transports are only run when faster_fifo imports, so both queues exist.
+        assert self.fifo_out is not None and self.fifo_in is not None
+        return self.fifo_out, self.fifo_in
+
     def close(self) -> None:
         try:
             self.control.send(("stop",))
@@ -269,11 +276,11 @@ def _throughput(worker: _Worker, transport: str, batched: bool, size: int, count
                     send(message)
         elif transport == "faster-fifo":
             if batched:
-                put_many = worker.fifo_out.put_many
+                put_many = worker.fifos()[0].put_many
                 for _ in range(rounds):
                     put_many(messages, timeout=WAIT)
             else:
-                put = worker.fifo_out.put
+                put = worker.fifos()[0].put
                 for _ in range(rounds):
                     for message in messages:
                         put(message, timeout=WAIT)
@@ -325,7 +332,8 @@ def _ping_pong(worker: _Worker, transport: str, rounds: int) -> np.ndarray:
                 recv()
                 samples[index] = clock() - started
         elif transport == "faster-fifo":
-            put, get = worker.fifo_out.put, worker.fifo_in.get
+            fifo_out, fifo_in = worker.fifos()
+            put, get = fifo_out.put, fifo_in.get
             for index in range(rounds):
                 started = clock()
                 put(message)

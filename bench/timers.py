@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 import statistics
 import time
+from typing import Literal
 
 from ._harness import Measure, Progress, Row, backend_of, backends, loop_overhead_ns, per_op_ns, time_loop
 
@@ -64,11 +65,19 @@ def smallest_step_ns(clock, n: int) -> float:
     return float(best * scale) if best is not None else 0.0
 
 
+_ClockName = Literal["monotonic", "perf_counter", "process_time", "time", "thread_time"]
+#: ``time.<function>`` -> the name ``time.get_clock_info()`` knows its clock by
+_CLOCK_INFO_NAMES: dict[str, _ClockName] = {
+    "perf_counter_ns": "perf_counter", "perf_counter": "perf_counter", "monotonic_ns": "monotonic",
+    "monotonic": "monotonic", "time_ns": "time", "time": "time", "process_time_ns": "process_time",
+    "process_time": "process_time", "thread_time_ns": "thread_time", "thread_time": "thread_time",
+}
+
+
 def _info_resolution(label: str) -> str:
     name = label[len("time."):-2] if label.startswith("time.") else ""
-    base = {"perf_counter_ns": "perf_counter", "monotonic_ns": "monotonic", "time_ns": "time",
-            "process_time_ns": "process_time", "thread_time_ns": "thread_time"}.get(name, name)
-    if not base:
+    base = _CLOCK_INFO_NAMES.get(name)
+    if base is None:
         return ""
     return f"get_clock_info: {time.get_clock_info(base).resolution * 1e9:g} ns"
 

@@ -34,7 +34,7 @@ def cpu_model() -> str:
 
 def caches() -> list[dict[str, Any]]:
     """Return cpu0's caches as ``{"level", "type", "bytes"}``, smallest level first (Linux only)."""
-    found = []
+    found: list[dict[str, Any]] = []
     try:
         entries = sorted(e for e in os.listdir(_CACHES) if e.startswith("index"))
     except OSError:
@@ -82,6 +82,7 @@ def machine_info() -> dict[str, Any]:
     import lowlat
     from ._backend import WHY_NOT_COMPILED
 
+    available: int | None  # os.cpu_count() may not know
     try:
         available = len(os.sched_getaffinity(0))
     except AttributeError:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import threading as _threading
 import time as _time
 from types import GenericAlias
-from typing import Any, Callable, Optional
+from typing import Any, Callable, ClassVar, NoReturn, Optional, SupportsIndex
 
 import numpy as np
 
@@ -23,7 +23,7 @@ __all__ = ["AdaptiveBatcher"]
 _now = _time.perf_counter_ns
 
 
-def _not_picklable(self: object, protocol: int = 0) -> Any:
+def _not_picklable(self: object, protocol: SupportsIndex = 0) -> NoReturn:
     raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
 
@@ -78,7 +78,7 @@ class AdaptiveBatcher(_Final):
         "_errors",
     )
     __reduce_ex__ = _not_picklable
-    __class_getitem__ = classmethod(GenericAlias)
+    __class_getitem__: ClassVar[classmethod[Any, [Any], GenericAlias]] = classmethod(GenericAlias)
 
     def __init__(self, max_batch: int, max_delay_ns: int, on_batch: Optional[Callable[[list], Any]] = None) -> None:
         """Create a batcher of at most ``max_batch`` items (1 to 2**20) whose items wait at most ``max_delay_ns`` (>= 0).

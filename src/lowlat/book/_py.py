@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import struct
 from bisect import bisect_left, insort
+from typing import Any
 
 import numpy as np
 
@@ -199,6 +200,7 @@ class Book(_Final):
         ignored and returns False. ``message`` may be bytes-like or a :class:`lowlat.itch.Message`
         record. ``ValueError`` naming the byte offset when the data is shorter than the type.
         """
+        view: bytes | memoryview
         if type(message) is bytes:
             view = message  # the common case: struct reads bytes directly, no view to build
         elif not isinstance(message, (bytearray, memoryview)) and hasattr(message, "to_bytes"):
@@ -235,11 +237,11 @@ class Book(_Final):
         columns; other types are ignored. Return the number of book messages applied.
         """
         kinds, rows = merged_book_messages(batch)
-        columns = []
+        columns: list[dict[str, Any]] = []
         for t in BOOK_TYPES:
             arr = batch.get(t)
             if arr is None or not len(arr):
-                columns.append(None)
+                columns.append({})  # never read: merged_book_messages yields no row of an absent type
                 continue
             names = [n for n in ("stock_locate", "order_reference_number", "buy_sell_indicator", "shares", "price",
                                  "executed_shares", "cancelled_shares", "original_order_reference_number",

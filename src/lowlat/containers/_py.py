@@ -11,7 +11,7 @@ import heapq as _heapq
 import time as _time
 import weakref as _weakref
 from types import GenericAlias as _GenericAlias
-from typing import Any, Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Literal, NoReturn, Optional, Protocol, SupportsIndex
 
 import numpy as np
 
@@ -38,12 +38,18 @@ def now_ns() -> int:
     return _now()
 
 
-def _not_picklable(self: object, protocol: int = 0) -> Any:
+def _not_picklable(self: object, protocol: SupportsIndex = 0) -> NoReturn:
     raise TypeError(f"cannot pickle {type(self).__name__!r} object")
 
 
-def _generic_alias(cls: type, item: Any) -> _GenericAlias:
+def _generic_alias(cls: type[Any], item: Any) -> _GenericAlias:
     return _GenericAlias(cls, item)
+
+
+class _Recorder(Protocol):
+    """What a ``TimestampedQueue`` histogram must have: ``record(value_ns)``."""
+
+    def record(self, value_ns: int, /) -> object: ...
 
 
 class SpscRing(_Final):
@@ -399,7 +405,7 @@ class _Borrow:
         self._entered = True
         return self._item
 
-    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> bool:
+    def __exit__(self, exc_type: Any, exc: Any, tb: Any) -> Literal[False]:
         if self._entered:
             item = self._item
             self._item = None
@@ -436,7 +442,8 @@ class ObjectPool(_Final):
         if not callable(factory):
             raise TypeError(f"factory must be callable, not {type(factory).__name__}")
         count = _v.bounded_count(size, "size", 0)
-        self._reset = _v.callable_or_none(reset, "reset")
+        _v.callable_or_none(reset, "reset")
+        self._reset = reset
         if max_size is None:
             self._max_size = -1
         else:
@@ -595,7 +602,8 @@ class TimestampedQueue(_Final):
 
     def __init__(self, capacity: int = 65536, *, histogram: Any = None) -> None:
         size = _v.ring_capacity(capacity, "capacity")
-        self._histogram = _v.histogram_or_none(histogram)
+        _v.histogram_or_none(histogram)
+        self._histogram: Optional[_Recorder] = histogram
         self._messages: list[Any] = [None] * size
         self._stamps = [0] * size
         self._capacity = size

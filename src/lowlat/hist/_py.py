@@ -15,7 +15,7 @@ import math
 import statistics
 import sys
 import time
-from typing import Any, Callable, Iterable, TypeVar
+from typing import Any, Callable, Iterable, Literal, TypeVar
 
 import numpy as np
 
@@ -594,7 +594,7 @@ class _Measurement:
     def __enter__(self) -> None:
         self._start = time.perf_counter_ns()
 
-    def __exit__(self, exc_type: object, exc: object, tb: object) -> bool:
+    def __exit__(self, exc_type: object, exc: object, tb: object) -> Literal[False]:
         end = time.perf_counter_ns()
         tracker = getattr(self, "_tracker", None)
         if tracker is None:  # made by __new__ rather than measure()

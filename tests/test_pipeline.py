@@ -410,6 +410,9 @@ def test_budget_marks_within_and_over():
     assert rows["book"]["within"] is None  # the seed gives the book no target
     table = budget_table(figures)
     assert "within" in table and "OVER" in table
+    assert "feed:" not in table
+    figures.counts.update(gaps=2, gap_messages=5, requested=3, recovered=4, lost=1)
+    assert "feed: gaps 2, gap_messages 5, requested 3, recovered 4, lost 1" in budget_table(figures)
 
 
 def test_seed_baseline_agrees_with_the_project_book_and_decoder():

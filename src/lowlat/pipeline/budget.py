@@ -112,6 +112,11 @@ class Figures:
             out.write("\n")
 
 
+#: The feed's counts the table shows when nonzero (MoldUDP64 gaps and their recovery, corruption, back pressure).
+_FEED_COUNTS = ("corrupt", "gaps", "gap_messages", "requested", "recovered", "lost", "dropped", "duplicates",
+                "back_pressure_waits")
+
+
 def budget_table(figures: Figures) -> str:
     """The budget table as text: each stage's p50/p99/p99.9 against the seed's target, then throughput."""
     out = io.StringIO()
@@ -131,8 +136,7 @@ def budget_table(figures: Figures) -> str:
               f"({counts.get('messages', 0):,} messages, {counts.get('book_updates', 0):,} book updates)\n")
     order_keys = ("orders", "risk_rejected", "sent", "send_failed", "acknowledged", "accepted", "rejected", "unacknowledged")
     out.write("orders: " + ", ".join(f"{key} {counts.get(key, 0):,}" for key in order_keys) + "\n")
-    faults = {key: value for key, value in counts.items()
-              if key in ("corrupt", "gaps", "gap_messages", "dropped", "duplicates", "back_pressure_waits") and value}
+    faults = {key: value for key, value in counts.items() if key in _FEED_COUNTS and value}
     if faults:
         out.write("feed: " + ", ".join(f"{key} {value:,}" for key, value in faults.items()) + "\n")
     out.write("targets are the seed's p99 budget (the hop: the issue's p50); rows without one are shown unjudged\n")

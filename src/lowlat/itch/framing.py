@@ -127,7 +127,7 @@ class MoldHeader(NamedTuple):
 
     session: bytes
     sequence: int
-    count: int
+    count: int  # type: ignore[assignment]  # the spec's Message Count; shadows tuple.count on purpose
 
     @property
     def is_heartbeat(self) -> bool:
@@ -168,7 +168,7 @@ class MoldRequest(NamedTuple):
 
     session: bytes
     sequence: int
-    count: int
+    count: int  # type: ignore[assignment]  # the spec's Message Count; shadows tuple.count on purpose
 
 
 def encode_mold_request(session: bytes, sequence: int, count: int) -> bytes:

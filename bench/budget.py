@@ -30,7 +30,8 @@ TITLE = "Tick to trade: the seed's latency budget end to end"
 SEED = "introduction, Latency Budget Example (Typical HFT System)"
 SEED_SAYS = ("The seed's budget -- parsing < 1 us, signal < 5 us, risk < 2 us, encoding < 1 us, network < 10 us, "
              "tick to trade < 20 us -- is a table it never measures a system against.")
-STEPS = 8
+STEPS = 9
+FLOOR_GROUP = "network floor: loopback TCP send from Python"
 SPINNING = "exchange spinning"
 SLEEPING = "exchange sleeping in epoll"
 TICK_TO_TRADE_P50_US = 5.0  # the issue's targets for the compiled one-process path
@@ -80,6 +81,73 @@ def _lag_after(pipeline_factory, messages: int, rate: float) -> float:
     feed = synthetic_feed(messages, seed=7, rate=rate)
     figures = pipeline_factory().run(feed)  # elapsed_s: the feed loop alone (after login, before the drain)
     return figures.elapsed_s - messages / rate
+
+
+_SPINNING_ANSWERER = r"""
+import socket, sys
+listener = socket.socket()
+listener.bind(("127.0.0.1", 0))
+listener.listen(1)
+print(listener.getsockname()[1], flush=True)
+conn, _ = listener.accept()
+conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+conn.setblocking(False)
+answer = bytes(int(sys.argv[1]))
+while True:
+    try:
+        data = conn.recv(65536)
+    except BlockingIOError:
+        continue
+    if not data:
+        break
+    conn.send(answer)
+"""
+
+
+def send_floor(count: int, packet_size: int = 52, answer_size: int = 80, gap_ns: int = 100_000):
+    """A ``LatencyHistogram`` of bare ``socket.send`` calls of ``packet_size`` bytes (an Enter Order
+    in its SoupBinTCP packet) over loopback TCP to a process that spins on ``recv`` and answers each
+    with ``answer_size`` bytes (an Accepted and a Canceled), one send every ``gap_ns`` with the
+    answers read in between: the floor of the pipeline's network line from Python on this machine."""
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from lowlat.pipeline.exchange import pin_process, split_cpus
+    from lowlat.pipeline.backends import path_backend
+
+    histogram = path_backend("python").histogram_class()
+    answerer = subprocess.Popen([sys.executable, "-c", _SPINNING_ANSWERER, str(answer_size)], stdout=subprocess.PIPE,
+                                text=True)
+    try:
+        assert answerer.stdout is not None
+        port = int(answerer.stdout.readline())
+        cpus = split_cpus()
+        if cpus is not None:
+            pin_process(answerer.pid, cpus[1])
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            sock.setblocking(False)
+            packet, clock = bytes(packet_size), time.perf_counter_ns
+            for i in range(count + count // 10):
+                until = clock() + gap_ns
+                while clock() < until:
+                    try:
+                        sock.recv(65536)
+                    except BlockingIOError:
+                        pass
+                start = clock()
+                sock.send(packet)
+                elapsed = clock() - start
+                if i >= count // 10:  # the first tenth warms up
+                    histogram.record(max(elapsed, 1))
+    finally:
+        answerer.kill()
+        answerer.wait(5)
+        if answerer.stdout is not None:
+            answerer.stdout.close()
+    return histogram
 
 
 def run(quick: bool, progress: Progress) -> list[Row]:
@@ -160,6 +228,12 @@ def measure(quick: bool, progress: Progress, *, messages: int | None = None) -> 
             rows, figures_by_backend = _one_process(exchange, ("cython", "python", "seed"), messages, slow_messages,
                                                     progress, SPINNING if spin else SLEEPING)
         backend = "cython" if "cython" in figures_by_backend else "python"
+        progress.step("pipeline: the floor of send")
+        floor = send_floor(2_000 if quick else 10_000)
+        note = ("bare socket.send of 52 bytes to a process spinning on recv that answers each, one send per 100 us, "
+                f"{floor.count:,} sends")
+        rows += [Row(FLOOR_GROUP, f"socket.send floor {q}", floor.percentile(n) / 1000, "us", note=note)
+                 for q, n in (("p50", 50), ("p99", 99))]
         with ExchangeProcess() as exchange:
             pinned = _pinned(exchange)
             more, sleeping = _one_process(exchange, (backend,), messages, slow_messages, progress, SLEEPING)

@@ -71,6 +71,8 @@ _NEVER = 1 << 62
 
 #: Messages between two warm-ups of the order path (:meth:`Pipeline._warm`) when no order is in flight.
 WARM_EVERY = 64
+#: Instruments whose order-path data each warm-up also touches, in turn (see :meth:`Pipeline._warm`).
+WARM_SPREAD = 4
 
 
 def _no_preview(*_args: Any) -> int:  # a risk check without a what-if form (the seed's): nothing to warm
@@ -135,6 +137,9 @@ class Pipeline:
         self._risk_preview = getattr(self.risk, "preview", None) or _no_preview
         self.warm_every = warm_every
         self._warm_order: Any = None  # the last order sent: what _warm runs
+        self._warm_orders: dict[int, Any] = {}  # instrument -> its last order sent
+        self._warm_rotation: list[int] = []  # the instruments of _warm_orders, in the order first seen
+        self._warm_turn = 0
         self._now_ns = self.stages.now_ns
         self._order_sequence = 0
         self._next_token = ""
@@ -324,6 +329,9 @@ class Pipeline:
         recorders["tick_to_trade"].record(t6 - t0 if t6 > t0 else 1)
         self._count("orders")
         self._warm_order = order
+        if self._warm_orders.get(instrument) is None:
+            self._warm_rotation.append(instrument)
+        self._warm_orders[instrument] = order
         self._prepare_token()
 
     def _count(self, *names: str) -> None:
@@ -334,16 +342,28 @@ class Pipeline:
     def _warm(self) -> None:
         """Run the last order sent through :meth:`_send` short of ``send``, changing nothing: a risk
         ``preview`` (``check``'s code without counting the order) and an encode into the packet
-        buffer the next real order overwrites; then send that packet to the gateway's loopback
+        buffer the next real order overwrites, for the last order and, in turn, for the last order
+        of ``WARM_SPREAD`` other instruments traded so far (their risk entries and symbols are
+        data the next order may need); then send the last order's packet to the gateway's loopback
         sink (:meth:`OrderGateway.warm`), never to the exchange, for the kernel's half; and read
         what the exchange sent (its answers last touched the session socket on its CPU). Between
         orders (one per ~2,000 messages) the book and the strategy evict this code and its data
         from the caches; this keeps the next order from paying those misses (module docstring)."""
-        if self._warm_order is not None:
-            packet = self._send(self._warm_order, 0, 0, False)
-            if packet is not None:
-                self.gateway.warm(packet)
-            self._poll()
+        if self._warm_order is None:
+            return
+        send = self._send
+        packet = send(self._warm_order, 0, 0, False)
+        if packet is not None:
+            self.gateway.warm(packet)
+        # The per-instrument data (the risk engine's entry, the symbol) of every instrument traded
+        # so far, a few per warm-up in turn: the next order may be for any of them.
+        rotation, orders = self._warm_rotation, self._warm_orders
+        turn = self._warm_turn
+        for _ in range(min(WARM_SPREAD, len(rotation))):
+            turn = turn + 1 if turn + 1 < len(rotation) else 0
+            send(orders[rotation[turn]], 0, 0, False)
+        self._warm_turn = turn
+        self._poll()
 
     def _prepare_token(self) -> None:
         # The next order's token, formatted now: off the next order's tick-to-trade path.

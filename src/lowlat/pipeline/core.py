@@ -26,10 +26,11 @@ in production; their decode stage is their own parse only).
 between, the book and the strategy run millions of instructions and push the risk engine's and
 the encoder's code and data out of the caches, so a cold order pays microseconds of misses at
 exactly the wrong moment. Every ``warm_every`` messages (default :data:`WARM_EVERY`; 0: never)
-while no order is in flight, the path runs the last order sent through ``RiskEngine.preview``
-(``check``'s code, counting nothing) and the encoder (into the packet buffer the next real order
-overwrites), everything short of the order's ``send`` -- the technique trading firms use to keep
-a rarely taken path hot -- and sends the packet over a loopback TCP connection whose both ends
+while no order is in flight, the path runs the last order sent -- and, in turn, the last order of
+:data:`WARM_SPREAD` other instruments traded so far, whose risk entries and symbols the next order
+may need -- through ``RiskEngine.preview`` (``check``'s code, counting nothing) and the encoder
+(into the packet buffer the next real order overwrites), everything short of the order's ``send``
+-- the technique trading firms use to keep a rarely taken path hot -- and sends the packet over a loopback TCP connection whose both ends
 this process holds, so that the kernel's send path is warm too (the exchange never sees these
 bytes; Onload's ``ONLOAD_MSG_WARM`` does the same for its users); then it reads whatever the
 exchange sent, which brings the session socket's state back from the exchange's CPU, where its

@@ -25,10 +25,13 @@ from collections import deque
 
 from . import soupbintcp as soup
 
+_SequencedData = soup.SequencedData
+
 __all__ = ["ConnectionLost", "HeartbeatTimeoutError", "LoginRejectedError", "Transport", "SoupConnection",
            "connect_tcp"]
 
 _RECV_SIZE = 65536
+_monotonic = time.monotonic
 
 
 class ConnectionLost(ConnectionError):
@@ -83,6 +86,8 @@ class Transport:
         self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
         self._poller.register(sock.fileno(), select.POLLIN)
         self._poll_ms = not hasattr(select, "epoll")  # poll() takes milliseconds, epoll seconds
+        self._poll_scale = 1000.0 if self._poll_ms else 1.0
+        self._poll = self._poller.poll  # bound once: one wait per message
 
     def fileno(self) -> int:
         return self.sock.fileno()
@@ -121,14 +126,18 @@ class Transport:
     def receive(self, deadline: float) -> bytes | None:
         """Return the bytes available now or before ``deadline`` (``time.monotonic()``), None on
         timeout; ``ConnectionLost`` when the peer closed or reset the connection."""
-        sock = self.sock
-        if not self.busy_poll:  # wait first: right after a send the answer is never there yet
-            remaining = deadline - time.monotonic()
+        recv = self.sock.recv
+        busy_poll = self.busy_poll
+        if not busy_poll:  # wait first: right after a send the answer is never there yet
+            remaining = deadline - _monotonic()
             if remaining > 0:
-                self._wait(remaining)
+                try:
+                    self._poll(remaining * self._poll_scale)
+                except (OSError, ValueError):  # closed from another thread: the recv that follows says so
+                    pass
         while True:
             try:
-                data = sock.recv(_RECV_SIZE)
+                data = recv(_RECV_SIZE)
             except (BlockingIOError, InterruptedError):
                 data = None
             except OSError as error:
@@ -137,11 +146,11 @@ class Transport:
                 if not data:
                     raise ConnectionLost("connection closed by the peer")
                 return data
-            if self.busy_poll:
-                if time.monotonic() >= deadline:
+            if busy_poll:
+                if _monotonic() >= deadline:
                     return None
                 continue
-            remaining = deadline - time.monotonic()
+            remaining = deadline - _monotonic()
             if remaining <= 0:
                 return None
             self._wait(remaining)
@@ -242,7 +251,7 @@ class SoupConnection:
             transport = self.transport
             if transport is None:
                 raise ConnectionLost("not connected")
-            packet = self.client.send_unsequenced(payload, time.monotonic())
+            packet = self.client.send_unsequenced(payload, _monotonic())
             try:
                 transport.send(packet)
             except ConnectionLost:
@@ -257,31 +266,39 @@ class SoupConnection:
         transport = self.transport
         if transport is None:
             raise ConnectionLost("not connected")
-        now = time.monotonic()
-        deadline = min(now + timeout, self.client.next_deadline())
+        client = self.client
+        now = _monotonic()
+        deadline = now + timeout
+        due = client.next_deadline()
+        if due < deadline:
+            deadline = due if due > now else now
         try:
             try:
-                data = transport.receive(max(deadline, now))
+                data = transport.receive(deadline)
             except ConnectionLost as error:
-                error.partial = self.client.partial
+                error.partial = client.partial
                 if error.partial:
                     error.args = (f"{error.args[0]}, {error.partial} bytes into a packet",)
                 raise
             with self._lock:
-                now = time.monotonic()
+                now = _monotonic()
                 if data is not None:
                     try:
-                        events = self.client.receive_data(data, now)
+                        events = client.receive_data(data, now)
                     except soup.ProtocolError as error:
                         for event in error.events:
                             self._absorb(event)
                         raise
+                    inbox = self.inbox
                     for event in events:
-                        self._absorb(event)
-                out, timeouts = self.client.poll(now)
+                        if event.__class__ is _SequencedData:  # the usual event: straight to the inbox
+                            inbox.append(event)
+                        else:
+                            self._absorb(event)
+                out, timeouts = client.poll(now)
                 if timeouts:
                     raise HeartbeatTimeoutError(f"server silent for {timeouts[0].silent_for:.3f} s "
-                                                f"(timeout {self.client.timeout} s)")
+                                                f"(timeout {client.timeout} s)")
                 if out:
                     transport.send(out)
         except BaseException:
@@ -295,13 +312,14 @@ class SoupConnection:
         and the inbox is empty, :class:`~lowlat.net.soupbintcp.ProtocolError` on garbage; messages
         received before a failure are still returned first.
         """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        inbox = self.inbox
+        deadline = None if timeout is None else _monotonic() + timeout
         while True:
-            if self.inbox:
-                return self.inbox.popleft()
+            if inbox:
+                return inbox.popleft()
             if self.ended:
                 raise ConnectionLost("end of session")
-            remaining = 3600.0 if deadline is None else deadline - time.monotonic()
+            remaining = 3600.0 if deadline is None else deadline - _monotonic()
             if remaining <= 0:
                 return None
             try:

@@ -152,9 +152,9 @@ class OuchSession:
         record = self._record
         record.decode(payload)
         message = record.as_dict()
-        kind = message["type"]
         pending = self.pending
         if pending:
+            kind = message["type"]
             if kind == "A":
                 pending.pop(("O", message["order_token"]), None)
             elif kind == "J":
@@ -189,26 +189,32 @@ class OuchSession:
         """Return the first answer for ``token`` (its order token, or a Replaced's replacement token)
         whose type is in ``types``; other answers are kept for ``receive``. ``TimeoutError`` after
         ``timeout`` seconds."""
-        for index, message in enumerate(self.messages):
-            if _token(message) == token and message["type"] in types:
-                del self.messages[index]
-                return message
-        deadline = time.monotonic() + timeout
+        messages = self.messages
+        if messages:
+            for index, message in enumerate(messages):
+                if _token(message) == token and message["type"] in types:
+                    del messages[index]
+                    return message
+        deadline = _monotonic() + timeout
+        receive = self.connection.receive
+        remaining = timeout
         while True:
-            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no {types!r} answer for token {token!r} in {timeout} s")
             try:
-                data = self.connection.receive(remaining)
+                data = receive(remaining)
             except ConnectionLost as error:
                 error.unacknowledged = self.unacknowledged()
                 raise
-            if data is None:
-                continue
-            message = self._decode(data.payload)
-            if _token(message) == token and message["type"] in types:
-                return message
-            self.messages.append(message)
+            if data is not None:
+                message = self._decode(data.payload)
+                if _token(message) == token and message["type"] in types:
+                    return message
+                messages.append(message)
+            remaining = deadline - _monotonic()
+
+
+_monotonic = time.monotonic
 
 
 def _token(message: dict):

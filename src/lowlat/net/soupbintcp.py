@@ -272,7 +272,44 @@ class PacketReader:
         return packet
 
 
+_KINDS = [bytes([i]) for i in range(256)]  # one shared bytes object per packet type: no allocation per packet
+
+
 def _drain(reader: PacketReader, data: bytes, handle) -> list:
+    buffer = reader._buffer
+    if buffer or data.__class__ is not bytes:
+        return _drain_buffered(reader, data, handle)
+    # The usual case: nothing left over from the last read. Parse the packets straight out of
+    # ``data`` (one copy per payload, none into the buffer) and keep only an incomplete tail.
+    events: list = []
+    size = len(data)
+    position = 0
+    allowed = reader._allowed
+    try:
+        while size - position >= 3:
+            length = data[position] << 8 | data[position + 1]
+            if length == 0:
+                raise ProtocolError("not a SoupBinTCP packet here: length 0")
+            kind = data[position + 2]
+            if kind not in allowed:
+                raise ProtocolError(f"not a SoupBinTCP packet here: length {length}, type {_KINDS[kind]!r}")
+            end = position + 2 + length
+            if end > size:
+                break
+            events.append(handle(_KINDS[kind], data[position + 3:end]))
+            position = end
+        if size - position == 2 and data[position] == 0 and data[position + 1] == 0:
+            raise ProtocolError("not a SoupBinTCP packet here: length 0")
+    except ProtocolError as error:
+        buffer += data[position:]  # as the buffered path leaves it: the bad packet onwards
+        error.events = events
+        raise
+    if position < size:
+        buffer += data[position:]
+    return events
+
+
+def _drain_buffered(reader: PacketReader, data: bytes, handle) -> list:
     reader.feed(data)
     events: list = []
     try:
@@ -355,9 +392,12 @@ class SoupClient:
 
     def send_unsequenced(self, payload: bytes, now: float) -> bytes:
         """Return an Unsequenced Data packet carrying ``payload`` (an order message)."""
-        self._require_active("send data")
+        if self.state is not SessionState.ACTIVE:
+            self._require_active("send data")
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"payload is {len(payload)} bytes; a SoupBinTCP packet carries at most {MAX_PAYLOAD}")
         self.last_sent = now
-        return encode_packet(UNSEQUENCED_DATA, payload)
+        return _LENGTH.pack(len(payload) + 1) + UNSEQUENCED_DATA + payload
 
     def send_heartbeat(self, now: float) -> bytes:
         """Return a Client Heartbeat."""
@@ -570,9 +610,11 @@ class SoupServer:
         """Log ``payload`` as the next sequenced message and return its packet."""
         if self.state is not SessionState.ACTIVE or self.log is None:
             raise RuntimeError(f"cannot send sequenced data: session is {self.state.value}")
+        if len(payload) > MAX_PAYLOAD:
+            raise ValueError(f"payload is {len(payload)} bytes; a SoupBinTCP packet carries at most {MAX_PAYLOAD}")
         self.log.append(payload)
         self.last_sent = now
-        return encode_packet(SEQUENCED_DATA, payload)
+        return _LENGTH.pack(len(payload) + 1) + SEQUENCED_DATA + payload
 
     def send_heartbeat(self, now: float) -> bytes:
         """Return a Server Heartbeat."""

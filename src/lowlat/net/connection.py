@@ -1,12 +1,18 @@
 """The thin socket layer around the sans-I/O sessions: TCP_NODELAY, two wait modes, whole sends.
 
-:class:`Transport` owns one connected TCP socket in non-blocking mode and waits for it in one of
-two ways, chosen per connection:
+:class:`Transport` owns one connected TCP socket and waits for it in one of two ways, chosen per
+connection:
 
-* ``busy_poll=True``: spin on ``recv`` until bytes arrive or the deadline passes. Lowest latency
-  (no sleep/wake-up in the kernel), one core at 100 % while waiting: for a pinned hot path.
-* ``busy_poll=False`` (default): wait in a selector (``epoll``) with a timeout. Costs a wake-up
-  per message, leaves the CPU to everybody else.
+* ``busy_poll=True``: a non-blocking socket; spin on ``recv`` until bytes arrive or the deadline
+  passes. Lowest latency (no sleep/wake-up in the kernel), one core at 100 % while waiting: for a
+  pinned hot path.
+* ``busy_poll=False`` (default): sleep in the kernel until bytes arrive or the deadline passes.
+  On Linux the sleep is in ``recv`` itself (a blocking socket whose ``SO_RCVTIMEO`` follows the
+  deadline, at most 0.25 s at a time): one system call per message instead of ``epoll`` and then
+  ``recv``. Sends and deadline-less reads still never wait (``MSG_DONTWAIT``), and a plain
+  ``send`` on :attr:`Transport.sock` by someone else waits at most 5 s (``SO_SNDTIMEO``).
+  Elsewhere the socket is non-blocking and the wait is in ``epoll``/``poll``. Costs a wake-up per
+  message, leaves the CPU to everybody else.
 
 Sends never interleave two messages' bytes: every send holds the transport's send lock from the
 first byte to the last (a partial ``send`` is completed, waiting for writability, before the lock
@@ -19,6 +25,8 @@ from __future__ import annotations
 import select
 import selectors
 import socket
+import struct
+import sys
 import threading
 import time
 from collections import deque
@@ -31,6 +39,17 @@ __all__ = ["ConnectionLost", "HeartbeatTimeoutError", "LoginRejectedError", "Tra
            "connect_tcp"]
 
 _RECV_SIZE = 65536
+_KERNEL_WAIT = sys.platform.startswith("linux") and hasattr(socket, "MSG_DONTWAIT")
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+_MAX_RCVTIMEO = 0.25  # a blocked recv looks at the clock at least this often
+_TIMEVAL = struct.Struct("@ll")
+
+
+def _timeval(seconds: float) -> bytes:
+    """``struct timeval`` for SO_RCVTIMEO/SO_SNDTIMEO; at least 1 us (0 would mean forever)."""
+    micros = max(int(seconds * 1_000_000), 1)
+    return _TIMEVAL.pack(micros // 1_000_000, micros % 1_000_000)
+
 _monotonic = time.monotonic
 
 
@@ -70,10 +89,11 @@ def connect_tcp(address: tuple[str, int], timeout: float) -> socket.socket:
 
 
 class Transport:
-    """One non-blocking TCP socket: whole-message sends under a lock, receives with a deadline.
+    """One TCP socket: whole-message sends under a lock, receives with a deadline.
 
     ``send`` may be called from any thread; ``receive`` from one thread at a time. ``close`` is
-    idempotent and safe from any thread.
+    idempotent and safe from any thread: a ``receive`` blocked in another thread returns at once
+    with ``ConnectionLost``.
     """
 
     def __init__(self, sock: socket.socket, *, busy_poll: bool = False) -> None:
@@ -82,6 +102,17 @@ class Transport:
         self.busy_poll = busy_poll
         self.closed = False
         self._send_lock = threading.Lock()
+        # Selector mode on Linux: sleep in recv itself (SO_RCVTIMEO bounds it) rather than in epoll
+        # and then recv -- one system call per message fewer. The socket is then blocking, so every
+        # send and every recv that must not wait says MSG_DONTWAIT, and SO_SNDTIMEO bounds a plain
+        # send by someone else on ``sock``.
+        self._kernel_wait = not busy_poll and _KERNEL_WAIT
+        self._rcvtimeo = 0.0
+        self._send_flags = 0
+        if self._kernel_wait:
+            sock.setblocking(True)
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(5.0))
+            self._send_flags = socket.MSG_DONTWAIT
         # epoll directly, not the selectors wrapper: one wait per message, a few microseconds saved
         self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
         self._poller.register(sock.fileno(), select.POLLIN)
@@ -96,7 +127,7 @@ class Transport:
         """Write all of ``data`` before any other thread's send; ``ConnectionLost`` if it cannot."""
         with self._send_lock:
             try:
-                sent = self.sock.send(data)
+                sent = self.sock.send(data, self._send_flags)
             except (BlockingIOError, InterruptedError):
                 sent = 0
             except OSError as error:
@@ -107,7 +138,7 @@ class Transport:
             deadline = None
             while view:
                 try:
-                    sent = self.sock.send(view)
+                    sent = self.sock.send(view, self._send_flags)
                 except (BlockingIOError, InterruptedError):
                     sent = 0
                 except OSError as error:
@@ -126,6 +157,8 @@ class Transport:
     def receive(self, deadline: float) -> bytes | None:
         """Return the bytes available now or before ``deadline`` (``time.monotonic()``), None on
         timeout; ``ConnectionLost`` when the peer closed or reset the connection."""
+        if self._kernel_wait:
+            return self._receive_blocking(deadline)
         recv = self.sock.recv
         busy_poll = self.busy_poll
         if not busy_poll:  # wait first: right after a send the answer is never there yet
@@ -155,6 +188,29 @@ class Transport:
                 return None
             self._wait(remaining)
 
+    def _receive_blocking(self, deadline: float) -> bytes | None:
+        recv = self.sock.recv
+        while True:
+            remaining = deadline - _monotonic()
+            try:
+                if remaining <= 0:
+                    data = recv(_RECV_SIZE, _DONTWAIT)
+                else:
+                    wait = remaining if remaining < _MAX_RCVTIMEO else _MAX_RCVTIMEO
+                    if wait < self._rcvtimeo or wait > 2 * self._rcvtimeo:  # else the set one will do
+                        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVTIMEO, _timeval(wait))
+                        self._rcvtimeo = wait
+                    data = recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                if remaining <= 0:
+                    return None
+                continue
+            except OSError as error:
+                raise ConnectionLost(f"receive failed: {error}") from error
+            if not data:
+                raise ConnectionLost("connection closed by the peer")
+            return data
+
     def _wait(self, seconds: float) -> None:
         try:
             self._poller.poll(seconds * 1000 if self._poll_ms else seconds)
@@ -169,6 +225,11 @@ class Transport:
         try:
             if not self._poll_ms:
                 self._poller.close()
+            if self._kernel_wait:  # wake a recv blocked in another thread (close alone would not)
+                try:
+                    self.sock.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
         finally:
             self.sock.close()
 

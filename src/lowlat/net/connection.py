@@ -374,13 +374,17 @@ class SoupConnection:
         received before a failure are still returned first.
         """
         inbox = self.inbox
-        deadline = None if timeout is None else _monotonic() + timeout
+        if inbox:
+            return inbox.popleft()
+        if timeout is None:
+            deadline, remaining = None, 3600.0
+        else:
+            deadline, remaining = _monotonic() + timeout, timeout
         while True:
             if inbox:
                 return inbox.popleft()
             if self.ended:
                 raise ConnectionLost("end of session")
-            remaining = 3600.0 if deadline is None else deadline - _monotonic()
             if remaining <= 0:
                 return None
             try:
@@ -389,6 +393,8 @@ class SoupConnection:
                 if self.inbox:
                     return self.inbox.popleft()
                 raise
+            if deadline is not None:
+                remaining = deadline - _monotonic()
 
     def logout(self, timeout: float = 1.0) -> None:
         """Send Logout Request and wait (up to ``timeout``) for the server to close; then close."""

@@ -7,45 +7,47 @@ experiment for real. The exchange simulator runs in its own process
 bare TCP echo server; this process is the client. One round trip is: send an Enter Order, wait for
 its Accepted. Each contender's round trips are recorded in a ``lowlat.LatencyHistogram``.
 
-Fairness. A shared 2-vCPU VM drifts by 2-4x within seconds (an idle vCPU waits for the hypervisor
-to wake it), so the contenders of a group are *interleaved*: every connection is opened first,
-then blocks of ``BLOCK`` round trips run contender A, B, C, A, B, C... (the order reversed every
-other turn), each block after two unrecorded round trips, until every contender has its count;
-p50/p99 are over all of its samples. And each pooled row is compared with the echo that waits the
-same way, at both ends:
+Fair to every contender:
 
-Placement is fixed too: which vCPU the scheduler leaves a server on decides whether a send wakes
-its reader on the same CPU (a 15 us echo here) or has the hypervisor wake another vCPU (55 us, the
-same echo), and it differs from one helper process to the next. So the client thread and every
-helper are pinned (``os.sched_setaffinity``; not where it is unavailable): the sleeping groups run
-client and servers on one CPU, the spinning group the client on one CPU and the servers on another.
+* **Interleaved.** A shared 2-vCPU VM drifts by 2-4x within seconds, so a group's contenders are
+  not run one after the other: every connection is opened first, then blocks of ``BLOCK`` round
+  trips run contender A, B, C, then C, B, A, ... (each block after ``BLOCK_WARMUP`` unrecorded round
+  trips) until every contender has its count; p50/p99 are over all of its samples.
+* **Placed alike.** Whether a send wakes its reader on the same vCPU (a 15 us echo here) or has
+  the hypervisor wake the other vCPU (55 us, the same echo) depends on where the scheduler left
+  each helper process, and differs from one helper to the next. So this thread and every helper
+  are pinned (``os.sched_setaffinity``, where it exists): the sleeping groups run client and
+  servers on one CPU -- the round trip is then the work of both ends, nothing hides it -- the
+  spinning group the client on one CPU and its servers on the other.
+* **Same wait mode at both ends as its echo.** The target is judged on matched pairs only.
 
-* **sleeping group** -- everybody sleeps in the kernel until bytes arrive (all on one CPU). ``bare TCP echo`` (the
-  floor): the very bytes a pooled Enter Order puts on the wire (SoupBinTCP framing included),
-  ``socket.send`` and a blocking ``recv`` (TCP_NODELAY) to an echo process blocked in ``recv``; no
-  protocol work at either end. ``pooled OUCH session, selector waits``: ``with pool.session() as s:
-  s.enter_order(...); s.wait_for(token, "A")`` on a ConnectionPool of logged-in sessions
-  (``busy_poll=False``) to a simulator sleeping in epoll. ``SoupBinTCP session, echo application``:
-  the same Enter Order bytes through a ``SoupConnection`` to a second simulator that answers with
-  the same bytes (the two session layers and the socket layer, no book, no OUCH codec).
-  ``connect + login per order``: what a pool saves, a new TCP connection and login per order
-  (the socket is closed after the Accepted, outside the timed span).
-* **spinning group** -- nobody sleeps (client and servers on different CPUs): the client spins on a non-blocking ``recv`` and so does the
-  server (the echo spins on ``recv``; the simulator runs ``--busy-poll``, epoll with timeout 0).
-  ``bare TCP echo, busy-poll both ends`` against ``pooled OUCH session, busy-poll`` to the
-  spinning simulator. Two spinning servers and a spinning client would be three spinners on two
-  vCPUs, so the server of the contender not running is stopped (SIGSTOP) for the other's block
-  and continued (SIGCONT) for its own: each block runs one spinning client against one spinning
-  server.
+Groups:
 
-The same for FIX 4.4 in the sleeping group (NewOrderSingle -> ExecutionReport NEW, the
-simulator's FIX listener in front of the same book, its echo sending the very NewOrderSingle bytes).
+* **OUCH, everybody sleeps** in the kernel until bytes arrive. ``bare TCP echo ... blocking recv
+  both ends`` (the floor): the very bytes a pooled Enter Order puts on the wire (SoupBinTCP framing
+  included), ``socket.send`` and a blocking ``recv`` (TCP_NODELAY) to an echo process blocked in
+  ``recv``; no protocol work at either end. ``pooled OUCH session, selector waits``: ``with
+  pool.session() as s: s.enter_order(...); s.wait_for(token, "A")`` on a ConnectionPool of
+  logged-in sessions (``busy_poll=False``) to a simulator sleeping in epoll. ``SoupBinTCP session,
+  simulator echo application``: the same Enter Order bytes through a ``SoupConnection`` to a
+  second simulator that answers with the same bytes (both session layers and the socket layer; no
+  pool, no OUCH codec, no book). ``connect + login per order``: what a pool saves, a new TCP
+  connection and login per order (the socket is closed after the Accepted, outside the timed span).
+* **OUCH, everybody spins**: ``bare TCP echo ... busy-poll both ends`` (client and echo spin on a
+  non-blocking ``recv``) against ``pooled OUCH session, busy-poll`` to a simulator run with
+  ``--busy-poll`` (epoll with timeout 0). Two spinning servers and a spinning client would be
+  three spinners on two vCPUs, so the server of the contender not running is stopped (SIGSTOP)
+  and continued (SIGCONT) for its own blocks: one spinning client against one spinning server.
+* **FIX 4.4, everybody sleeps**: NewOrderSingle -> ExecutionReport NEW through the simulator's
+  FIX listener in front of the same book; its echo sends the very NewOrderSingle bytes.
 
 The rows are p50 and p99 in microseconds; the ratio column is relative to the echo of the row's
-own group. Target, judged on each matched pair: the pooled OUCH p50 within 1.5x the echo that waits
-the same way (selector pool / sleeping exchange against the blocking echo; busy-poll pool /
-spinning exchange against the spinning echo). A busy-poll client is never judged against a
-sleeping echo.
+own group. A sleeping row's note also gives the CPU time per round trip of each end (this process
+with its pool thread; every thread of the helper), from Linux's schedstat around the timed blocks:
+where a round trip's time goes when both ends share one CPU. Target, judged on each matched pair:
+the pooled OUCH p50 within 1.5x the echo that waits the same way (selector pool and sleeping
+simulator against the blocking echo; busy-poll pool and spinning simulator against the spinning
+echo). A busy-poll client is never judged against a sleeping echo.
 """
 
 from __future__ import annotations
@@ -139,18 +141,49 @@ def _histogram():
     return lowlat.LatencyHistogram()
 
 
+def _cpu_ns(pid: int) -> int | None:
+    """CPU time of every thread of process ``pid`` so far, in ns (Linux schedstat); None elsewhere."""
+    try:
+        total = 0
+        for task in os.listdir(f"/proc/{pid}/task"):
+            with open(f"/proc/{pid}/task/{task}/schedstat") as stat:
+                total += int(stat.read().split()[0])
+        return total
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 class _Contender:
     """One row: ``run(n, hist)`` does ``n`` round trips (recorded when ``hist`` is not None) on
-    what ``open()`` set up; ``server`` is the helper process to pause while others run (or None)."""
+    what ``open()`` set up. ``server`` is the helper process that answers it: its CPU time (and this
+    process's) is counted around every timed block; with ``pause`` it is stopped while others run."""
 
-    def __init__(self, label: str, count: int, setup, server: subprocess.Popen | None = None) -> None:
+    def __init__(self, label: str, count: int, setup, server: subprocess.Popen | None = None,
+                 pause: bool = False) -> None:
         self.label = label
         self.count = count
         self.setup = setup
         self.server = server
+        self.pause = pause
         self.hist = _histogram()
+        self.client_cpu_ns = 0
+        self.server_cpu_ns = 0
         self.run = None
         self.close = None
+
+    def timed_block(self, n: int) -> None:
+        """``n`` recorded round trips, and the CPU both ends spent on them (not counted for spinners:
+        their CPU time is their wall time, waiting included)."""
+        if self.pause:
+            self.run(n, self.hist)
+            return
+        server_pid = self.server.pid if self.server is not None else None
+        client, server = _cpu_ns(os.getpid()), _cpu_ns(server_pid) if server_pid else None
+        self.run(n, self.hist)
+        if client is not None:
+            self.client_cpu_ns += (_cpu_ns(os.getpid()) or client) - client
+        if server is not None:
+            self.server_cpu_ns += (_cpu_ns(server_pid) or server) - server
 
     def open(self) -> None:
         self.run, self.close = self.setup()
@@ -303,9 +336,9 @@ def _block_sizes(count: int, blocks: int) -> list[int]:
 
 def _pause_all_but(contenders: list[_Contender], running: _Contender) -> None:
     for other in contenders:
-        if other.server is not None and other.server is not running.server:
+        if other.pause and other.server is not running.server:
             other.server.send_signal(signal.SIGSTOP)
-    if running.server is not None:
+    if running.pause:
         running.server.send_signal(signal.SIGCONT)
 
 
@@ -314,7 +347,7 @@ def interleave(contenders: list[_Contender], rounds: int, warmup: int) -> None:
     interleaved blocks of about ``BLOCK`` round trips (A B C, C B A, ...); close them all."""
     blocks = max(1, rounds // BLOCK)
     sizes = {id(c): _block_sizes(c.count, blocks) for c in contenders}
-    paused = any(c.server is not None for c in contenders)
+    paused = any(c.pause for c in contenders)
     opened = []
     try:
         for contender in contenders:
@@ -329,10 +362,10 @@ def interleave(contenders: list[_Contender], rounds: int, warmup: int) -> None:
                 if paused:
                     _pause_all_but(contenders, contender)
                 contender.run(BLOCK_WARMUP, None)
-                contender.run(sizes[id(contender)][block], contender.hist)
+                contender.timed_block(sizes[id(contender)][block])
     finally:
         for contender in contenders:
-            if contender.server is not None:
+            if contender.pause:
                 contender.server.send_signal(signal.SIGCONT)
         for contender in opened:
             contender.close()
@@ -408,13 +441,14 @@ def _spinning_placement() -> tuple[set[int], set[int]]:
 
 def _sleeping_group(rounds: int, fresh_rounds: int) -> list[_Contender]:
     with _Helpers(*_sleeping_placement()) as helpers:
-        _, echo_port = helpers.echo()
-        _, address, _ = helpers.exchange("--application", "ouch")
-        _, echo_address, _ = helpers.exchange("--application", "echo")
-        contenders = [_Contender(ECHO, rounds, _echo_client(echo_port, _enter_order_packet(), False)),
-                      _Contender(POOLED, rounds, _pooled_client(address, False, "S")),
-                      _Contender(SOUP_ECHO, rounds, _soup_echo_client(echo_address, _enter_order_packet()[3:])),
-                      _Contender(FRESH, fresh_rounds, _connect_per_order(address))]
+        echo, echo_port = helpers.echo()
+        exchange, address, _ = helpers.exchange("--application", "ouch")
+        soup_echo, echo_address, _ = helpers.exchange("--application", "echo")
+        contenders = [_Contender(ECHO, rounds, _echo_client(echo_port, _enter_order_packet(), False), echo),
+                      _Contender(POOLED, rounds, _pooled_client(address, False, "S"), exchange),
+                      _Contender(SOUP_ECHO, rounds, _soup_echo_client(echo_address, _enter_order_packet()[3:]),
+                                 soup_echo),
+                      _Contender(FRESH, fresh_rounds, _connect_per_order(address), exchange)]
         interleave(contenders, rounds, rounds // 10)
     return contenders
 
@@ -423,19 +457,20 @@ def _spinning_group(rounds: int) -> list[_Contender]:
     with _Helpers(*_spinning_placement()) as helpers:
         echo, echo_port = helpers.echo(spin=True)
         exchange, address, _ = helpers.exchange("--application", "ouch", "--busy-poll")
-        contenders = [_Contender(SPIN_ECHO, rounds, _echo_client(echo_port, _enter_order_packet(), True), echo),
-                      _Contender(SPIN_POOLED, rounds, _pooled_client(address, True, "B"), exchange)]
+        contenders = [_Contender(SPIN_ECHO, rounds, _echo_client(echo_port, _enter_order_packet(), True), echo,
+                                 pause=True),
+                      _Contender(SPIN_POOLED, rounds, _pooled_client(address, True, "B"), exchange, pause=True)]
         interleave(contenders, rounds, rounds // 10)
     return contenders
 
 
 def _fix_group(rounds: int, fresh_rounds: int) -> list[_Contender]:
     with _Helpers(*_sleeping_placement()) as helpers:
-        _, echo_port = helpers.echo()
-        _, _, fix_address = helpers.exchange("--application", "ouch", "--fix-port", "0")
-        contenders = [_Contender(ECHO, rounds, _echo_client(echo_port, _new_order_single_bytes(), False)),
-                      _Contender(FIX_POOLED, rounds, _fix_pooled_client(fix_address, "P")),
-                      _Contender(FIX_FRESH, fresh_rounds, _fix_connect_per_order(fix_address))]
+        echo, echo_port = helpers.echo()
+        exchange, _, fix_address = helpers.exchange("--application", "ouch", "--fix-port", "0")
+        contenders = [_Contender(ECHO, rounds, _echo_client(echo_port, _new_order_single_bytes(), False), echo),
+                      _Contender(FIX_POOLED, rounds, _fix_pooled_client(fix_address, "P"), exchange),
+                      _Contender(FIX_FRESH, fresh_rounds, _fix_connect_per_order(fix_address), exchange)]
         interleave(contenders, rounds, rounds // 10)
     return contenders
 
@@ -459,20 +494,26 @@ def _enter_order_packet() -> bytes:
     return soupbintcp.encode_packet(b"U", bytes(buffer))
 
 
+def _row(group: str, quantile: int, contender: _Contender) -> Row:
+    hist = contender.hist
+    count = max(hist.count, 1)
+    client_cpu, server_cpu = contender.client_cpu_ns / count / 1000, contender.server_cpu_ns / count / 1000
+    cpu = f"; CPU per round trip: client {client_cpu:,.1f} us, server {server_cpu:,.1f} us" if client_cpu else ""
+    return Row(group, contender.label, hist.percentile(quantile) / 1000, "us",
+               note=f"{hist.count:,} round trips, interleaved{cpu}",
+               extra={"p50_ns": hist.percentile(50), "p99_ns": hist.percentile(99), "count": hist.count,
+                      "client_cpu_us": client_cpu, "server_cpu_us": server_cpu})
+
+
 def _rows_of(groups: list[tuple[str, str, list[_Contender]]]) -> list[Row]:
-    rows = []
-    for p50_group, p99_group, contenders in groups:
-        for quantile, group in ((50, p50_group), (99, p99_group)):
-            for contender in contenders:
-                hist = contender.hist
-                rows.append(Row(group, contender.label, hist.percentile(quantile) / 1000, "us",
-                                note=f"{hist.count:,} round trips, interleaved",
-                                extra={"p50_ns": hist.percentile(50), "p99_ns": hist.percentile(99),
-                                       "count": hist.count}))
-    for group, floor, pooled_label in ((OUCH_P50, ECHO, POOLED), (SPIN_P50, SPIN_ECHO, SPIN_POOLED)):
+    rows = [_row(group, quantile, contender)
+            for p50_group, p99_group, contenders in groups
+            for quantile, group in ((50, p50_group), (99, p99_group))
+            for contender in contenders]
+    for group, floor, pooled_label, wait in ((OUCH_P50, ECHO, POOLED, "blocking"),
+                                             (SPIN_P50, SPIN_ECHO, SPIN_POOLED, "spinning")):
         echo, pooled = (next(r for r in rows if r.group == group and r.label == label) for label in (floor, pooled_label))
-        judge(pooled, f"p50 <= {POOLED_TARGET:g}x the {'spinning' if group == SPIN_P50 else 'blocking'} echo",
-              pooled.value <= POOLED_TARGET * echo.value)
+        judge(pooled, f"p50 <= {POOLED_TARGET:g}x the {wait} echo", pooled.value <= POOLED_TARGET * echo.value)
     return rows
 
 
@@ -491,7 +532,8 @@ def measure(progress: Progress, rounds: int, fresh_rounds: int) -> list[Row]:
         if was_enabled:
             gc.enable()
     progress.step("connpool: report")
-    rows = _rows_of([(OUCH_P50, OUCH_P99, sleeping), (SPIN_P50, SPIN_P99, spinning), (FIX_P50, FIX_P99, fix_contenders)])
+    rows = _rows_of([(OUCH_P50, OUCH_P99, sleeping), (SPIN_P50, SPIN_P99, spinning),
+                     (FIX_P50, FIX_P99, fix_contenders)])
     progress.step("connpool: done")
     return rows
 

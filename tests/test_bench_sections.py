@@ -270,6 +270,11 @@ def test_connpool_runs_every_contender_concludes_and_stops_its_processes():
     assert judged == {(connpool.OUCH_P50, connpool.POOLED), (connpool.SPIN_P50, connpool.SPIN_POOLED)}
     pooled = next(r for r in rows if r.met is not None and r.group == connpool.OUCH_P50)
     assert f"p50 {pooled.value:,.0f} us" in connpool.conclude(rows)
+    if os.path.exists(f"/proc/{os.getpid()}/task"):  # both ends' CPU per round trip, where schedstat exists
+        assert pooled.extra["client_cpu_us"] > 0 and pooled.extra["server_cpu_us"] > 0
+        assert "CPU per round trip: client" in pooled.note
+    spinning = [r for r in rows if r.group == connpool.SPIN_P50]
+    assert all(r.extra["client_cpu_us"] == 0 for r in spinning)  # a spinner's CPU time is its wall time
 
 
 def test_connpool_interleaves_its_contenders_in_blocks():

@@ -95,7 +95,7 @@ listener.listen(1)
 print(listener.getsockname()[1], flush=True)
 conn, _ = listener.accept()
 conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-conn.setblocking(not spin)
+conn.setblocking(not spin)  # spinning: recv until it returns bytes, as Transport(busy_poll=True)
 recv, send = conn.recv, conn.sendall
 while True:
     try:
@@ -190,11 +190,13 @@ class _Contender:
 
 
 def _echo_client(port: int, message: bytes, busy_poll: bool):
+    """A bare client: ``send``, then a blocking ``recv`` (no socket timeout: Python would poll
+    before every recv) -- or, with ``busy_poll``, a non-blocking ``recv`` spun on until it returns
+    bytes (as ``Transport(busy_poll=True)`` spins)."""
     def setup():
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        if busy_poll:
-            sock.setblocking(False)
+        sock.setblocking(not busy_poll)
         send, recv, size, clock = sock.send, sock.recv, len(message), time.perf_counter_ns
 
         def run(n: int, hist) -> None:

@@ -159,15 +159,12 @@ class Transport:
         timeout; ``ConnectionLost`` when the peer closed or reset the connection."""
         if self._kernel_wait:
             return self._receive_blocking(deadline)
+        if self.busy_poll:
+            return self._receive_spinning(deadline)
         recv = self.sock.recv
-        busy_poll = self.busy_poll
-        if not busy_poll:  # wait first: right after a send the answer is never there yet
-            remaining = deadline - _monotonic()
-            if remaining > 0:
-                try:
-                    self._poll(remaining * self._poll_scale)
-                except (OSError, ValueError):  # closed from another thread: the recv that follows says so
-                    pass
+        remaining = deadline - _monotonic()
+        if remaining > 0:  # wait first: right after a send the answer is never there yet
+            self._wait(remaining)
         while True:
             try:
                 data = recv(_RECV_SIZE)
@@ -179,14 +176,28 @@ class Transport:
                 if not data:
                     raise ConnectionLost("connection closed by the peer")
                 return data
-            if busy_poll:
-                if _monotonic() >= deadline:
-                    return None
-                continue
             remaining = deadline - _monotonic()
             if remaining <= 0:
                 return None
             self._wait(remaining)
+
+    def _receive_spinning(self, deadline: float) -> bytes | None:
+        # Spin on recv itself: the turn that finds the bytes returns them (an epoll with a zero
+        # timeout is cheaper per empty turn, but the recv after it puts a second system call
+        # between the bytes' arrival and their return: ~1 us slower a round trip, measured).
+        recv = self.sock.recv
+        while True:
+            try:
+                data = recv(_RECV_SIZE)
+            except (BlockingIOError, InterruptedError):
+                if _monotonic() >= deadline:
+                    return None
+                continue
+            except OSError as error:
+                raise ConnectionLost(f"receive failed: {error}") from error
+            if not data:
+                raise ConnectionLost("connection closed by the peer")
+            return data
 
     def _receive_blocking(self, deadline: float) -> bytes | None:
         recv = self.sock.recv

@@ -155,6 +155,9 @@ class ConnectionPool:
 
     def acquire(self, timeout: float | None = None):
         """Return a live session for this thread alone; give it back with :meth:`release`."""
+        return self._take(timeout).session
+
+    def _take(self, timeout: float | None) -> _Slot:
         timeout = self.checkout_timeout if timeout is None else timeout
         deadline = None  # taken only when the first look finds nothing free
         with self._lock:
@@ -164,7 +167,7 @@ class ConnectionPool:
                 for slot in self._slots:
                     if slot.state == "idle":
                         slot.state = "busy"
-                        return slot.session
+                        return slot
                 if len(self._slots) < self.max_size:
                     slot = self._add(self.factory())
                     slot.state = "busy"
@@ -190,14 +193,20 @@ class ConnectionPool:
                 del self._by_session[id(slot.session)]
                 self._notify()
             raise
-        return slot.session
+        return slot
 
     def release(self, session) -> None:
         """Give ``session`` back; a dead one has its lost orders recorded and is reconnected."""
-        alive = session.alive  # its owner is this thread: nobody else changes it meanwhile
         with self._lock:
             slot = self._by_session.get(id(session))
             if slot is None or slot.session is not session or slot.state != "busy":
+                raise ValueError("release: session was not checked out of this pool")
+        self._give_back(slot)
+
+    def _give_back(self, slot: _Slot) -> None:
+        alive = slot.session.alive  # its holder is this thread: nobody else changes it meanwhile
+        with self._lock:
+            if slot.state != "busy":
                 raise ValueError("release: session was not checked out of this pool")
             if alive:
                 slot.state = "idle"
@@ -315,17 +324,17 @@ class _Checkout:
     """``pool.session()``: acquire on entering the ``with`` block, release on leaving it (a plain
     class rather than ``contextlib.contextmanager``: no generator to build and resume per order)."""
 
-    __slots__ = ("_pool", "_timeout", "_session")
+    __slots__ = ("_pool", "_timeout", "_slot")
 
     def __init__(self, pool: ConnectionPool, timeout: float | None) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._session = None
+        self._slot = None
 
     def __enter__(self):
-        self._session = session = self._pool.acquire(self._timeout)
-        return session
+        self._slot = slot = self._pool._take(self._timeout)
+        return slot.session
 
     def __exit__(self, *exc) -> None:
-        session, self._session = self._session, None
-        self._pool.release(session)
+        slot, self._slot = self._slot, None
+        self._pool._give_back(slot)  # the slot it took: no lookup by session needed

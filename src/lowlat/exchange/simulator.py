@@ -55,6 +55,7 @@ __all__ = ["ExchangeSimulator", "Received", "EchoApplication"]
 log = logging.getLogger("lowlat.exchange")
 
 GARBAGE = b"\x00\x07?garbage"
+_ACTIVE = soup.SessionState.ACTIVE  # a global: ~10 ns, the Enum member on its class ~130 ns (3.11)
 
 
 @dataclass(slots=True)  # one per message received: not frozen, which would cost a microsecond more
@@ -475,7 +476,7 @@ class ExchangeSimulator:
         if not self._misbehaving and payload.__class__ is bytes:
             # Well-behaved and OUCH: no lock (only this thread changes _clients), no misbehaviour lookups.
             client = self._clients.get(username)
-            if client is None or client.session.state is not soup.SessionState.ACTIVE:
+            if client is None or client.session.state is not _ACTIVE:
                 self._log_of(username).append(payload)  # kept for the user's next login
             else:
                 self._write(client, client.session.send_sequenced(payload, now), selector, clients)
@@ -503,7 +504,7 @@ class ExchangeSimulator:
                 self._misbehaviour["garbage"] = False
                 self._misbehaviour["drop_mid_message"] = False
                 self._misbehaving = any(self._misbehaviour.values())
-        if client is None or client.session.state is not soup.SessionState.ACTIVE:
+        if client is None or client.session.state is not _ACTIVE:
             session_log.append(payload)  # kept for the user's next login
             return
         packet = client.session.send_sequenced(payload, now)
@@ -621,7 +622,7 @@ class ExchangeSimulator:
                 elif out and not quiet:
                     self._write(client, out, selector, clients)
                 continue
-            if quiet and session.state is soup.SessionState.ACTIVE:
+            if quiet and session.state is _ACTIVE:
                 session.last_sent = now  # pretend: nothing goes out
             out, timeouts = session.poll(now)
             if timeouts:

@@ -34,6 +34,7 @@ from collections import deque
 from . import soupbintcp as soup
 
 _SequencedData = soup.SequencedData
+_ACTIVE = soup.SessionState.ACTIVE  # a global: ~10 ns, the Enum member on its class ~130 ns (3.11)
 
 __all__ = ["ConnectionLost", "HeartbeatTimeoutError", "LoginRejectedError", "Transport", "SoupConnection",
            "connect_tcp"]
@@ -277,7 +278,7 @@ class SoupConnection:
     @property
     def alive(self) -> bool:
         """Logged in on an open connection."""
-        return self.transport is not None and self.client.state is soup.SessionState.ACTIVE
+        return self.transport is not None and self.client.state is _ACTIVE
 
     @property
     def last_heartbeat(self) -> float:
@@ -414,7 +415,7 @@ class SoupConnection:
             if transport is None:
                 return
             try:
-                if self.client.state is soup.SessionState.ACTIVE:
+                if self.client.state is _ACTIVE:
                     transport.send(self.client.logout(time.monotonic()))
                     deadline = time.monotonic() + timeout
                     while transport.receive(deadline) is not None:

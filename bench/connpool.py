@@ -38,6 +38,7 @@ Groups:
   ``--busy-poll`` (epoll with timeout 0). Two spinning servers and a spinning client would be
   three spinners on two vCPUs, so the server of the contender not running is stopped (SIGSTOP)
   and continued (SIGCONT) for its own blocks: one spinning client against one spinning server.
+  Blocks are ``PAUSED_BLOCK`` round trips here, each after ``RESUME_WARMUP_S`` of unrecorded ones.
 * **FIX 4.4, everybody sleeps**: NewOrderSingle -> ExecutionReport NEW through the simulator's
   FIX listener in front of the same book; its echo sends the very NewOrderSingle bytes.
 
@@ -85,6 +86,8 @@ FIX_FRESH = "connect + logon per order"
 POOLED_TARGET = 1.5  # pooled OUCH p50 within this many times the matched bare echo
 BLOCK = 50  # round trips per interleaved block
 BLOCK_WARMUP = 2  # unrecorded round trips before each block
+PAUSED_BLOCK = 500  # round trips per block when the servers are stopped and continued in turn
+RESUME_WARMUP_S = 0.01  # unrecorded round trips for this long after a server is continued
 
 _ECHO = r"""
 import socket, sys
@@ -344,12 +347,24 @@ def _pause_all_but(contenders: list[_Contender], running: _Contender) -> None:
         running.server.send_signal(signal.SIGCONT)
 
 
+def _warm_for(contender: _Contender, seconds: float) -> None:
+    """Unrecorded round trips until ``seconds`` have passed."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        contender.run(BLOCK_WARMUP, None)
+
+
 def interleave(contenders: list[_Contender], rounds: int, warmup: int) -> None:
     """Open every contender, warm each up (``warmup`` round trips), then run their counts in
-    interleaved blocks of about ``BLOCK`` round trips (A B C, C B A, ...); close them all."""
-    blocks = max(1, rounds // BLOCK)
-    sizes = {id(c): _block_sizes(c.count, blocks) for c in contenders}
+    interleaved blocks of about ``BLOCK`` round trips (A B C, C B A, ...); close them all.
+
+    With servers to pause, blocks are ``PAUSED_BLOCK`` long and each starts after its server has
+    run ``RESUME_WARMUP_S`` again: a continued simulator's threads first settle who holds the GIL
+    (its main thread's timed wait expired while it was stopped), a stall of milliseconds that
+    would otherwise land in the first round trip of every block, i.e. in the p99."""
     paused = any(c.pause for c in contenders)
+    blocks = max(1, rounds // (PAUSED_BLOCK if paused else BLOCK))
+    sizes = {id(c): _block_sizes(c.count, blocks) for c in contenders}
     opened = []
     try:
         for contender in contenders:
@@ -363,6 +378,7 @@ def interleave(contenders: list[_Contender], rounds: int, warmup: int) -> None:
             for contender in (contenders if block % 2 == 0 else contenders[::-1]):
                 if paused:
                     _pause_all_but(contenders, contender)
+                    _warm_for(contender, RESUME_WARMUP_S)
                 contender.run(BLOCK_WARMUP, None)
                 contender.timed_block(sizes[id(contender)][block])
     finally:

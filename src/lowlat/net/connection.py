@@ -114,6 +114,9 @@ class Transport:
             sock.setblocking(True)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(5.0))
             self._send_flags = socket.MSG_DONTWAIT
+            self.receive = self._receive_blocking  # the mode's own loop, without a dispatching call per message
+        elif busy_poll:
+            self.receive = self._receive_spinning
         # epoll directly, not the selectors wrapper: one wait per message, a few microseconds saved
         self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
         self._poller.register(sock.fileno(), select.POLLIN)
@@ -234,6 +237,7 @@ class Transport:
         if self.closed:
             return
         self.closed = True
+        self.__dict__.pop("receive", None)  # the bound method set in __init__: no cycle left for the gc
         try:
             if not self._poll_ms:
                 self._poller.close()
@@ -340,6 +344,7 @@ class SoupConnection:
         if transport is None:
             raise ConnectionLost("not connected")
         client = self.client
+        state = client.state
         now = _monotonic()
         deadline = now + timeout
         due = client.next_deadline()
@@ -368,6 +373,8 @@ class SoupConnection:
                             inbox.append(event)
                         else:
                             self._absorb(event)
+                if now < due and client.state is state:
+                    return  # nothing due: bytes received only move the deadlines later
                 out, timeouts = client.poll(now)
                 if timeouts:
                     raise HeartbeatTimeoutError(f"server silent for {timeouts[0].silent_for:.3f} s "

@@ -21,6 +21,9 @@ from dataclasses import dataclass
 
 from .. import ouch
 from .connection import ConnectionLost, SoupConnection
+from .soupbintcp import SessionState
+
+_ACTIVE = SessionState.ACTIVE  # a global: ~10 ns, the Enum member on its class ~130 ns (3.11)
 
 __all__ = ["OuchSession", "PendingOrder", "REJECT_REASONS", "CANCEL_REASONS", "TIF_IOC", "TIF_MARKET_HOURS",
            "TIF_SYSTEM_HOURS", "price_to_int"]
@@ -76,7 +79,8 @@ class OuchSession:
 
     @property
     def alive(self) -> bool:
-        return self.connection.alive
+        connection = self.connection  # SoupConnection.alive inline: read on every pool return
+        return connection.transport is not None and connection.client.state is _ACTIVE
 
     @property
     def last_heartbeat(self) -> float:

@@ -332,9 +332,25 @@ class _Checkout:
         self._slot = None
 
     def __enter__(self):
-        self._slot = slot = self._pool._take(self._timeout)
+        pool = self._pool
+        with pool._lock:  # the usual case inline: a free session, taken without further calls
+            if not pool._closed:
+                for slot in pool._slots:
+                    if slot.state == "idle":
+                        slot.state = "busy"
+                        self._slot = slot
+                        return slot.session
+        self._slot = slot = pool._take(self._timeout)
         return slot.session
 
     def __exit__(self, *exc) -> None:
         slot, self._slot = self._slot, None
-        self._pool._give_back(slot)  # the slot it took: no lookup by session needed
+        pool = self._pool
+        if slot.session.alive:  # the usual case inline: back to idle (see _give_back)
+            with pool._lock:
+                if slot.state == "busy":
+                    slot.state = "idle"
+                    if pool._waiting:
+                        pool._condition.notify()
+                    return
+        pool._give_back(slot)  # the slot it took: no lookup by session needed

@@ -177,6 +177,7 @@ class ExchangeSimulator:
         self._listener: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stopping = threading.Event()
+        self._stop_requested = False  # what the loop reads each turn: an attribute, not a call to is_set()
         self._wake_r, self._wake_w = socket.socketpair()
 
     # -- control -------------------------------------------------------------------------------
@@ -215,6 +216,7 @@ class ExchangeSimulator:
 
     def stop(self, timeout: float = 5.0) -> None:
         """Stop the loop, close every socket and join the thread (at most ``timeout`` seconds)."""
+        self._stop_requested = True
         self._stopping.set()
         self._wake()
         if self._thread is not None:
@@ -297,9 +299,9 @@ class ExchangeSimulator:
         the common path is epoll, recv, parse, answer, send -- nothing per client, nothing per timer.
         """
         keys, wait, scale = selector._keys, selector._poller.poll, selector.scale
-        monotonic, stopping, busy_poll, read = time.monotonic, self._stopping, self.busy_poll, self._read
+        monotonic, busy_poll, read = time.monotonic, self.busy_poll, self._read
         timers_due = 0.0
-        while not stopping.is_set():
+        while not self._stop_requested:
             timeout = 0.0 if busy_poll else max(timers_due - monotonic(), 0.0)
             other = False
             for fd, _ in wait(timeout * scale):
@@ -415,7 +417,11 @@ class ExchangeSimulator:
             received(Received(now, client.peer, who, event))
             if debug:
                 log.debug("received from %s: %r", client.username or client.peer, event)
-            self._handle(client, event, now, selector, clients)
+            if event.__class__ is soup.UnsequencedData and self.gateway is None:  # an order: _handle inline
+                for username, payload in self.application.on_message(client.username, event.payload):
+                    self._sequenced(username, payload, now, selector, clients)
+            else:
+                self._handle(client, event, now, selector, clients)
             if client.closed:
                 return
         if failure is not None:

@@ -68,7 +68,9 @@ class OuchSession:
 
     def __init__(self, address: tuple[str, int], username: str, password: str, **connection_options) -> None:
         self.connection = SoupConnection(address, username, password, **connection_options)
-        self.pending: dict[tuple[str, str], PendingOrder] = {}  # insertion order = send order
+        # (kind, token) -> the bytes sent, in send order; PendingOrder objects are built only when
+        # asked for (unacknowledged()), not one per order on the hot path
+        self.pending: dict[tuple[str, str], bytes] = {}
         self.messages: deque = deque()  # answers read by wait_for that were not what it waited for
         self._enter = bytearray(ouch.MESSAGES["enter_order"].length)  # encoded in place, no allocation
         self._cancel = bytearray(ouch.MESSAGES["cancel_order"].length)
@@ -114,7 +116,7 @@ class OuchSession:
 
     def unacknowledged(self) -> list[PendingOrder]:
         """Order-entry messages sent and not yet answered, oldest first."""
-        return list(self.pending.values())
+        return [PendingOrder(kind, token, payload) for (kind, token), payload in self.pending.items()]
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -142,7 +144,7 @@ class OuchSession:
         self._send("U", replacement_token, bytes(self._replace))
 
     def _send(self, kind: str, token: str, payload: bytes) -> None:
-        self.pending[(kind, token)] = PendingOrder(kind, token, payload)  # before the bytes: a failed send is pending
+        self.pending[(kind, token)] = payload  # before the bytes: a failed send is pending
         try:
             self.connection.send(payload)
         except ConnectionLost as error:
@@ -212,7 +214,10 @@ class OuchSession:
                 raise
             if data is not None:
                 message = self._decode(data.payload)
-                if _token(message) == token and message["type"] in types:
+                answered = message.get("order_token")  # _token() inline: once per answer
+                if answered is None:
+                    answered = message.get("replacement_order_token")
+                if answered == token and message["type"] in types:
                     return message
                 messages.append(message)
             remaining = deadline - _monotonic()

@@ -250,15 +250,45 @@ def test_connpool_runs_every_contender_concludes_and_stops_its_processes():
 
     progress = Progress(connpool.STEPS, stream=io.StringIO())
     before = set(_children())  # earlier tests may have left helpers of their own (multiprocessing's tracker)
+    affinity = os.sched_getaffinity(0) if hasattr(os, "sched_getaffinity") else None
     rows = connpool.measure(progress, 50, 5)
     assert progress.done == connpool.STEPS
     assert set(_children()) - before == set(), "a helper process outlived the bench"
-    labels = {(row.group.split(",")[0][:4], row.label) for row in rows}
-    assert ("OUCH", "pooled OUCH session, selector waits") in labels
-    assert ("FIX ", "pooled FIX 4.4 session, selector waits") in labels
-    assert ("OUCH", "connect + login per order") in labels and ("FIX ", "connect + logon per order") in labels
+    if affinity is not None:
+        assert os.sched_getaffinity(0) == affinity, "the bench left this thread pinned"
+    labels = {(row.group, row.label) for row in rows}
+    for group, label in ((connpool.OUCH_P50, connpool.ECHO), (connpool.OUCH_P50, connpool.POOLED),
+                         (connpool.OUCH_P50, connpool.FRESH), (connpool.OUCH_P50, connpool.SOUP_ECHO),
+                         (connpool.SPIN_P50, connpool.SPIN_ECHO), (connpool.SPIN_P50, connpool.SPIN_POOLED),
+                         (connpool.FIX_P50, connpool.ECHO), (connpool.FIX_P50, connpool.FIX_POOLED),
+                         (connpool.FIX_P50, connpool.FIX_FRESH)):
+        assert (group, label) in labels and (group.replace("p50", "p99"), label) in labels
     assert all(row.value > 0 and row.unit == "us" for row in rows)
     assert {row.extra["count"] for row in rows} == {50, 5}
-    assert [r.label for r in rows if r.met is not None] == ["pooled OUCH session, selector waits"]
-    pooled = next(r for r in rows if r.met is not None)
+    # each pooled row is judged against the echo that waits the same way, and only against that one
+    judged = {(r.group, r.label) for r in rows if r.met is not None}
+    assert judged == {(connpool.OUCH_P50, connpool.POOLED), (connpool.SPIN_P50, connpool.SPIN_POOLED)}
+    pooled = next(r for r in rows if r.met is not None and r.group == connpool.OUCH_P50)
     assert f"p50 {pooled.value:,.0f} us" in connpool.conclude(rows)
+    if os.path.exists(f"/proc/{os.getpid()}/task"):  # both ends' CPU per round trip, where schedstat exists
+        assert pooled.extra["client_cpu_us"] > 0 and pooled.extra["server_cpu_us"] > 0
+        assert "CPU per round trip: client" in pooled.note
+    spinning = [r for r in rows if r.group == connpool.SPIN_P50]
+    assert all(r.extra["client_cpu_us"] == 0 for r in spinning)  # a spinner's CPU time is its wall time
+
+
+def test_connpool_interleaves_its_contenders_in_blocks():
+    from lowlat.bench import connpool
+
+    calls = []
+
+    def contender(name, count):
+        def setup():
+            return (lambda n, hist: calls.append((name, n, hist is not None))), (lambda: calls.append((name, "closed")))
+        return connpool._Contender(name, count, setup)
+
+    connpool.interleave([contender("A", 200), contender("B", 200), contender("C", 20)], 200, 20)
+    timed = [(name, n) for name, n, *recorded in calls if n != "closed" and recorded == [True]]
+    assert [name for name, _ in timed] == ["A", "B", "C", "C", "B", "A", "A", "B", "C", "C", "B", "A"]
+    assert sum(n for name, n in timed if name == "A") == 200 and sum(n for name, n in timed if name == "C") == 20
+    assert calls[-3:] == [("A", "closed"), ("B", "closed"), ("C", "closed")]

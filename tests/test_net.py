@@ -734,3 +734,98 @@ def test_fix_both_sides_with_a_gap_recover_without_waiting_for_each_other():
     assert [e.get(11) for e in events if isinstance(e, fs.AppMessage)] == ["O1"]
     assert client._queued == {} and server._queued == {}
     assert (client.next_in, server.next_in) == (server.next_out, client.next_out)
+
+
+# ------------------------------------------------------------------------------------------------
+# The socket layer's waits: deadlines, a close from another thread, a peer that does not read
+# ------------------------------------------------------------------------------------------------
+
+from lowlat.net import Transport  # noqa: E402
+from lowlat.net.connection import connect_tcp  # noqa: E402
+
+
+@pytest.fixture
+def tcp_pair():
+    """A connected loopback pair: (client socket for a Transport, the server's end)."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(1)
+    client = connect_tcp(listener.getsockname()[:2], 2.0)
+    server, _ = listener.accept()
+    listener.close()
+    try:
+        yield client, server
+    finally:
+        client.close()
+        server.close()
+
+
+@pytest.mark.parametrize("busy_poll", [False, True], ids=["selector", "busy-poll"])
+def test_transport_receive_returns_bytes_or_none_at_the_deadline(tcp_pair, busy_poll):
+    client, server = tcp_pair
+    transport = Transport(client, busy_poll=busy_poll)
+    for wait in (0.0, 0.05, 0.3, 0.05):  # shorter after longer: the kernel timeout must follow the deadline down
+        start = time.monotonic()
+        assert transport.receive(start + wait) is None
+        elapsed = time.monotonic() - start
+        assert wait <= elapsed < wait + 0.2
+    server.sendall(b"abc")
+    assert transport.receive(time.monotonic() + 2.0) == b"abc"
+    server.sendall(b"def")
+    time.sleep(0.05)
+    assert transport.receive(time.monotonic() - 1.0) == b"def"  # a past deadline still reads what is there
+    server.close()
+    with pytest.raises(ConnectionLost, match="closed by the peer"):
+        transport.receive(time.monotonic() + 2.0)
+    transport.close()
+
+
+def test_transport_close_from_another_thread_ends_a_blocked_receive(tcp_pair):
+    client, _server = tcp_pair
+    transport = Transport(client)
+    outcome = []
+
+    def reader():
+        try:
+            outcome.append(transport.receive(time.monotonic() + 10.0))
+        except ConnectionLost as error:
+            outcome.append(error)
+
+    thread = threading.Thread(target=reader)
+    thread.start()
+    time.sleep(0.1)
+    start = time.monotonic()
+    transport.close()
+    thread.join(5.0)
+    assert not thread.is_alive()
+    assert time.monotonic() - start < 0.2  # at once, not when the kernel's receive timeout next expires
+    assert len(outcome) == 1 and isinstance(outcome[0], ConnectionLost)
+
+
+@pytest.mark.parametrize("busy_poll", [False, True], ids=["selector", "busy-poll"])
+def test_transport_send_to_a_peer_that_does_not_read_times_out(tcp_pair, busy_poll):
+    client, _server = tcp_pair  # the server never reads: its window and our send buffer fill up
+    transport = Transport(client, busy_poll=busy_poll)
+    start = time.monotonic()
+    with pytest.raises(ConnectionLost, match="send timed out"):
+        transport.send(b"x" * (64 << 20), timeout=0.3)
+    assert 0.3 <= time.monotonic() - start < 3.0
+    transport.close()
+
+
+def test_soup_client_parses_whole_packets_and_keeps_a_split_tail():
+    client = soup.SoupClient("user", "pw")
+    client.login(0.0)
+    accepted = soup.encode_packet(b"A", b"SESSION1".rjust(10) + b"1".rjust(20))
+    data = [b"first", b"second", b"third message"]
+    packets = b"".join(soup.encode_packet(b"S", d) for d in data)
+    cut = len(packets) - 4
+    events = client.receive_data(accepted + packets[:cut], 1.0)
+    assert events == [soup.LoginAccepted("SESSION1", 1), soup.SequencedData(1, b"first"), soup.SequencedData(2, b"second")]
+    assert client.partial == cut - len(soup.encode_packet(b"S", b"first")) - len(soup.encode_packet(b"S", b"second"))
+    assert client.receive_data(packets[cut:], 2.0) == [soup.SequencedData(3, b"third message")]
+    assert client.partial == 0
+    with pytest.raises(soup.ProtocolError) as caught:
+        client.receive_data(soup.encode_packet(b"S", b"fourth") + b"\x00\x05Xjunk", 3.0)
+    assert caught.value.events == [soup.SequencedData(4, b"fourth")]
+    assert client.partial == 7  # the bad packet stays where the reader stopped

@@ -23,6 +23,9 @@ from dataclasses import dataclass
 
 from .. import ouch
 from .connection import ConnectionLost, SoupConnection
+from .soupbintcp import SessionState
+
+_ACTIVE = SessionState.ACTIVE  # a global: ~10 ns, the Enum member on its class ~130 ns (3.11)
 
 __all__ = ["OuchSession", "PendingOrder", "REJECT_REASONS", "CANCEL_REASONS", "TIF_IOC", "TIF_MARKET_HOURS",
            "TIF_SYSTEM_HOURS", "price_to_int"]
@@ -67,7 +70,9 @@ class OuchSession:
 
     def __init__(self, address: tuple[str, int], username: str, password: str, **connection_options) -> None:
         self.connection = SoupConnection(address, username, password, **connection_options)
-        self.pending: dict[tuple[str, str], PendingOrder] = {}  # insertion order = send order
+        # (kind, token) -> the bytes sent, in send order; PendingOrder objects are built only when
+        # asked for (unacknowledged()), not one per order on the hot path
+        self.pending: dict[tuple[str, str], bytes] = {}
         self.messages: deque = deque()  # answers read by wait_for that were not what it waited for
         self._enter = bytearray(ouch.MESSAGES["enter_order"].length)  # encoded in place, no allocation
         self._cancel = bytearray(ouch.MESSAGES["cancel_order"].length)
@@ -79,7 +84,8 @@ class OuchSession:
 
     @property
     def alive(self) -> bool:
-        return self.connection.alive
+        connection = self.connection  # SoupConnection.alive inline: read on every pool return
+        return connection.transport is not None and connection.client.state is _ACTIVE
 
     @property
     def last_heartbeat(self) -> float:
@@ -113,7 +119,7 @@ class OuchSession:
 
     def unacknowledged(self) -> list[PendingOrder]:
         """Order-entry messages sent and not yet answered, oldest first."""
-        return list(self.pending.values())
+        return [PendingOrder(kind, token, payload) for (kind, token), payload in self.pending.items()]
 
     # -- orders --------------------------------------------------------------------------------
 
@@ -148,7 +154,7 @@ class OuchSession:
         self._send("M", token, bytes(self._modify))
 
     def _send(self, kind: str, token: str, payload: bytes) -> None:
-        self.pending[(kind, token)] = PendingOrder(kind, token, payload)  # before the bytes: a failed send is pending
+        self.pending[(kind, token)] = payload  # before the bytes: a failed send is pending
         try:
             self.connection.send(payload)
         except ConnectionLost as error:
@@ -162,9 +168,9 @@ class OuchSession:
         record = self._record
         record.decode(payload)
         message = record.as_dict()
-        kind = message["type"]
         pending = self.pending
         if pending:
+            kind = message["type"]
             if kind == "A":
                 pending.pop(("O", message["order_token"]), None)
             elif kind == "J":
@@ -201,26 +207,35 @@ class OuchSession:
         """Return the first answer for ``token`` (its order token, or a Replaced's replacement token)
         whose type is in ``types``; other answers are kept for ``receive``. ``TimeoutError`` after
         ``timeout`` seconds."""
-        for index, message in enumerate(self.messages):
-            if _token(message) == token and message["type"] in types:
-                del self.messages[index]
-                return message
-        deadline = time.monotonic() + timeout
+        messages = self.messages
+        if messages:
+            for index, message in enumerate(messages):
+                if _token(message) == token and message["type"] in types:
+                    del messages[index]
+                    return message
+        deadline = _monotonic() + timeout
+        receive = self.connection.receive
+        remaining = timeout
         while True:
-            remaining = deadline - time.monotonic()
             if remaining <= 0:
                 raise TimeoutError(f"no {types!r} answer for token {token!r} in {timeout} s")
             try:
-                data = self.connection.receive(remaining)
+                data = receive(remaining)
             except ConnectionLost as error:
                 error.unacknowledged = self.unacknowledged()
                 raise
-            if data is None:
-                continue
-            message = self._decode(data.payload)
-            if _token(message) == token and message["type"] in types:
-                return message
-            self.messages.append(message)
+            if data is not None:
+                message = self._decode(data.payload)
+                answered = message.get("order_token")  # _token() inline: once per answer
+                if answered is None:
+                    answered = message.get("replacement_order_token")
+                if answered == token and message["type"] in types:
+                    return message
+                messages.append(message)
+            remaining = deadline - _monotonic()
+
+
+_monotonic = time.monotonic
 
 
 def _token(message: dict):

@@ -12,9 +12,8 @@ from __future__ import annotations
 
 import threading
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator, Protocol
+from typing import Callable, Protocol
 
 from .._errors import PoolExhausted
 
@@ -119,7 +118,11 @@ class ConnectionPool:
         self._slots: list[_Slot] = []
         self._by_session: dict[int, _Slot] = {}
         self._lost: list[LostOrders] = []
-        self._condition = threading.Condition()  # checkout waiters only: the maintenance thread sleeps on _stop
+        # ``with self._lock`` (C) rather than ``with self._condition`` (a Python-level __enter__): the
+        # same lock; the condition is only for waiting, and notified only when someone waits.
+        self._lock = threading.Lock()
+        self._condition = threading.Condition(self._lock)  # checkout waiters only: the maintenance thread sleeps on _stop
+        self._waiting = 0  # threads in _condition.wait (read and written under _lock)
         self._stop = threading.Event()
         self._closed = False
         opened = []
@@ -145,61 +148,75 @@ class ConnectionPool:
 
     # -- checkout ------------------------------------------------------------------------------
 
+    def _notify(self) -> None:
+        """Wake one checkout waiter, if any (caller holds ``_lock``)."""
+        if self._waiting:
+            self._condition.notify()
+
     def acquire(self, timeout: float | None = None):
         """Return a live session for this thread alone; give it back with :meth:`release`."""
+        return self._take(timeout).session
+
+    def _take(self, timeout: float | None) -> _Slot:
         timeout = self.checkout_timeout if timeout is None else timeout
-        deadline = time.monotonic() + timeout
-        with self._condition:
+        deadline = None  # taken only when the first look finds nothing free
+        with self._lock:
             while True:
                 if self._closed:
                     raise RuntimeError("the pool is closed")
                 for slot in self._slots:
                     if slot.state == "idle":
                         slot.state = "busy"
-                        return slot.session
+                        return slot
                 if len(self._slots) < self.max_size:
                     slot = self._add(self.factory())
                     slot.state = "busy"
                     break
+                if deadline is None:
+                    deadline = time.monotonic() + timeout
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     busy = sum(s.state == "busy" for s in self._slots)
                     down = sum(s.state == "down" for s in self._slots)
                     raise PoolExhausted(f"no session free after {timeout} s: {busy} in use, {down} reconnecting, "
                                         f"max_size {self.max_size}")
-                self._condition.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._condition.wait(remaining)
+                finally:
+                    self._waiting -= 1
         try:  # connect the new session outside the lock
             slot.session.connect()
         except BaseException:
-            with self._condition:
+            with self._lock:
                 self._slots.remove(slot)
                 del self._by_session[id(slot.session)]
-                self._condition.notify()
+                self._notify()
             raise
-        return slot.session
+        return slot
 
     def release(self, session) -> None:
         """Give ``session`` back; a dead one has its lost orders recorded and is reconnected."""
-        with self._condition:
+        with self._lock:
             slot = self._by_session.get(id(session))
             if slot is None or slot.session is not session or slot.state != "busy":
                 raise ValueError("release: session was not checked out of this pool")
-            alive = session.alive
-        if alive:
-            with self._condition:
-                slot.state = "idle"
-                self._condition.notify()
-        else:
-            self._mark_down(slot, "returned dead")
+        self._give_back(slot)
 
-    @contextmanager
-    def session(self, timeout: float | None = None) -> Iterator:
-        """Check a session out for the ``with`` block (see :meth:`acquire`)."""
-        session = self.acquire(timeout)
-        try:
-            yield session
-        finally:
-            self.release(session)
+    def _give_back(self, slot: _Slot) -> None:
+        alive = slot.session.alive  # its holder is this thread: nobody else changes it meanwhile
+        with self._lock:
+            if slot.state != "busy":
+                raise ValueError("release: session was not checked out of this pool")
+            if alive:
+                slot.state = "idle"
+                self._notify()
+                return
+        self._mark_down(slot, "returned dead")
+
+    def session(self, timeout: float | None = None) -> "_Checkout":
+        """Check a session out for the ``with`` block (see :meth:`acquire`): ``with pool.session() as s:``."""
+        return _Checkout(self, timeout)
 
     # -- failures ------------------------------------------------------------------------------
 
@@ -208,7 +225,7 @@ class ConnectionPool:
         session.close()
         orders = list(session.unacknowledged()) if hasattr(session, "unacknowledged") else []
         lost = LostOrders(session, time.monotonic(), error, orders)
-        with self._condition:
+        with self._lock:
             self.failures += 1
             slot.state = "down"
             slot.attempts = 0
@@ -220,13 +237,13 @@ class ConnectionPool:
 
     def take_lost_orders(self) -> list[LostOrders]:
         """Return and forget every :class:`LostOrders` recorded so far, oldest first."""
-        with self._condition:
+        with self._lock:
             lost, self._lost = self._lost, []
         return lost
 
     def health(self) -> PoolHealth:
         """A consistent snapshot of the pool (see :class:`PoolHealth`)."""
-        with self._condition:
+        with self._lock:
             slots = self._slots
             up = [s.session.last_heartbeat for s in slots if s.state != "down" and s.session.alive]
             in_use = sum(s.state == "busy" for s in slots)
@@ -241,7 +258,7 @@ class ConnectionPool:
         # Sleeping on its own event (not the checkout condition) keeps every release from waking
         # this thread: a wake-up per order costs the order thread the GIL hand-over.
         while not self._stop.wait(self.service_interval):
-            with self._condition:
+            with self._lock:
                 if self._closed:
                     return
                 now = time.monotonic()
@@ -257,9 +274,9 @@ class ConnectionPool:
                 except Exception as error:  # any failure takes the session down, never this thread
                     self._mark_down(slot, f"{type(error).__name__}: {error}")
                     continue
-                with self._condition:
+                with self._lock:
                     slot.state = "idle"
-                    self._condition.notify()
+                    self._notify()
             for slot in due:
                 self._reconnect(slot)
 
@@ -267,20 +284,20 @@ class ConnectionPool:
         try:
             slot.session.connect()
         except Exception as error:  # refused, timed out, rejected, sequence gap...: retry later
-            with self._condition:
+            with self._lock:
                 slot.attempts += 1
                 slot.state = "down"
                 slot.retry_at = time.monotonic() + min(self.backoff * 2 ** (slot.attempts - 1), self.max_backoff)
                 slot.last_error = error
             return
-        with self._condition:
+        with self._lock:
             self.reconnects += 1
             slot.state = "idle"
-            self._condition.notify()
+            self._notify()
 
     def close(self, timeout: float = 5.0) -> None:
         """Log every session out, stop the maintenance thread (joined within ``timeout``)."""
-        with self._condition:
+        with self._lock:
             if self._closed:
                 return
             self._closed = True
@@ -301,3 +318,39 @@ class ConnectionPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+
+class _Checkout:
+    """``pool.session()``: acquire on entering the ``with`` block, release on leaving it (a plain
+    class rather than ``contextlib.contextmanager``: no generator to build and resume per order)."""
+
+    __slots__ = ("_pool", "_timeout", "_slot")
+
+    def __init__(self, pool: ConnectionPool, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._slot = None
+
+    def __enter__(self):
+        pool = self._pool
+        with pool._lock:  # the usual case inline: a free session, taken without further calls
+            if not pool._closed:
+                for slot in pool._slots:
+                    if slot.state == "idle":
+                        slot.state = "busy"
+                        self._slot = slot
+                        return slot.session
+        self._slot = slot = pool._take(self._timeout)
+        return slot.session
+
+    def __exit__(self, *exc) -> None:
+        slot, self._slot = self._slot, None
+        pool = self._pool
+        if slot.session.alive:  # the usual case inline: back to idle (see _give_back)
+            with pool._lock:
+                if slot.state == "busy":
+                    slot.state = "idle"
+                    if pool._waiting:
+                        pool._condition.notify()
+                    return
+        pool._give_back(slot)  # the slot it took: no lookup by session needed

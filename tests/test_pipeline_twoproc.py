@@ -92,3 +92,17 @@ def test_a_burst_larger_than_the_ring_is_named_queueing_and_loses_nothing(exchan
     assert counts["published"] == counts["received"] == book_updates(3000)
     assert counts["ring_reads"] < counts["received"]  # the backlog came out in batches
     assert "queueing behind earlier records" in hop_note(figures)
+
+
+@pytest.mark.parametrize("rate, received, reads, busy_ns, elapsed_s, says", [
+    (5000.0, 1000, 1000, 1_000_000, 0.2, "the transfer itself"),
+    (None, 1000, 100, 1_000_000, 0.0011, "the strategy process is the slower end"),
+    (20000.0, 1000, 400, 1_000_000, 0.05, "queueing behind earlier records that arrived together"),
+])
+def test_the_hop_note_tells_transfer_from_queueing(rate, received, reads, busy_ns, elapsed_s, says):
+    from lowlat.pipeline.twoproc import _hop_note
+
+    note = _hop_note(rate, received, reads, busy_ns, elapsed_s)
+    assert says in note
+    assert f"{received / reads:.2f} updates per ring read" in note
+    assert f"handles up to {received / (busy_ns / 1e9):,.0f}/s" in note

@@ -171,11 +171,12 @@ def _hop_note(rate: float | None, received: int, reads: int, busy_ns: int, elaps
     pace = "as fast as possible" if rate is None else f"paced at {rate:,.0f} msg/s"
     if per_read < 1.1:
         what = "the transfer itself (a record is read alone)"
-    elif rate is None:
-        what = ("queueing behind earlier records, not the transfer: pace the feed (--rate) below that "
-                "capacity to measure the transfer")
+    elif offered >= 0.8 * capacity:
+        what = ("queueing behind earlier records, not the transfer: the strategy process is the slower end; "
+                "pace the feed (--rate) below its capacity to measure the transfer")
     else:
-        what = "the transfer plus queueing within the feed's bursts (or while this process lost its CPU)"
+        what = ("the transfer plus queueing behind earlier records that arrived together (the feed's bursts) "
+                "or while the strategy process was off its CPU (other load)")
     return (f"hop: feed {pace}; {offered:,.0f} updates/s offered, the strategy process handles up to "
             f"{capacity:,.0f}/s; {per_read:.2f} updates per ring read: the hop row is {what}")
 

@@ -106,3 +106,6 @@ def test_the_hop_note_tells_transfer_from_queueing(rate, received, reads, busy_n
     assert says in note
     assert f"{received / reads:.2f} updates per ring read" in note
     assert f"handles up to {received / (busy_ns / 1e9):,.0f}/s" in note
+    assert "waited for a CPU" not in note
+    assert "it waited for a CPU 50% of the run" in _hop_note(rate, received, reads, busy_ns, elapsed_s,
+                                                             int(elapsed_s * 0.5e9))

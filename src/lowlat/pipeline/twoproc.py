@@ -163,7 +163,17 @@ def _feed_handler(ring_name: str, backend: str, feed: str, messages: int, seed: 
         ring.close()
 
 
-def _hop_note(rate: float | None, received: int, reads: int, busy_ns: int, elapsed_s: float) -> str:
+def _cpu_wait_ns() -> int | None:
+    """How long this process has waited, runnable, for a CPU (Linux ``/proc/self/schedstat``); None elsewhere."""
+    try:
+        with open("/proc/self/schedstat", "rb") as source:
+            return int(source.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _hop_note(rate: float | None, received: int, reads: int, busy_ns: int, elapsed_s: float,
+              cpu_wait_ns: int | None = None) -> str:
     """Say which hop the run measured: the transfer itself, or queueing behind earlier records."""
     per_read = received / reads if reads else 0.0
     capacity = received / (busy_ns / 1e9) if busy_ns > 0 else 0.0
@@ -177,8 +187,11 @@ def _hop_note(rate: float | None, received: int, reads: int, busy_ns: int, elaps
     else:
         what = ("the transfer plus queueing behind earlier records that arrived together (the feed's bursts) "
                 "or while the strategy process was off its CPU (other load)")
+    waited = ""
+    if cpu_wait_ns is not None and elapsed_s > 0:
+        waited = f"; it waited for a CPU {cpu_wait_ns / 1e9 / elapsed_s:.0%} of the run"
     return (f"hop: feed {pace}; {offered:,.0f} updates/s offered, the strategy process handles up to "
-            f"{capacity:,.0f}/s; {per_read:.2f} updates per ring read: the hop row is {what}")
+            f"{capacity:,.0f}/s{waited}; {per_read:.2f} updates per ring read: the hop row is {what}")
 
 
 def run_two_process(backend: str, strategy: Callable | None = None, *, exchange: tuple[str, int],
@@ -225,6 +238,7 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
     strategy_error = None
     deadline = None if duration is None else time.monotonic() + duration
     started = time.perf_counter()
+    cpu_wait_before = _cpu_wait_ns()
     idle_since = None
     try:
         finished = False
@@ -296,6 +310,7 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
         figures.stopped_by = f"connection lost: {error}"
     finally:
         figures.elapsed_s = time.perf_counter() - started
+        cpu_wait_after = _cpu_wait_ns()
         stop.set()
         while True:  # let a feed handler waiting on a full ring see the stop and finish
             try:
@@ -326,7 +341,8 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
     counts["received"] = received
     counts["ring_reads"] = reads
     if received:
-        figures.notes.append(_hop_note(rate, received, reads, busy_ns, figures.elapsed_s))
+        cpu_wait = None if cpu_wait_before is None or cpu_wait_after is None else cpu_wait_after - cpu_wait_before
+        figures.notes.append(_hop_note(rate, received, reads, busy_ns, figures.elapsed_s, cpu_wait))
     if strategy_error is not None:
         strategy_error.figures = figures
         raise strategy_error

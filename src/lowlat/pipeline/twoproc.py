@@ -15,6 +15,19 @@ strategy process checks the sequence numbers anyway: a hole would be counted in 
 The ``hop`` stage is publish stamp -> record read by the strategy process (both stamps on
 CLOCK_MONOTONIC, which the two processes share); tick to trade still starts at the message's
 arrival in the feed handler.
+
+**What the hop measures.** The ring writes the publish stamp (``push(update, "published")``) as
+its last write before the release store, so the tuple's conversion into a record is not in it.
+The hop ends when the strategy process has the record: for the first record of a ``read_into``
+the moment the read returned, for the later ones of the same read the moment their turn came
+after the earlier ones were handled (they waited that long too). Idle, the strategy process
+waits inside ``read_into(batch, timeout)`` -- a spin in C for the compiled ring -- and does its
+upkeep between spins, so a record is not left waiting for a Python loop's turn. Fed faster than
+the strategy process handles updates, records queue and the hop is mostly that queueing; paced
+below its capacity, it is the transfer. The run says which in a note (``hop: ...``): the feed's
+pace, the updates offered and the strategy process's measured capacity per second, and the mean
+number of updates per ring read (1: each record was read alone; ``counts["ring_reads"]`` counts
+the reads).
 """
 
 from __future__ import annotations
@@ -40,6 +53,7 @@ UPDATE_DTYPE = np.dtype([("arrival", "i8"), ("published", "i8"), ("sequence", "i
                          ("stock", "S8"), ("bid_price", "i8"), ("bid_shares", "i8"), ("ask_price", "i8"),
                          ("ask_shares", "i8")])
 _END = -1  # the sequence of the last record: the feed has ended
+_IDLE_SPIN_S = 200e-6  # one idle read_into spins this long for the next record before the upkeep runs
 
 
 class TopOfBook:
@@ -118,12 +132,14 @@ def _feed_handler(ring_name: str, backend: str, feed: str, messages: int, seed: 
                     bid = best_bid(instrument)
                     ask = best_ask(instrument)
                     sequence += 1
-                    update = (t0 if arrival is None else arrival, now_ns(), sequence, instrument,
+                    # "published" is filled in by the ring: the last write before the record is
+                    # published, after this tuple's conversion (see the module docstring).
+                    update = (t0 if arrival is None else arrival, 0, sequence, instrument,
                               directory.get(instrument, b""),
                               bid[0] if bid else 0, bid[1] if bid else 0, ask[0] if ask else 0, ask[1] if ask else 0)
-                    if not push(update):
+                    if not push(update, "published"):
                         counts["back_pressure_waits"] += 1
-                        while not push(update):  # back pressure: wait for the strategy process
+                        while not push(update, "published"):  # back pressure: wait for the strategy process
                             if stop.is_set():
                                 stopped = True
                                 break
@@ -141,14 +157,45 @@ def _feed_handler(ring_name: str, backend: str, feed: str, messages: int, seed: 
         if chunks is not None:
             chunks.close()  # udp: stops the replayer
         counts["published"] = sequence
-        end_record = (0, now_ns(), _END, 0, b"", 0, 0, 0, 0)
+        end_record = (0, 0, _END, 0, b"", 0, 0, 0, 0)
         deadline = time.monotonic() + 5
-        while not push(end_record) and time.monotonic() < deadline and not stop.is_set():
+        while not push(end_record, "published") and time.monotonic() < deadline and not stop.is_set():
             pass
         results.send({"counts": counts, "decode": stages.to_histogram(decode_hist).to_bytes(),
                       "book": stages.to_histogram(book_hist).to_bytes(), "error": error})
         results.close()
         ring.close()
+
+
+def _cpu_wait_ns() -> int | None:
+    """How long this process has waited, runnable, for a CPU (Linux ``/proc/self/schedstat``); None elsewhere."""
+    try:
+        with open("/proc/self/schedstat", "rb") as source:
+            return int(source.read().split()[1])
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+def _hop_note(rate: float | None, received: int, reads: int, busy_ns: int, elapsed_s: float,
+              cpu_wait_ns: int | None = None) -> str:
+    """Say which hop the run measured: the transfer itself, or queueing behind earlier records."""
+    per_read = received / reads if reads else 0.0
+    capacity = received / (busy_ns / 1e9) if busy_ns > 0 else 0.0
+    offered = received / elapsed_s if elapsed_s > 0 else 0.0
+    pace = "as fast as possible" if rate is None else f"paced at {rate:,.0f} msg/s"
+    if per_read < 1.1:
+        what = "the transfer itself (a record is read alone)"
+    elif offered >= 0.8 * capacity:
+        what = ("queueing behind earlier records, not the transfer: the strategy process is the slower end; "
+                "pace the feed (--rate) below its capacity to measure the transfer")
+    else:
+        what = ("the transfer plus queueing behind earlier records that arrived together (the feed's bursts) "
+                "or while the strategy process was off its CPU (other load)")
+    waited = ""
+    if cpu_wait_ns is not None and elapsed_s > 0:
+        waited = f"; it waited for a CPU {cpu_wait_ns / 1e9 / elapsed_s:.0%} of the run"
+    return (f"hop: feed {pace}; {offered:,.0f} updates/s offered, the strategy process handles up to "
+            f"{capacity:,.0f}/s{waited}; {per_read:.2f} updates per ring read: the hop row is {what}")
 
 
 def run_two_process(backend: str, strategy: Callable | None = None, *, exchange: tuple[str, int],
@@ -190,16 +237,23 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
     read_into = ring.read_into
     expected = 1
     received = 0
+    reads = 0  # reads that brought records: received / reads is the mean batch (1: nothing queued)
+    busy_ns = 0  # from each read to its last record handled: what the strategy process can sustain
     strategy_error = None
     deadline = None if duration is None else time.monotonic() + duration
     started = time.perf_counter()
+    cpu_wait_before = _cpu_wait_ns()
     idle_since = None
     try:
         finished = False
         while not finished:
-            count = read_into(batch)
-            if not count:  # spin: the next update's hop is the ring's alone
-                if gateway.pending:
+            # Idle, the wait for the next record is a spin inside read_into (in C for the compiled
+            # ring), not a Python loop whose turn the record would wait out; the upkeep below runs
+            # between spins. With an order in flight the session is polled between plain reads.
+            pending = gateway.pending
+            count = read_into(batch, None if pending else _IDLE_SPIN_S)
+            if not count:
+                if pending:
                     pipeline._poll()
                 if idle_since is None:
                     idle_since = time.monotonic()
@@ -214,15 +268,18 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
                         figures.stopped_by = "duration"
                         break
                 continue
+            taken = read_at = now_ns()
             idle_since = None
-            taken = now_ns()
+            reads += 1
             for arrival, published, sequence, instrument, stock, bid_price, bid_shares, ask_price, ask_shares in \
                     batch[:count].tolist():
                 if sequence == _END:
                     finished = True
                     break
                 t2 = now_ns()
-                hop_record(taken - published if taken > published else 1)
+                reached = read_at or t2  # the first record of a read: the read; the others: their turn
+                read_at = 0
+                hop_record(reached - published if reached > published else 1)
                 received += 1
                 if sequence != expected:
                     counts["dropped"] = counts.get("dropped", 0) + sequence - expected
@@ -241,6 +298,7 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
                     pipeline._send(order, arrival, t3)
                 if gateway.pending:
                     pipeline._poll()
+            busy_ns += now_ns() - taken
             if received & ~4095 != (received - count) & ~4095:
                 counts["received"] = received
                 pipeline._upkeep()
@@ -256,6 +314,7 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
         figures.stopped_by = f"connection lost: {error}"
     finally:
         figures.elapsed_s = time.perf_counter() - started
+        cpu_wait_after = _cpu_wait_ns()
         stop.set()
         while True:  # let a feed handler waiting on a full ring see the stop and finish
             try:
@@ -284,6 +343,10 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
     else:
         figures.notes.append("the feed handler sent no figures")
     counts["received"] = received
+    counts["ring_reads"] = reads
+    if received:
+        cpu_wait = None if cpu_wait_before is None or cpu_wait_after is None else cpu_wait_after - cpu_wait_before
+        figures.notes.append(_hop_note(rate, received, reads, busy_ns, figures.elapsed_s, cpu_wait))
     if strategy_error is not None:
         strategy_error.figures = figures
         raise strategy_error

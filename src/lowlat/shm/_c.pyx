@@ -20,11 +20,14 @@ from libc.stdint cimport int64_t, uint64_t
 from libc.string cimport memcpy
 from posix.unistd cimport getpid
 
+cimport numpy as cnp
 import numpy as _shm_np
 
 from lowlat.shm import layout as _layout
 
 __all__ = ["ShmRing", "ShmRecordRing"]
+
+cnp.import_array()
 
 cdef extern from *:
     """
@@ -761,6 +764,9 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
 
     cdef object _dtype
     cdef Py_ssize_t _itemsize
+    cdef object _stamp_name  # the last ``push(stamp=)`` field name checked, and its offset
+    cdef Py_ssize_t _stamp_at
+    cdef object _out_descr  # the last ``read_into`` dtype found equal to ours (checked once)
 
     def __init__(self, *args, **kwargs):
         raise TypeError(f"use {type(self).__name__}.create() or {type(self).__name__}.attach() to make one")
@@ -891,14 +897,26 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         self._pos += count
         lowlat_shm_store_release(self._producer_position, self._pos)
 
-    def push(self, record):
+    def push(self, record, stamp=None):
         """Copy one record (anything ``numpy.asarray(record, dtype)`` accepts) into the ring.
 
-        Producer only. Return False when the ring is full. O(itemsize).
+        Producer only. Return False when the ring is full. O(itemsize). ``stamp`` names an int64
+        field (``TypeError``/``ValueError`` otherwise, even when full) that is set, in the ring's
+        copy only, to ``time.perf_counter_ns()`` (CLOCK_MONOTONIC, ``lowlat.now_ns``'s clock) as
+        the last write before the record is published: a publish time that leaves out the
+        conversion of ``record``, so the consumer can measure the hop through the ring alone.
         """
         cdef Py_buffer view
+        cdef Py_ssize_t stamp_at = -1
+        cdef int64_t now
+        cdef char *slot
         if self._role != _SHM_PRODUCER:
             raise self._closed_error(_SHM_PRODUCER)
+        if stamp is not None:
+            if stamp is not self._stamp_name:
+                self._stamp_at = _layout.stamp_offset(self._dtype, stamp)
+                self._stamp_name = stamp
+            stamp_at = self._stamp_at
         value = _shm_np.asarray(record, dtype=self._dtype)
         if value.ndim != 0:
             raise ValueError(f"record must be a single record of dtype {self._dtype}, got shape {value.shape}")
@@ -909,7 +927,17 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         try:
             if view.len != self._itemsize:
                 raise ValueError(f"record converted to {view.len} bytes, expected {self._itemsize}")
-            self._copy_in(<const char *>view.buf, 1)
+            if stamp_at < 0:
+                self._copy_in(<const char *>view.buf, 1)
+            else:
+                # One record never wraps; the stamp is the last write before the release store, so
+                # the time between it and the consumer's load is the ring's alone.
+                slot = self._data + (self._pos & self._mask) * self._itemsize
+                memcpy(slot, view.buf, self._itemsize)
+                now = _now()
+                memcpy(slot + stamp_at, &now, 8)
+                self._pos += 1
+                lowlat_shm_store_release(self._producer_position, self._pos)
         finally:
             PyBuffer_Release(&view)
         return True
@@ -1012,46 +1040,88 @@ A single-producer single-consumer ring of fixed-size numpy records in shared mem
         available = min(self._available(limit), limit)
         return self._take(available)
 
-    def read_into(self, out):
+    cdef uint64_t _wait_records(self, int64_t budget_ns) except? 0xFFFFFFFFFFFFFFFF:
+        # Spin (without the GIL, checking for signals every slice) until the producer publishes or
+        # the budget runs out; return how many records are readable then.
+        cdef _ShmWaiter waiter
+        cdef bint moved
+        cdef uint64_t seen, available
+        cdef const uint64_t *position = self._producer_position
+        cdef const int *closing = &self._closing
+        _shm_waiter_init(&waiter, _SHM_WAIT_SPIN, budget_ns)
+        while True:
+            seen = self._cached
+            self._waiters += 1
+            with nogil:
+                moved = _shm_wait_change(position, seen, &waiter, closing)
+            self._waiters -= 1
+            self._require(_SHM_CONSUMER)
+            available = self._available(1)
+            if available or not moved:
+                return available
+            PyErr_CheckSignals()
+            self._require(_SHM_CONSUMER)
+
+    cdef cnp.ndarray _checked_out(self, object out):
+        # The array's C struct decides (type, descr, ndim, flags), never attributes a subclass
+        # overrides; anything that fails the fast check gets the shared check's error.
+        cdef cnp.ndarray array
+        if type(out) is not _shm_np.ndarray:
+            out = _layout.real_array(out, "out", self._dtype)
+        array = <cnp.ndarray>out
+        descr = <object>cnp.PyArray_DESCR(array)
+        if descr is not self._dtype and descr is not self._out_descr:
+            if descr != self._dtype:
+                raise TypeError(f"out must have dtype {self._dtype}, got {descr}")
+            self._out_descr = descr
+        if cnp.PyArray_ITEMSIZE(array) != self._itemsize:  # equal dtypes, so never; the copy relies on it
+            raise TypeError(f"out must have dtype {self._dtype}, got {descr}")
+        if cnp.PyArray_NDIM(array) != 1:
+            raise ValueError(f"out must be one-dimensional, got {cnp.PyArray_NDIM(array)} dimensions")
+        if not cnp.PyArray_ISWRITEABLE(array):
+            raise ValueError("out must be writable")
+        return array
+
+    def read_into(self, out, timeout=None):
         """Move up to ``len(out)`` records into ``out`` (oldest first) and return how many.
 
         Consumer only. ``out`` must be a writable one-dimensional ``numpy.ndarray`` of this ring's
         dtype (another dtype: ``TypeError``; other shapes or read-only: ``ValueError``), as for
         ``RecordRing.read_into``; a C-contiguous ``out`` is filled in place with nothing allocated,
-        a strided one (``a[::2]``) through one temporary array.
+        a strided one (``a[::2]``) through one temporary array. When the ring is empty, return 0 at
+        once (``timeout=None`` or 0), or busy-spin up to ``timeout`` seconds (``float('inf')``:
+        forever) for the first record, then move what is there: the waiting loop runs inside the
+        call (in C, without the GIL, in the compiled backend), so a record is seen within a few
+        polls of its publication instead of a Python loop's turn.
         """
-        cdef Py_buffer view
+        cdef cnp.ndarray array
         cdef uint64_t count
+        cdef int64_t budget
         if self._role != _SHM_CONSUMER:
             raise self._closed_error(_SHM_CONSUMER)
-        # As in write(): what is checked is the memory itself (see _layout.real_array); the writable
-        # buffer request below refuses read-only memory whatever .flags says.
-        if type(out) is not _shm_np.ndarray:
-            out = _layout.real_array(out, "out", self._dtype)
-        dtype = out.dtype
-        if dtype is not self._dtype and dtype != self._dtype:
-            raise TypeError(f"out must have dtype {self._dtype}, got {dtype}")
-        if out.ndim != 1:
-            raise ValueError(f"out must be one-dimensional, got {out.ndim} dimensions")
-        flags = out.flags
-        if not flags.writeable:
-            raise ValueError("out must be writable")
-        if not flags.c_contiguous:
-            staged = _shm_np.empty(len(out), dtype=self._dtype)
-            count = self.read_into(staged)
-            out[:count] = staged[:count]
+        budget = _shm_budget(timeout)
+        array = self._checked_out(out)
+        if not cnp.PyArray_IS_C_CONTIGUOUS(array):
+            staged = _shm_np.empty(cnp.PyArray_DIM(array, 0), dtype=self._dtype)
+            count = self.read_into(staged, timeout)
+            array[:count] = staged[:count]
             return count
-        count = len(out)
+        count = <uint64_t>cnp.PyArray_DIM(array, 0)
         self._require(_SHM_CONSUMER)
         count = min(count, self._available(count))
         if count == 0:
-            return 0
-        PyObject_GetBuffer(out, &view, PyBUF_WRITABLE)
-        try:
-            self._require(_SHM_CONSUMER)
-            if <uint64_t>view.len < count * <uint64_t>self._itemsize:
-                raise ValueError("out's buffer is shorter than its shape says")
-            self._copy_out(<char *>view.buf, count)
-        finally:
-            PyBuffer_Release(&view)
+            if budget == 0 or cnp.PyArray_DIM(array, 0) == 0:
+                return 0
+            if self._wait_records(budget) == 0:
+                return 0
+            # Another thread may have reshaped ``out`` while this one waited without the GIL.
+            array = self._checked_out(array)
+            if not cnp.PyArray_IS_C_CONTIGUOUS(array):
+                raise ValueError("out was reshaped while read_into waited")
+            count = <uint64_t>cnp.PyArray_DIM(array, 0)
+            count = min(count, self._available(count))
+            if count == 0:
+                return 0
+        # A C-contiguous base ndarray of our dtype: its data pointer spans dims[0] * itemsize bytes.
+        self._copy_out(<char *>cnp.PyArray_DATA(array), count)
         return count

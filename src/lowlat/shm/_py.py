@@ -16,6 +16,7 @@ issues real acquire/release instructions) on ARM64.
 from __future__ import annotations
 
 import os
+import struct
 import time
 from typing import Any
 
@@ -62,6 +63,7 @@ from .layout import (
     role_lock,
     role_refusal,
     segment_name,
+    stamp_offset,
     timeout_ns,
     unlink_segment,
     wait_code,
@@ -69,6 +71,8 @@ from .layout import (
 )
 
 __all__ = ["ShmRing", "ShmRecordRing"]
+
+_STAMP = struct.Struct("=q")  # a push stamp: native int64, written at any byte offset
 
 
 class _Waiter:
@@ -682,19 +686,27 @@ class ShmRecordRing(_Segment, _Final):
             free = self._capacity - (self._pos - consumed)
         return free
 
-    def push(self, record: Any) -> bool:
+    def push(self, record: Any, stamp: str | None = None) -> bool:
         """Copy one record (anything ``numpy.asarray(record, dtype)`` accepts) into the ring.
 
-        Producer only. Return False when the ring is full. O(itemsize).
+        Producer only. Return False when the ring is full. O(itemsize). ``stamp`` names an int64
+        field (``TypeError``/``ValueError`` otherwise, even when full) that is set, in the ring's
+        copy only, to ``time.perf_counter_ns()`` (CLOCK_MONOTONIC, ``lowlat.now_ns``'s clock) as
+        the last write before the record is published: a publish time that leaves out the
+        conversion of ``record``, so the consumer can measure the hop through the ring alone.
         """
         if self._role != PRODUCER:
             raise self._closed_error(PRODUCER)
+        offset = -1 if stamp is None else stamp_offset(self._dtype, stamp)
         value = np.asarray(record, dtype=self._dtype)
         if value.ndim != 0:
             raise ValueError(f"record must be a single record of dtype {self._dtype}, got shape {value.shape}")
         if self._free(1) == 0:
             return False
-        self._records[self._pos & self._mask] = value  # type: ignore[index]
+        slot = self._pos & self._mask
+        self._records[slot] = value  # type: ignore[index]
+        if offset >= 0:
+            _STAMP.pack_into(self._bytes, slot * self._dtype.itemsize + offset, time.perf_counter_ns())
         self._pos += 1
         self._words[W_PRODUCER_POSITION] = self._pos
         return True
@@ -777,20 +789,33 @@ class ShmRecordRing(_Segment, _Final):
             self._copy_out(out, available)
         return out
 
-    def read_into(self, out: np.ndarray) -> int:
+    def read_into(self, out: np.ndarray, timeout: float | None = None) -> int:
         """Move up to ``len(out)`` records into ``out`` (oldest first) and return how many.
 
         Consumer only. ``out`` must be a writable one-dimensional ``numpy.ndarray`` of this ring's
         dtype (another dtype: ``TypeError``; other shapes or read-only: ``ValueError``), as for
         ``RecordRing.read_into``; a C-contiguous ``out`` is filled in place with nothing allocated,
-        a strided one (``a[::2]``) through one temporary array.
+        a strided one (``a[::2]``) through one temporary array. When the ring is empty, return 0 at
+        once (``timeout=None`` or 0), or busy-spin up to ``timeout`` seconds (``float('inf')``:
+        forever) for the first record, then move what is there: the waiting loop runs inside the
+        call (in C, without the GIL, in the compiled backend), so a record is seen within a few
+        polls of its publication instead of a Python loop's turn.
         """
         if self._role != CONSUMER:
             raise self._closed_error(CONSUMER)
+        budget = 0 if timeout is None else timeout_ns(timeout)
         out = real_array(out, "out", self._dtype)
         if not out.flags.writeable:
             raise ValueError("out must be writable")
         count = min(len(out), self._available(len(out)))
+        if not count and budget and len(out):
+            waiter = _Waiter(WAIT_SPIN, budget)
+            while waiter.pause():
+                if self._role != CONSUMER:  # closed by another thread meanwhile
+                    raise self._closed_error(CONSUMER)
+                if self._available(1):
+                    break
+            count = min(len(out), self._available(len(out)))
         if count:
             if out.flags.c_contiguous:
                 self._copy_out(out, count)

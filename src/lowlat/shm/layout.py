@@ -190,6 +190,26 @@ def record_dtype_of(value: object) -> np.dtype:
     return _validate.record_dtype(value)
 
 
+def stamp_offset(dtype: np.dtype, stamp: object) -> int:
+    """Return the byte offset in a record of ``dtype`` of the field ``stamp`` names (``push(stamp=)``).
+
+    ``stamp`` must be a ``str`` (``TypeError``) naming a field of ``dtype`` (``ValueError``) whose
+    type is a native 64-bit signed integer (``TypeError``): the field receives a clock reading in ns.
+    """
+    if not isinstance(stamp, str):
+        raise TypeError(f"stamp must be None or a field name (str), not {type(stamp).__name__}")
+    fields = dtype.fields
+    if fields is None or stamp not in fields:
+        raise ValueError(f"stamp: the records have no field {stamp!r}")
+    field_type, offset = fields[stamp][:2]
+    if field_type != _STAMP_TYPE:
+        raise TypeError(f"stamp: field {stamp!r} must be a native int64 to hold a time in ns, not {field_type}")
+    return int(offset)
+
+
+_STAMP_TYPE = np.dtype(np.int64)
+
+
 def encode_dtype(dtype: np.dtype) -> bytes:
     """Return the descriptor stored in the header: the ``repr`` of numpy's ``.npy`` descr of ``dtype``."""
     descriptor = repr(np.lib.format.dtype_to_descr(dtype)).encode("ascii")

@@ -263,6 +263,24 @@ def test_the_exchange_dropping_the_session_ends_the_run_with_the_unacknowledged_
     assert len(set(entered_tokens(exchange))) == len(entered_tokens(exchange))
 
 
+def test_a_send_that_fails_is_counted_in_every_stage_before_it(path_name, exchange):
+    """The order whose send raises still went through risk and encoding: their histograms count it."""
+    import socket
+
+    pipeline = None
+
+    def break_the_socket(emitted):
+        if emitted == 3:  # before the third order's send: its send fails with EPIPE
+            pipeline.gateway.connection.transport.sock.shutdown(socket.SHUT_WR)
+
+    strategy = Recording(ImbalanceStrategy(0.5), on_order=break_the_socket)
+    pipeline = Pipeline(path_name, strategy, exchange=exchange.address)
+    figures = pipeline.run(synthetic_feed(20000), drain_timeout=0.5)
+    assert figures.stopped_by.startswith("connection lost"), figures.stopped_by
+    assert figures.counts["send_failed"] == 1 and figures.counts["sent"] == 2
+    check_counts_add_up(figures, strategy.emitted)
+
+
 def test_reconnect_resumes_the_session_and_the_replayed_answers_clear_the_orders(exchange):
     pipeline = None
 

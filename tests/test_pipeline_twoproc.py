@@ -109,3 +109,24 @@ def test_the_hop_note_tells_transfer_from_queueing(rate, received, reads, busy_n
     assert "waited for a CPU" not in note
     assert "it waited for a CPU 50% of the run" in _hop_note(rate, received, reads, busy_ns, elapsed_s,
                                                              int(elapsed_s * 0.5e9))
+
+
+def test_the_strategy_process_keeps_the_order_path_warm_and_sends_the_same_orders(exchange):
+    """The warm-up in the strategy process changes none of the orders the exchange receives."""
+    from lowlat.net import soupbintcp as soup
+
+    def bodies():
+        return [received.event.payload[15:] for received in list(exchange.received)
+                if isinstance(received.event, soup.UnsequencedData) and received.event.payload[:1] == b"O"]
+
+    runs = []
+    for warm_every in (0, 1):
+        before = len(bodies())
+        figures = run_two_process("python", ImbalanceStrategy(0.6), exchange=exchange.address, messages=3000,
+                                  warm_every=warm_every)
+        assert figures.stopped_by == ""
+        runs.append((figures.counts, bodies()[before:]))
+    (cold, cold_orders), (warm, warm_orders) = runs
+    assert cold.get("warm_ups", 0) == 0 and warm["warm_ups"] > 0
+    assert cold["sent"] == warm["sent"] > 0 and cold["acknowledged"] == warm["acknowledged"] == cold["sent"]
+    assert warm_orders == cold_orders

@@ -85,8 +85,8 @@ def build_parser() -> argparse.ArgumentParser:
                         help="the example strategy's imbalance threshold (default 0.8)")
     parser.add_argument("--seed", type=int, default=1, help="synthetic feed seed (default 1)")
     parser.add_argument("--warm-every", type=_non_negative_int, default=WARM_EVERY, metavar="N",
-                        help="one process: run the order path short of send (risk preview + encode) every N messages "
-                             f"between orders, to keep it in cache (default {WARM_EVERY}; 0: never)")
+                        help="run the order path short of send (risk preview + encode + a send to a loopback sink) "
+                             f"every N book messages between orders, to keep it in cache (default {WARM_EVERY}; 0: never)")
     parser.add_argument("--exchange-busy-poll", action="store_true",
                         help="start the simulator spinning on its sockets, as an exchange gateway on its own core: "
                              "on loopback a send otherwise pays for waking the sleeping simulator (takes a CPU)")
@@ -198,7 +198,7 @@ def main(argv: list[str] | None = None) -> int:
             figures = run_two_process(stages.name, strategy, exchange=address, messages=args.messages,
                                       feed=args.feed, seed=args.seed, rate=args.rate, capacity=args.ring,
                                       duration=args.duration, reconnect=args.reconnect, progress=progress,
-                                      feed_cpus=None if cpus is None else cpus[1])
+                                      feed_cpus=None if cpus is None else cpus[1], warm_every=args.warm_every)
         else:
             pipeline = Pipeline(stages, strategy, exchange=address, reconnect=args.reconnect, progress=progress,
                                 feed_name=feed_name, warm_every=args.warm_every)

@@ -317,15 +317,14 @@ class Pipeline:
         try:
             t6 = self.gateway.send(packet, token, order)
         except ConnectionLost:
+            self._record_software(t0, t3, t4, t5)  # the stages before send ran; send_failed counts it
             self._count("orders")
             self._prepare_token()  # never reuse a token whose bytes may have left
             if not self._reconnect():
                 raise
             return
+        self._record_software(t0, t3, t4, t5)
         recorders = self.recorders
-        recorders["risk"].record(t4 - t3 if t4 > t3 else 1)
-        recorders["encode"].record(t5 - t4 if t5 > t4 else 1)
-        recorders["software"].record(t5 - t0 if t5 > t0 else 1)
         recorders["send"].record(t6 - t5 if t6 > t5 else 1)
         recorders["tick_to_trade"].record(t6 - t0 if t6 > t0 else 1)
         self._count("orders")
@@ -334,6 +333,12 @@ class Pipeline:
             self._warm_rotation.append(instrument)
         self._warm_orders[instrument] = order
         self._prepare_token()
+
+    def _record_software(self, t0: int, t3: int, t4: int, t5: int) -> None:
+        recorders = self.recorders
+        recorders["risk"].record(t4 - t3 if t4 > t3 else 1)
+        recorders["encode"].record(t5 - t4 if t5 > t4 else 1)
+        recorders["software"].record(t5 - t0 if t5 > t0 else 1)
 
     def _count(self, *names: str) -> None:
         counts = self.figures.counts
@@ -352,6 +357,7 @@ class Pipeline:
         from the caches; this keeps the next order from paying those misses (module docstring)."""
         if self._warm_order is None:
             return
+        self._count("warm_ups")
         send = self._send
         packet = send(self._warm_order, 0, 0, False)
         if packet is not None:

@@ -42,7 +42,7 @@ import numpy as np
 from .._backend import load
 from .backends import path_backend
 from .budget import Figures
-from .core import Pipeline, StrategyError
+from .core import _NEVER, WARM_EVERY, Pipeline, StrategyError
 from .exchange import pin_process
 from .gateway import ConnectionLost
 
@@ -202,15 +202,20 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
                     messages: int = 100_000, feed: str = "synthetic", seed: int = 1, rate: float | None = None,
                     capacity: int = 4096, duration: float | None = None, reconnect: bool = False,
                     risk_limits: dict | None = None, progress: Callable[[Figures], None] | None = None,
-                    feed_cpus: set[int] | None = None) -> Figures:
+                    feed_cpus: set[int] | None = None, warm_every: int = WARM_EVERY) -> Figures:
     """Run the two-process layout (see the module docstring) and return the merged figures.
 
     ``feed_cpus``: keep the feed handler on these CPUs (not the order session's; see
-    :func:`lowlat.pipeline.exchange.split_cpus`). A strategy exception stops both processes and is re-raised as :class:`StrategyError` with the
+    :func:`lowlat.pipeline.exchange.split_cpus`). ``warm_every``: book updates between two
+    warm-ups of the order path while no order is in flight, as in one process (0: never); the
+    strategy process also warms it whenever it has waited idle for an update.
+    A strategy exception stops both processes and is re-raised as :class:`StrategyError` with the
     figures so far; Ctrl-C and a lost session end the run with the figures so far.
     """
     pipeline = Pipeline(backend, strategy, exchange=exchange, risk_limits=risk_limits, reconnect=reconnect,
-                        progress=progress, layout="two", feed_name=feed)
+                        progress=progress, layout="two", feed_name=feed, warm_every=warm_every)
+    warm_every = warm_every or _NEVER
+    since_warm = 0
     stages = pipeline.stages
     figures = pipeline.figures
     counts = figures.counts
@@ -255,6 +260,8 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
             if not count:
                 if pending:
                     pipeline._poll()
+                elif warm_every != _NEVER:  # idle: the warm-up costs no update anything
+                    pipeline._warm()
                 if idle_since is None:
                     idle_since = time.monotonic()
                 elif time.monotonic() - idle_since > 0.05:
@@ -299,6 +306,11 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
                 if gateway.pending:
                     pipeline._poll()
             busy_ns += now_ns() - taken
+            if not gateway.pending:  # after the read's records, so none of them waits for it
+                since_warm += count
+                if since_warm >= warm_every:
+                    since_warm = 0
+                    pipeline._warm()
             if received & ~4095 != (received - count) & ~4095:
                 counts["received"] = received
                 pipeline._upkeep()

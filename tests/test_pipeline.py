@@ -547,6 +547,7 @@ def test_bench_section_runs_and_leaves_the_cpu_placement_alone():
                                                                                                     "p99"]
     labels = [row.label for row in rows]
     assert any(label.startswith("feed handler -> strategy") for label in labels)
+    assert [row.label for row in judged if "two processes" in row.group] == ["feed handler -> strategy (shm ring) p50"]
     for row in rows:
         assert row.value >= 0, row
     (sustained,) = [row for row in rows if row.group == "sustained feed rate, one process"]

@@ -106,6 +106,7 @@ class _Segment:
     """What both ring kinds share: the mapping, the role slot, close/unlink and the context manager."""
 
     _kind = 0
+    _role_held: int  # the role this end holds, kept after close (set by create/attach)
 
     def __init__(self, *args: object, **kwargs: object) -> None:
         raise TypeError(f"use {type(self).__name__}.create() or {type(self).__name__}.attach() to make one")

@@ -292,6 +292,11 @@ def check_name(name: object) -> str:
     return bare
 
 
+#: The view a closed (or never mapped) ``Mapping`` holds: released, so any use raises ``ValueError``.
+_RELEASED = memoryview(b"")
+_RELEASED.release()
+
+
 class Mapping:
     """One process's mapping of a POSIX shared-memory segment: ``buf``, ``size``, ``name``, ``close()``.
 
@@ -308,7 +313,7 @@ class Mapping:
     def __init__(self, name: str, create: bool, size: int = 0) -> None:
         self._fd = -1
         self._mmap: mmap.mmap | None = None
-        self.buf: memoryview | None = None
+        self.buf: memoryview = _RELEASED  # the mapping's view; released (any use raises) when closed
         if _posixshmem is None:
             raise OSError("lowlat's shared-memory rings need POSIX shared memory (shm_open)")
         path = "/" + name
@@ -339,9 +344,9 @@ class Mapping:
 
     def close(self) -> None:
         """Unmap and close; every view of ``buf`` must have been released first. Idempotent."""
-        if self.buf is not None:
+        if self.buf is not _RELEASED:
             self.buf.release()
-            self.buf = None
+            self.buf = _RELEASED
         if self._mmap is not None:
             self._mmap.close()
             self._mmap = None

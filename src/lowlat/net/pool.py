@@ -67,7 +67,7 @@ class LostOrders:
 class _Slot:
     __slots__ = ("session", "state", "retry_at", "attempts", "last_error")
 
-    def __init__(self, session) -> None:
+    def __init__(self, session: PooledSession) -> None:
         self.session = session
         self.state = "idle"  # idle | busy (checked out) | service (the maintenance thread has it) | down
         self.retry_at = 0.0
@@ -140,7 +140,7 @@ class ConnectionPool:
         self._thread = threading.Thread(target=self._maintain, name="lowlat-pool", daemon=True)
         self._thread.start()
 
-    def _add(self, session) -> _Slot:
+    def _add(self, session: PooledSession) -> _Slot:
         slot = _Slot(session)
         self._slots.append(slot)
         self._by_session[id(session)] = slot
@@ -326,10 +326,14 @@ class _Checkout:
 
     __slots__ = ("_pool", "_timeout", "_slot")
 
+    # Set by __enter__ and deleted by __exit__: it exists only while the block runs, so __exit__
+    # reads a _Slot without a None check per order (an __exit__ without its __enter__, or a second
+    # one, raises AttributeError, as reading .session of None did).
+    _slot: _Slot
+
     def __init__(self, pool: ConnectionPool, timeout: float | None) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._slot = None
 
     def __enter__(self):
         pool = self._pool
@@ -344,7 +348,8 @@ class _Checkout:
         return slot.session
 
     def __exit__(self, *exc) -> None:
-        slot, self._slot = self._slot, None
+        slot = self._slot
+        del self._slot
         pool = self._pool
         if slot.session.alive:  # the usual case inline: back to idle (see _give_back)
             with pool._lock:

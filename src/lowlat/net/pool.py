@@ -75,6 +75,12 @@ class _Slot:
         self.last_error: BaseException | None = None
 
 
+# What a checkout holds outside its ``with`` block: a _Slot with no attribute set (not None, so
+# __exit__ reads a _Slot without a None check per order; an __exit__ without its __enter__, or a
+# second one, raises AttributeError reading its .session, as reading .session of None did).
+_NO_SLOT = _Slot.__new__(_Slot)
+
+
 class ConnectionPool:
     """``size`` sessions made by ``factory`` and connected up front, at most ``max_size``.
 
@@ -326,14 +332,10 @@ class _Checkout:
 
     __slots__ = ("_pool", "_timeout", "_slot")
 
-    # Set by __enter__ and deleted by __exit__: it exists only while the block runs, so __exit__
-    # reads a _Slot without a None check per order (an __exit__ without its __enter__, or a second
-    # one, raises AttributeError, as reading .session of None did).
-    _slot: _Slot
-
     def __init__(self, pool: ConnectionPool, timeout: float | None) -> None:
         self._pool = pool
         self._timeout = timeout
+        self._slot = _NO_SLOT
 
     def __enter__(self):
         pool = self._pool
@@ -348,8 +350,7 @@ class _Checkout:
         return slot.session
 
     def __exit__(self, *exc) -> None:
-        slot = self._slot
-        del self._slot
+        slot, self._slot = self._slot, _NO_SLOT
         pool = self._pool
         if slot.session.alive:  # the usual case inline: back to idle (see _give_back)
             with pool._lock:

@@ -61,8 +61,17 @@ import socket
 import subprocess
 import sys
 import time
+from typing import TYPE_CHECKING, Callable
 
 from ._harness import Progress, Row, judge
+
+if TYPE_CHECKING:
+    from lowlat import LatencyHistogram
+
+    #: ``run(n, hist)``: ``n`` round trips, recorded in ``hist`` unless it is None.
+    _Run = Callable[[int, LatencyHistogram | None], None]
+    #: What a contender's ``setup()`` returns: its ``run`` and its ``close``.
+    _Setup = Callable[[], tuple[_Run, Callable[[], None]]]
 
 TITLE = "Connection pooling over loopback TCP"
 SEED = "section 7, benchmark_connection_pooling"
@@ -118,6 +127,7 @@ def _spawn(code: str, *args: str) -> tuple[subprocess.Popen, str]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     proc = subprocess.Popen([sys.executable, "-c", code, *args], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
                             text=True, env=env)
+    assert proc.stdout is not None  # stdout=PIPE
     line = proc.stdout.readline()
     if not line:
         proc.kill()
@@ -138,7 +148,7 @@ def _stop(proc: subprocess.Popen) -> None:
         proc.stdout.close()
 
 
-def _histogram():
+def _histogram() -> LatencyHistogram:
     import lowlat
 
     return lowlat.LatencyHistogram()
@@ -161,7 +171,10 @@ class _Contender:
     what ``open()`` set up. ``server`` is the helper process that answers it: its CPU time (and this
     process's) is counted around every timed block; with ``pause`` it is stopped while others run."""
 
-    def __init__(self, label: str, count: int, setup, server: subprocess.Popen | None = None,
+    run: _Run  # these two are set by open()
+    close: Callable[[], None]
+
+    def __init__(self, label: str, count: int, setup: _Setup, server: subprocess.Popen | None = None,
                  pause: bool = False) -> None:
         self.label = label
         self.count = count
@@ -171,8 +184,6 @@ class _Contender:
         self.hist = _histogram()
         self.client_cpu_ns = 0
         self.server_cpu_ns = 0
-        self.run = None
-        self.close = None
 
     def timed_block(self, n: int) -> None:
         """``n`` recorded round trips, and the CPU both ends spent on them (not counted for spinners:
@@ -180,7 +191,7 @@ class _Contender:
         if self.pause:
             self.run(n, self.hist)
             return
-        server_pid = self.server.pid if self.server is not None else None
+        server_pid = self.server.pid if self.server is not None else 0
         client, server = _cpu_ns(os.getpid()), _cpu_ns(server_pid) if server_pid else None
         self.run(n, self.hist)
         if client is not None:
@@ -192,17 +203,17 @@ class _Contender:
         self.run, self.close = self.setup()
 
 
-def _echo_client(port: int, message: bytes, busy_poll: bool):
+def _echo_client(port: int, message: bytes, busy_poll: bool) -> _Setup:
     """A bare client: ``send``, then a blocking ``recv`` (no socket timeout: Python would poll
     before every recv) -- or, with ``busy_poll``, a non-blocking ``recv`` spun on until it returns
     bytes (as ``Transport(busy_poll=True)`` spins)."""
-    def setup():
+    def setup() -> tuple[_Run, Callable[[], None]]:
         sock = socket.create_connection(("127.0.0.1", port), timeout=10)
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         sock.setblocking(not busy_poll)
         send, recv, size, clock = sock.send, sock.recv, len(message), time.perf_counter_ns
 
-        def run(n: int, hist) -> None:
+        def run(n: int, hist: LatencyHistogram | None) -> None:
             for _ in range(n):
                 start = clock()
                 send(message)
@@ -222,15 +233,15 @@ def _echo_client(port: int, message: bytes, busy_poll: bool):
     return setup
 
 
-def _pooled_client(address, busy_poll: bool, prefix: str):
-    def setup():
+def _pooled_client(address: tuple[str, int], busy_poll: bool, prefix: str) -> _Setup:
+    def setup() -> tuple[_Run, Callable[[], None]]:
         from lowlat.net.ouch import OuchSession
         from lowlat.net.pool import ConnectionPool
 
         names, tokens, clock = itertools.count(), itertools.count(), time.perf_counter_ns
         pool = ConnectionPool(lambda: OuchSession(address, f"{prefix}{next(names)}", "bench", busy_poll=busy_poll), 2)
 
-        def run(n: int, hist) -> None:
+        def run(n: int, hist: LatencyHistogram | None) -> None:
             for _ in range(n):
                 token = f"{prefix}{next(tokens)}"
                 start = clock()
@@ -244,15 +255,15 @@ def _pooled_client(address, busy_poll: bool, prefix: str):
     return setup
 
 
-def _soup_echo_client(address, payload: bytes):
-    def setup():
+def _soup_echo_client(address: tuple[str, int], payload: bytes) -> _Setup:
+    def setup() -> tuple[_Run, Callable[[], None]]:
         from lowlat.net.connection import SoupConnection
 
         clock = time.perf_counter_ns
         connection = SoupConnection(address, "echo", "bench")
         connection.connect()
 
-        def run(n: int, hist) -> None:
+        def run(n: int, hist: LatencyHistogram | None) -> None:
             for _ in range(n):
                 start = clock()
                 connection.send(payload)
@@ -265,13 +276,13 @@ def _soup_echo_client(address, payload: bytes):
     return setup
 
 
-def _connect_per_order(address):
-    def setup():
+def _connect_per_order(address: tuple[str, int]) -> _Setup:
+    def setup() -> tuple[_Run, Callable[[], None]]:
         from lowlat.net.ouch import OuchSession
 
         tokens, clock = itertools.count(), time.perf_counter_ns
 
-        def run(n: int, hist) -> None:
+        def run(n: int, hist: LatencyHistogram | None) -> None:
             for _ in range(n):
                 token = f"F{next(tokens)}"
                 start = clock()
@@ -288,8 +299,8 @@ def _connect_per_order(address):
     return setup
 
 
-def _fix_pooled_client(address, prefix: str):
-    def setup():
+def _fix_pooled_client(address: tuple[str, int], prefix: str) -> _Setup:
+    def setup() -> tuple[_Run, Callable[[], None]]:
         from lowlat import fix
         from lowlat.net.fix_orders import FixOrderSession
         from lowlat.net.pool import ConnectionPool
@@ -297,7 +308,7 @@ def _fix_pooled_client(address, prefix: str):
         names, ids, clock = itertools.count(), itertools.count(), time.perf_counter_ns
         pool = ConnectionPool(lambda: FixOrderSession(address, f"{prefix}{next(names)}"), 2)
 
-        def run(n: int, hist) -> None:
+        def run(n: int, hist: LatencyHistogram | None) -> None:
             for _ in range(n):
                 cl_ord_id = f"{prefix}{next(ids)}"
                 start = clock()
@@ -311,14 +322,14 @@ def _fix_pooled_client(address, prefix: str):
     return setup
 
 
-def _fix_connect_per_order(address):
-    def setup():
+def _fix_connect_per_order(address: tuple[str, int]) -> _Setup:
+    def setup() -> tuple[_Run, Callable[[], None]]:
         from lowlat import fix
         from lowlat.net.fix_orders import FixOrderSession
 
         ids, clock = itertools.count(), time.perf_counter_ns
 
-        def run(n: int, hist) -> None:
+        def run(n: int, hist: LatencyHistogram | None) -> None:
             for _ in range(n):
                 i = next(ids)
                 start = clock()
@@ -342,8 +353,10 @@ def _block_sizes(count: int, blocks: int) -> list[int]:
 def _pause_all_but(contenders: list[_Contender], running: _Contender) -> None:
     for other in contenders:
         if other.pause and other.server is not running.server:
+            assert other.server is not None  # pause=True comes with the server to pause
             other.server.send_signal(signal.SIGSTOP)
     if running.pause:
+        assert running.server is not None
         running.server.send_signal(signal.SIGCONT)
 
 
@@ -384,6 +397,7 @@ def interleave(contenders: list[_Contender], rounds: int, warmup: int) -> None:
     finally:
         for contender in contenders:
             if contender.pause:
+                assert contender.server is not None
                 contender.server.send_signal(signal.SIGCONT)
         for contender in opened:
             contender.close()
@@ -486,6 +500,7 @@ def _fix_group(rounds: int, fresh_rounds: int) -> list[_Contender]:
     with _Helpers(*_sleeping_placement()) as helpers:
         echo, echo_port = helpers.echo()
         exchange, _, fix_address = helpers.exchange("--application", "ouch", "--fix-port", "0")
+        assert fix_address is not None  # with --fix-port the simulator says where FIX listens
         contenders = [_Contender(ECHO, rounds, _echo_client(echo_port, _new_order_single_bytes(), False), echo),
                       _Contender(FIX_POOLED, rounds, _fix_pooled_client(fix_address, "P"), exchange),
                       _Contender(FIX_FRESH, fresh_rounds, _fix_connect_per_order(fix_address), exchange)]

@@ -46,9 +46,13 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from ..net import fix_session as fs
 from ..net import soupbintcp as soup
+
+if TYPE_CHECKING:  # imported when a FIX port is asked for
+    from .fix_gateway import Answer, FixAnswer, FixGateway
 
 __all__ = ["ExchangeSimulator", "Received", "EchoApplication"]
 
@@ -110,8 +114,9 @@ class _Poller:
         return [(keys[fd], mask) for fd, mask in events if fd in keys]
 
     def close(self) -> None:
-        if self._epoll:
-            self._poller.close()
+        poller = self._poller
+        if self._epoll and isinstance(poller, select.epoll):  # a poll object has no close()
+            poller.close()
 
 
 class _Client:
@@ -151,11 +156,13 @@ class ExchangeSimulator:
         self.fix_port = fix_port
         self.fix_comp_id = fix_comp_id
         self.fix_sessions: dict[str, fs.FixSession] = {}  # SenderCompID -> its session, across connections
-        self.gateway = None
+        self.gateway: FixGateway | None = None
         if fix_port is not None:
             from .fix_gateway import FixGateway
 
-            self.gateway = FixGateway(self.application)
+            # _fix_gateway: the same object, not Optional, for the FIX path (FIX clients exist
+            # only with fix_port): no None check per message
+            self.gateway = self._fix_gateway = FixGateway(self.application)
         self._fix_listener: socket.socket | None = None
         self.users = users
         self.session = session
@@ -275,8 +282,10 @@ class ExchangeSimulator:
     # -- the loop ------------------------------------------------------------------------------
 
     def _run(self) -> None:
+        listener = self._listener
+        assert listener is not None  # start() binds it before it starts this thread
         selector = _Poller()
-        selector.register(self._listener, selectors.EVENT_READ, None)
+        selector.register(listener, selectors.EVENT_READ, None)
         if self._fix_listener is not None:
             selector.register(self._fix_listener, selectors.EVENT_READ, "fix")
         selector.register(self._wake_r, selectors.EVENT_READ, "wake")
@@ -287,7 +296,7 @@ class ExchangeSimulator:
             for client in list(all_clients):
                 self._close(client, selector, all_clients)
             selector.close()
-            self._listener.close()
+            listener.close()
             if self._fix_listener is not None:
                 self._fix_listener.close()
 
@@ -403,6 +412,7 @@ class ExchangeSimulator:
         if client.fix:
             self._read_fix(client, data, now, selector, clients)
             return
+        failure: soup.ProtocolError | None
         try:
             events = client.session.receive_data(data, now)
         except soup.ProtocolError as error:
@@ -478,7 +488,7 @@ class ExchangeSimulator:
             log_ = self.logs[username] = soup.SessionLog(self.session)
         return log_
 
-    def _sequenced(self, username: str, payload: bytes, now: float, selector, clients) -> None:
+    def _sequenced(self, username: str, payload: bytes | Answer, now: float, selector, clients) -> None:
         if not self._misbehaving and payload.__class__ is bytes:
             # Well-behaved and OUCH: no lock (only this thread changes _clients), no misbehaviour lookups.
             client = self._clients.get(username)
@@ -495,12 +505,12 @@ class ExchangeSimulator:
             return
         self._deliver(username, payload, now, selector, clients)
 
-    def _deliver(self, username: str, payload, now: float, selector, clients) -> None:
+    def _deliver(self, username: str, payload: bytes | Answer, now: float, selector, clients) -> None:
         if isinstance(payload, tuple):  # from the FIX gateway: ("fix", message) or ("ouch", bytes)
-            kind, payload = payload
-            if kind == "fix":
-                self._deliver_fix(username, payload, now, selector, clients)
+            if payload[0] == "fix":
+                self._deliver_fix(username, payload[1], now, selector, clients)
                 return
+            payload = payload[1]
         session_log = self._log_of(username)
         with self._lock:
             client = self._clients.get(username)
@@ -544,7 +554,7 @@ class ExchangeSimulator:
             session.last_received = session.last_sent = now
             client.session = session
             client.username = user
-            self.gateway.begin_strings[user] = begin_string
+            self._fix_gateway.begin_strings[user] = begin_string
             data, client.pending = bytes(client.pending), bytearray()
         session = client.session
         events = session.receive_data(data, now)
@@ -565,7 +575,7 @@ class ExchangeSimulator:
                 log.info("FIX logon %s from %s:%d (%s)", client.username, client.peer[0], client.peer[1],
                          session.begin_string)
             elif isinstance(event, fs.AppMessage):
-                for username, answer in self.gateway.on_fix(client.username, event):
+                for username, answer in self._fix_gateway.on_fix(client.username, event):
                     self._sequenced(username, answer, now, selector, clients)
             elif isinstance(event, fs.MalformedMessage):
                 log.warning("malformed FIX from %s: %s", client.username, event.error)
@@ -574,22 +584,23 @@ class ExchangeSimulator:
             if client.closed:
                 return
 
-    def _deliver_fix(self, username: str, message, now: float, selector, clients) -> None:
+    def _deliver_fix(self, username: str, message: FixAnswer, now: float, selector, clients) -> None:
         name, args, kwargs = message
         session = self.fix_sessions.get(username)
         if session is None:
             return
         with self._lock:
             client = self._clients.get(username)
-            connected = client is not None and session.state is fs.FixState.ACTIVE
-            if connected:
+            if client is not None and session.state is fs.FixState.ACTIVE:
                 garbage = self._misbehaviour["garbage"]
                 drop = self._misbehaviour["drop_mid_message"]
                 skip = self._misbehaviour["skip_sequence"]
                 self._misbehaviour["garbage"] = self._misbehaviour["drop_mid_message"] = False
                 self._misbehaviour["skip_sequence"] = False
                 self._misbehaving = any(self._misbehaviour.values())
-        if not connected:
+            else:
+                client = None  # not connected
+        if client is None:
             session.store(name, now, *args, **kwargs)  # numbered and kept: the next logon recovers it
             return
         if skip:

@@ -22,6 +22,8 @@ thread at a time (the session's owner, or the pool's maintenance thread while it
 
 from __future__ import annotations
 
+import errno
+import os
 import select
 import selectors
 import socket
@@ -30,6 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
+from typing import Callable
 
 from . import soupbintcp as soup
 
@@ -52,6 +55,12 @@ def _timeval(seconds: float) -> bytes:
     return _TIMEVAL.pack(micros // 1_000_000, micros % 1_000_000)
 
 _monotonic = time.monotonic
+
+
+def _receive_closed(deadline: float) -> bytes | None:
+    """``Transport.receive`` once the transport is closed: what reading the closed socket said."""
+    error = OSError(errno.EBADF, os.strerror(errno.EBADF))
+    raise ConnectionLost(f"receive failed: {error}") from error
 
 
 class ConnectionLost(ConnectionError):
@@ -97,6 +106,11 @@ class Transport:
     with ``ConnectionLost``.
     """
 
+    receive: Callable[[float], bytes | None]
+    """``receive(deadline)``: return the bytes available now or before ``deadline``
+    (``time.monotonic()``), None on timeout; ``ConnectionLost`` when the peer closed or reset the
+    connection (or the transport is closed). The wait mode's own loop, chosen at construction."""
+
     def __init__(self, sock: socket.socket, *, busy_poll: bool = False) -> None:
         sock.setblocking(False)
         self.sock = sock
@@ -110,13 +124,16 @@ class Transport:
         self._kernel_wait = not busy_poll and _KERNEL_WAIT
         self._rcvtimeo = 0.0
         self._send_flags = 0
+        # the mode's own loop, without a dispatching call per message
         if self._kernel_wait:
             sock.setblocking(True)
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDTIMEO, _timeval(5.0))
             self._send_flags = socket.MSG_DONTWAIT
-            self.receive = self._receive_blocking  # the mode's own loop, without a dispatching call per message
+            self.receive = self._receive_blocking
         elif busy_poll:
             self.receive = self._receive_spinning
+        else:
+            self.receive = self._receive_selecting
         # epoll directly, not the selectors wrapper: one wait per message, a few microseconds saved
         self._poller = select.epoll() if hasattr(select, "epoll") else select.poll()
         self._poller.register(sock.fileno(), select.POLLIN)
@@ -158,13 +175,8 @@ class Transport:
                         writable.register(self.sock, selectors.EVENT_WRITE)
                         writable.select(remaining)
 
-    def receive(self, deadline: float) -> bytes | None:
-        """Return the bytes available now or before ``deadline`` (``time.monotonic()``), None on
-        timeout; ``ConnectionLost`` when the peer closed or reset the connection."""
-        if self._kernel_wait:
-            return self._receive_blocking(deadline)
-        if self.busy_poll:
-            return self._receive_spinning(deadline)
+    def _receive_selecting(self, deadline: float) -> bytes | None:
+        # Sleep in epoll/poll, then recv (where recv cannot sleep itself: not Linux).
         recv = self.sock.recv
         remaining = deadline - _monotonic()
         if remaining > 0:  # wait first: right after a send the answer is never there yet
@@ -237,10 +249,11 @@ class Transport:
         if self.closed:
             return
         self.closed = True
-        self.__dict__.pop("receive", None)  # the bound method set in __init__: no cycle left for the gc
+        self.receive = _receive_closed  # not the bound method set in __init__: no cycle left for the gc
         try:
-            if not self._poll_ms:
-                self._poller.close()
+            poller = self._poller
+            if not self._poll_ms and isinstance(poller, select.epoll):  # a poll object has no close()
+                poller.close()
             if self._kernel_wait:  # wake a recv blocked in another thread (close alone would not)
                 try:
                     self.sock.shutdown(socket.SHUT_RDWR)

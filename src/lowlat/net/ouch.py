@@ -20,6 +20,7 @@ from __future__ import annotations
 import time
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 from .. import ouch
 from .connection import ConnectionLost, SoupConnection
@@ -167,7 +168,10 @@ class OuchSession:
         """Decode one answer (``lowlat.ouch`` field names plus ``"type"``) and clear what it acknowledges."""
         record = self._record
         record.decode(payload)
-        message = record.as_dict()
+        # A value's type depends on its field (tokens str, shares int...), which as_dict's
+        # dict[str, object] cannot say: Any, so the tokens read below key ``pending``
+        # (tuple[str, str]) without a cast() call per answer.
+        message: dict[str, Any] = record.as_dict()
         pending = self.pending
         if pending:
             kind = message["type"]

@@ -67,12 +67,18 @@ class LostOrders:
 class _Slot:
     __slots__ = ("session", "state", "retry_at", "attempts", "last_error")
 
-    def __init__(self, session) -> None:
+    def __init__(self, session: PooledSession) -> None:
         self.session = session
         self.state = "idle"  # idle | busy (checked out) | service (the maintenance thread has it) | down
         self.retry_at = 0.0
         self.attempts = 0
         self.last_error: BaseException | None = None
+
+
+# What a checkout holds outside its ``with`` block: a _Slot with no attribute set (not None, so
+# __exit__ reads a _Slot without a None check per order; an __exit__ without its __enter__, or a
+# second one, raises AttributeError reading its .session, as reading .session of None did).
+_NO_SLOT = _Slot.__new__(_Slot)
 
 
 class ConnectionPool:
@@ -140,7 +146,7 @@ class ConnectionPool:
         self._thread = threading.Thread(target=self._maintain, name="lowlat-pool", daemon=True)
         self._thread.start()
 
-    def _add(self, session) -> _Slot:
+    def _add(self, session: PooledSession) -> _Slot:
         slot = _Slot(session)
         self._slots.append(slot)
         self._by_session[id(session)] = slot
@@ -329,7 +335,7 @@ class _Checkout:
     def __init__(self, pool: ConnectionPool, timeout: float | None) -> None:
         self._pool = pool
         self._timeout = timeout
-        self._slot = None
+        self._slot = _NO_SLOT
 
     def __enter__(self):
         pool = self._pool
@@ -344,7 +350,7 @@ class _Checkout:
         return slot.session
 
     def __exit__(self, *exc) -> None:
-        slot, self._slot = self._slot, None
+        slot, self._slot = self._slot, _NO_SLOT
         pool = self._pool
         if slot.session.alive:  # the usual case inline: back to idle (see _give_back)
             with pool._lock:

@@ -95,3 +95,15 @@ def test_readme_examples_type_check(tmp_path):
         capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_the_package_type_checks(tmp_path):
+    """mypy finds nothing in the package's own code: the pure twins, the plain-Python parts and
+    the benchmarks (the compiled halves are seen through their stubs)."""
+    pytest.importorskip("mypy")
+    done = subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
+         "--python-executable", sys.executable, "--ignore-missing-imports", str(PACKAGE)],
+        capture_output=True, text=True, cwd=tmp_path, timeout=600,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

@@ -63,16 +63,12 @@ def _stage_rows(group: str, prefix: str, figures) -> list[Row]:
     return rows
 
 
-def _pinned(exchange):
-    from lowlat.pipeline.exchange import split_cpus
-
-    cpus = split_cpus()
-    if cpus is None:
-        return None
-    exchange.pin(cpus[1])
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, cpus[0])
-    return before, cpus
+def _pin(exchange, cpus) -> None:
+    """The simulator on the other CPUs, this process on the session's (``cpus`` from ``split_cpus``,
+    taken once before any pinning: this process pinned to one CPU would find no other)."""
+    if cpus is not None:
+        exchange.pin(cpus[1])
+        os.sched_setaffinity(0, cpus[0])
 
 
 def _lag_after(pipeline_factory, messages: int, rate: float) -> float:
@@ -105,17 +101,18 @@ while True:
 """
 
 
-def send_floor(count: int, packet_size: int = 52, answer_size: int = 80, gap_ns: int = 100_000):
+def send_floor(count: int, cpus=None, packet_size: int = 52, answer_size: int = 80, gap_ns: int = 100_000):
     """A ``LatencyHistogram`` of bare ``socket.send`` calls of ``packet_size`` bytes (an Enter Order
     in its SoupBinTCP packet) over loopback TCP to a process that spins on ``recv`` and answers each
     with ``answer_size`` bytes (an Accepted and a Canceled), one send every ``gap_ns`` with the
-    answers read in between: the floor of the pipeline's network line from Python on this machine."""
+    answers read in between: the floor of the pipeline's network line from Python on this machine.
+    ``cpus``: ``split_cpus()``'s answer; the answerer goes on the other CPUs."""
     import socket
     import subprocess
     import sys
     import time
 
-    from lowlat.pipeline.exchange import pin_process, split_cpus
+    from lowlat.pipeline.exchange import pin_process
     from lowlat.pipeline.backends import path_backend
 
     histogram = path_backend("python").histogram_class()
@@ -124,7 +121,6 @@ def send_floor(count: int, packet_size: int = 52, answer_size: int = 80, gap_ns:
     try:
         assert answerer.stdout is not None
         port = int(answerer.stdout.readline())
-        cpus = split_cpus()
         if cpus is not None:
             pin_process(answerer.pid, cpus[1])
         with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
@@ -165,8 +161,10 @@ def _judge_tick_to_trade(rows: list[Row], group: str) -> None:
             judge(row, f"{quantile} <= {limit:g} us", row.value <= limit)
 
 
-def _one_process(exchange, backends, messages: int, slow_messages: int, progress: Progress, how: str):
-    """Run the one-process path once per backend against ``exchange``; return (rows, figures by backend)."""
+def _one_process(exchange, backends, messages: int, slow_messages: int, progress: Progress, how: str,
+                 judged: bool):
+    """Run the one-process path once per backend against ``exchange``; return (rows, figures by backend).
+    ``judged``: judge the compiled run's tick to trade against the issue's targets."""
     from lowlat.pipeline import Pipeline, path_backend, synthetic_feed
 
     rows: list[Row] = []
@@ -183,7 +181,7 @@ def _one_process(exchange, backends, messages: int, slow_messages: int, progress
         figures_by_backend[name] = figures
         group = f"tick to trade, one process, synthetic feed as fast as possible, {how} ({name})"
         rows += _stage_rows(group, "", figures)
-        if name == "cython":
+        if name == "cython" and judged:
             _judge_tick_to_trade(rows, group)
     return rows, figures_by_backend
 
@@ -223,26 +221,28 @@ def measure(quick: bool, progress: Progress, *, messages: int | None = None) -> 
         # An exchange gateway spins on its own core; so does this simulator for the judged runs, so
         # that a send does not also pay for waking it (loopback runs the receiver's side in send).
         # With a single CPU a spinning simulator would starve the path: it sleeps then.
-        spin = split_cpus() is not None
+        cpus = split_cpus()
+        spin = cpus is not None
         with ExchangeProcess(busy_poll=spin) as exchange:
-            _pinned(exchange)
+            _pin(exchange, cpus)
             rows, figures_by_backend = _one_process(exchange, ("cython", "python", "seed"), messages, slow_messages,
-                                                    progress, SPINNING if spin else SLEEPING)
+                                                    progress, SPINNING if spin else SLEEPING, True)
         backend = "cython" if "cython" in figures_by_backend else "python"
         progress.step("pipeline: the floor of send")
-        floor = send_floor(2_000 if quick else 10_000)
+        floor = send_floor(2_000 if quick else 10_000, cpus)
         note = ("bare socket.send of 52 bytes to a process spinning on recv that answers each, one send per 100 us, "
                 f"{floor.count:,} sends")
         rows += [Row(FLOOR_GROUP, f"socket.send floor {q}", floor.percentile(n) / 1000, "us", note=note)
                  for q, n in (("p50", 50), ("p99", 99))]
         with ExchangeProcess() as exchange:
-            pinned = _pinned(exchange)
-            more, sleeping = _one_process(exchange, (backend,), messages, slow_messages, progress, SLEEPING)
+            _pin(exchange, cpus)
+            more, sleeping = _one_process(exchange, (backend,), messages, slow_messages, progress, SLEEPING,
+                                          not spin)
             rows += more
             progress.step("pipeline: two processes, shared-memory hop")
             rate = 20_000.0  # well under what the strategy process sustains: the hop, not queueing
             figures = run_two_process(backend, exchange=exchange.address, messages=20_000 if quick else 100_000,
-                                      rate=rate, feed_cpus=None if pinned is None else pinned[1][1])
+                                      rate=rate, feed_cpus=None if cpus is None else cpus[1])
             group = f"tick to trade, two processes, feed paced at {rate:,.0f} msg/s"
             rows += _stage_rows(group, "", figures)
             hop = next((r for r in rows if r.group == group and r.label.endswith(" p50")

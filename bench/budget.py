@@ -80,50 +80,26 @@ def _lag_after(pipeline_factory, messages: int, rate: float) -> float:
     return figures.elapsed_s - messages / rate
 
 
-_SPINNING_ANSWERER = r"""
-import socket, sys
-listener = socket.socket()
-listener.bind(("127.0.0.1", 0))
-listener.listen(1)
-print(listener.getsockname()[1], flush=True)
-conn, _ = listener.accept()
-conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-conn.setblocking(False)
-answer = bytes(int(sys.argv[1]))
-while True:
-    try:
-        data = conn.recv(65536)
-    except BlockingIOError:
-        continue
-    if not data:
-        break
-    conn.send(answer)
-"""
-
-
-def send_floor(count: int, cpus=None, packet_size: int = 52, answer_size: int = 80, gap_ns: int = 100_000):
+def send_floor(count: int, cpus=None, packet_size: int = 52, gap_ns: int = 100_000):
     """A ``LatencyHistogram`` of bare ``socket.send`` calls of ``packet_size`` bytes (an Enter Order
-    in its SoupBinTCP packet) over loopback TCP to a process that spins on ``recv`` and answers each
-    with ``answer_size`` bytes (an Accepted and a Canceled), one send every ``gap_ns`` with the
-    answers read in between: the floor of the pipeline's network line from Python on this machine.
-    ``cpus``: ``split_cpus()``'s answer; the answerer goes on the other CPUs."""
+    in its SoupBinTCP packet) over loopback TCP to the connection-pooling section's echo process,
+    spinning on ``recv`` and answering each, one send every ``gap_ns`` with the answers read in
+    between: the floor of the pipeline's network line from Python on this machine.
+    ``cpus``: ``split_cpus()``'s answer; the echo process goes on the other CPUs."""
     import socket
-    import subprocess
-    import sys
     import time
 
-    from lowlat.pipeline.exchange import pin_process
     from lowlat.pipeline.backends import path_backend
+    from lowlat.pipeline.exchange import pin_process
+
+    from .connpool import _ECHO, _spawn, _stop
 
     histogram = path_backend("python").histogram_class()
-    answerer = subprocess.Popen([sys.executable, "-c", _SPINNING_ANSWERER, str(answer_size)], stdout=subprocess.PIPE,
-                                text=True)
+    echo, port = _spawn(_ECHO, "spin")
     try:
-        assert answerer.stdout is not None
-        port = int(answerer.stdout.readline())
         if cpus is not None:
-            pin_process(answerer.pid, cpus[1])
-        with socket.create_connection(("127.0.0.1", port), timeout=5) as sock:
+            pin_process(echo.pid, cpus[1])
+        with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as sock:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
             sock.setblocking(False)
             packet, clock = bytes(packet_size), time.perf_counter_ns
@@ -140,10 +116,7 @@ def send_floor(count: int, cpus=None, packet_size: int = 52, answer_size: int = 
                 if i >= count // 10:  # the first tenth warms up
                     histogram.record(max(elapsed, 1))
     finally:
-        answerer.kill()
-        answerer.wait(5)
-        if answerer.stdout is not None:
-            answerer.stdout.close()
+        _stop(echo)
     return histogram
 
 
@@ -230,7 +203,7 @@ def measure(quick: bool, progress: Progress, *, messages: int | None = None) -> 
         backend = "cython" if "cython" in figures_by_backend else "python"
         progress.step("pipeline: the floor of send")
         floor = send_floor(2_000 if quick else 10_000, cpus)
-        note = ("bare socket.send of 52 bytes to a process spinning on recv that answers each, one send per 100 us, "
+        note = ("bare socket.send of 52 bytes to a process spinning on recv that echoes each, one send per 100 us, "
                 f"{floor.count:,} sends")
         rows += [Row(FLOOR_GROUP, f"socket.send floor {q}", floor.percentile(n) / 1000, "us", note=note)
                  for q, n in (("p50", 50), ("p99", 99))]

@@ -70,6 +70,22 @@ def test_readme_uses_every_public_name():
     assert missing == [], f"public names the README never shows: {missing}"
 
 
+def _mypy(tmp_path, *args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+    """Run mypy on ``args`` as a user's checker would see lowlat: in-tree, the source tree (not a
+    wheel installed beside it); installed, the package it finds itself."""
+    import site
+
+    package_root = PACKAGE.resolve().parent
+    env = dict(os.environ)
+    if package_root not in {Path(p).resolve() for p in site.getsitepackages()}:
+        env["MYPYPATH"] = str(package_root)
+    return subprocess.run(
+        [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
+         "--python-executable", sys.executable, "--ignore-missing-imports", *args],
+        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=timeout,
+    )
+
+
 def test_readme_examples_type_check(tmp_path):
     """mypy accepts every README example against the shipped stubs (as a user's checker would)."""
     pytest.importorskip("mypy")
@@ -81,19 +97,7 @@ def test_readme_examples_type_check(tmp_path):
         path = tmp_path / f"readme_block_{number}.py"
         path.write_text(code, encoding="utf-8")
         files.append(str(path))
-    import site
-
-    package_root = Path(lowlat.__file__).resolve().parent.parent
-    env = dict(os.environ)
-    installed = {Path(p).resolve() for p in site.getsitepackages()}
-    if package_root not in installed:  # in-tree: show mypy the source tree (installed: it finds it itself)
-        env["MYPYPATH"] = str(package_root)
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
-         "--python-executable", sys.executable, "--ignore-missing-imports", "--follow-imports=silent",
-         "--check-untyped-defs", *files],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=300,
-    )
+    done = _mypy(tmp_path, "--follow-imports=silent", "--check-untyped-defs", *files)
     assert done.returncode == 0, done.stdout + done.stderr
 
 
@@ -101,19 +105,9 @@ def test_the_package_type_checks(tmp_path):
     """mypy finds nothing in the package's own code: the pure twins, the plain-Python parts and
     the benchmarks (the compiled halves are seen through their stubs)."""
     pytest.importorskip("mypy")
-    import site
-
-    package_root = PACKAGE.resolve().parent
-    env = dict(os.environ)
-    if package_root not in {Path(p).resolve() for p in site.getsitepackages()}:
-        env["MYPYPATH"] = str(package_root)  # in-tree: the source tree, not a wheel installed beside it
     # By module name, not by path: a path inside site-packages would make mypy take all of
     # site-packages for the user's own code.
-    done = subprocess.run(
-        [sys.executable, "-m", "mypy", "--no-incremental", "--cache-dir", str(tmp_path / "cache"),
-         "--python-executable", sys.executable, "--ignore-missing-imports", "-p", "lowlat"],
-        capture_output=True, text=True, env=env, cwd=tmp_path, timeout=600,
-    )
+    done = _mypy(tmp_path, "-p", "lowlat", timeout=600)
     assert done.returncode == 0, done.stdout + done.stderr
     checked = re.search(r"(\d+) source files", done.stdout)
     assert checked and int(checked.group(1)) >= 50, done.stdout  # the whole package, not an empty match

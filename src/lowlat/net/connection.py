@@ -57,6 +57,17 @@ def _timeval(seconds: float) -> bytes:
 _monotonic = time.monotonic
 
 
+def received(outcome: bytes | OSError | None) -> bytes | None:
+    """What a receive loop makes of one ``recv``'s outcome: bytes returned, None (nothing by the
+    deadline) returned, ``b""`` (the peer closed) or an ``OSError`` raised as ``ConnectionLost``.
+    For the compiled order path of :mod:`lowlat.wire`, which reads the socket itself."""
+    if isinstance(outcome, OSError):
+        raise ConnectionLost(f"receive failed: {outcome}") from outcome
+    if outcome is not None and not outcome:
+        raise ConnectionLost("connection closed by the peer")
+    return outcome
+
+
 def _receive_closed(deadline: float) -> bytes | None:
     """``Transport.receive`` once the transport is closed: what reading the closed socket said."""
     error = OSError(errno.EBADF, os.strerror(errno.EBADF))
@@ -153,27 +164,33 @@ class Transport:
                 sent = 0
             except OSError as error:
                 raise ConnectionLost(f"send failed: {error}") from error
-            if sent == len(data):  # the usual case: the whole message in one call
-                return
-            view = memoryview(data)[sent:]
-            deadline = None
-            while view:
-                try:
-                    sent = self.sock.send(view, self._send_flags)
-                except (BlockingIOError, InterruptedError):
-                    sent = 0
-                except OSError as error:
-                    raise ConnectionLost(f"send failed: {error}") from error
-                view = view[sent:]
-                if view:
-                    if deadline is None:
-                        deadline = time.monotonic() + timeout
-                    remaining = deadline - time.monotonic()
-                    if remaining <= 0:
-                        raise ConnectionLost("send timed out: the peer is not reading")
-                    with selectors.DefaultSelector() as writable:
-                        writable.register(self.sock, selectors.EVENT_WRITE)
-                        writable.select(remaining)
+            if sent != len(data):  # the usual case is the whole message in one call
+                self._send_rest(data, sent, timeout)
+
+    def _send_rest(self, data: bytes, sent: int, timeout: float) -> None:
+        """Write ``data`` from byte ``sent`` on, waiting for writability up to ``timeout`` seconds.
+
+        The caller holds the send lock (``send``, or the compiled order path of :mod:`lowlat.wire`
+        after its first ``send`` wrote only part of a packet)."""
+        view = memoryview(data)[sent:]
+        deadline = None
+        while view:
+            try:
+                sent = self.sock.send(view, self._send_flags)
+            except (BlockingIOError, InterruptedError):
+                sent = 0
+            except OSError as error:
+                raise ConnectionLost(f"send failed: {error}") from error
+            view = view[sent:]
+            if view:
+                if deadline is None:
+                    deadline = time.monotonic() + timeout
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise ConnectionLost("send timed out: the peer is not reading")
+                with selectors.DefaultSelector() as writable:
+                    writable.register(self.sock, selectors.EVENT_WRITE)
+                    writable.select(remaining)
 
     def _receive_selecting(self, deadline: float) -> bytes | None:
         # Sleep in epoll/poll, then recv (where recv cannot sleep itself: not Linux).
@@ -367,36 +384,47 @@ class SoupConnection:
             try:
                 data = transport.receive(deadline)
             except ConnectionLost as error:
-                error.partial = client.partial
-                if error.partial:
-                    error.args = (f"{error.args[0]}, {error.partial} bytes into a packet",)
+                self._note_partial(error)
                 raise
-            with self._lock:
-                now = _monotonic()
-                if data is not None:
-                    try:
-                        events = client.receive_data(data, now)
-                    except soup.ProtocolError as error:
-                        for event in error.events:
-                            self._absorb(event)
-                        raise
-                    inbox = self.inbox
-                    for event in events:
-                        if event.__class__ is _SequencedData:  # the usual event: straight to the inbox
-                            inbox.append(event)
-                        else:
-                            self._absorb(event)
-                if now < due and client.state is state:
-                    return  # nothing due: bytes received only move the deadlines later
-                out, timeouts = client.poll(now)
-                if timeouts:
-                    raise HeartbeatTimeoutError(f"server silent for {timeouts[0].silent_for:.3f} s "
-                                                f"(timeout {client.timeout} s)")
-                if out:
-                    transport.send(out)
+            self._took(data, state, due)
         except BaseException:
             self.close()
             raise
+
+    def _note_partial(self, error: ConnectionLost) -> None:
+        """Say in ``error`` how many bytes of an incomplete packet had arrived."""
+        error.partial = self.client.partial
+        if error.partial:
+            error.args = (f"{error.args[0]}, {error.partial} bytes into a packet",)
+
+    def _took(self, data: bytes | None, state: soup.SessionState, due: float) -> None:
+        """The rest of ``service`` once the wait gave ``data`` (None: nothing by the deadline):
+        parse it into the inbox, then answer the clock if ``due`` passed or ``state`` changed.
+        Raises what ``service`` raises; the caller closes the connection on any error."""
+        client = self.client
+        with self._lock:
+            now = _monotonic()
+            if data is not None:
+                try:
+                    events = client.receive_data(data, now)
+                except soup.ProtocolError as error:
+                    for event in error.events:
+                        self._absorb(event)
+                    raise
+                inbox = self.inbox
+                for event in events:
+                    if event.__class__ is _SequencedData:  # the usual event: straight to the inbox
+                        inbox.append(event)
+                    else:
+                        self._absorb(event)
+            if now < due and client.state is state:
+                return  # nothing due: bytes received only move the deadlines later
+            out, timeouts = client.poll(now)
+            if timeouts:
+                raise HeartbeatTimeoutError(f"server silent for {timeouts[0].silent_for:.3f} s "
+                                            f"(timeout {client.timeout} s)")
+            if out:
+                self.transport.send(out)  # type: ignore[union-attr]
 
     def receive(self, timeout: float | None = None) -> soup.SequencedData | None:
         """Return the next sequenced message, waiting up to ``timeout`` seconds (None: forever).

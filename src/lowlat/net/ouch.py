@@ -17,12 +17,11 @@ login replays the answers the exchange sent meanwhile (SoupBinTCP keeps them), w
 
 from __future__ import annotations
 
-import time
 from collections import deque
 from dataclasses import dataclass
 from typing import Any
 
-from .. import ouch
+from .. import ouch, wire
 from .connection import ConnectionLost, SoupConnection
 from .soupbintcp import SessionState
 
@@ -132,12 +131,12 @@ class OuchSession:
         Field errors are ``lowlat.ouch``'s (``TypeError``/``ValueError`` naming the field)."""
         ouch.encode_enter_order(self._enter, 0, token, side, shares, stock, price, time_in_force, firm, display,
                                 capacity, intermarket_sweep, minimum_quantity, cross_type, customer_type)
-        self._send("O", token, bytes(self._enter))
+        _send_order(self, "O", token, bytes(self._enter))
 
     def cancel_order(self, token: str, shares: int = 0) -> None:
         """Send Cancel Order: reduce ``token`` to ``shares`` (0 cancels it)."""
         ouch.encode_cancel_order(self._cancel, 0, token, shares)
-        self._send("X", token, bytes(self._cancel))
+        _send_order(self, "X", token, bytes(self._cancel))
 
     def replace_order(self, existing_token: str, replacement_token: str, shares: int, price: int, *,
                       time_in_force: int = TIF_SYSTEM_HOURS, display: str = "Y", intermarket_sweep: str = "N",
@@ -145,22 +144,14 @@ class OuchSession:
         """Send Replace Order (pending under ``replacement_token``)."""
         ouch.encode_replace_order(self._replace, 0, existing_token, replacement_token, shares, price, time_in_force,
                                   display, intermarket_sweep, minimum_quantity)
-        self._send("U", replacement_token, bytes(self._replace))
+        _send_order(self, "U", replacement_token, bytes(self._replace))
 
     def modify_order(self, token: str, side: str, shares: int) -> None:
         """Send Modify Order: move ``token`` to ``side`` (among "S", "T", "E" for a sell) and/or reduce
         it to ``shares`` open (0 cancels it), keeping its priority; pending under ``token`` until
         Order Modified. Field errors are ``lowlat.ouch``'s (``TypeError``/``ValueError`` naming the field)."""
         ouch.encode_modify_order(self._modify, 0, token, side, shares)
-        self._send("M", token, bytes(self._modify))
-
-    def _send(self, kind: str, token: str, payload: bytes) -> None:
-        self.pending[(kind, token)] = payload  # before the bytes: a failed send is pending
-        try:
-            self.connection.send(payload)
-        except ConnectionLost as error:
-            error.unacknowledged = self.unacknowledged()
-            raise
+        _send_order(self, "M", token, bytes(self._modify))
 
     # -- answers -------------------------------------------------------------------------------
 
@@ -211,37 +202,7 @@ class OuchSession:
         """Return the first answer for ``token`` (its order token, or a Replaced's replacement token)
         whose type is in ``types``; other answers are kept for ``receive``. ``TimeoutError`` after
         ``timeout`` seconds."""
-        messages = self.messages
-        if messages:
-            for index, message in enumerate(messages):
-                if _token(message) == token and message["type"] in types:
-                    del messages[index]
-                    return message
-        deadline = _monotonic() + timeout
-        receive = self.connection.receive
-        remaining = timeout
-        while True:
-            if remaining <= 0:
-                raise TimeoutError(f"no {types!r} answer for token {token!r} in {timeout} s")
-            try:
-                data = receive(remaining)
-            except ConnectionLost as error:
-                error.unacknowledged = self.unacknowledged()
-                raise
-            if data is not None:
-                message = self._decode(data.payload)
-                answered = message.get("order_token")  # _token() inline: once per answer
-                if answered is None:
-                    answered = message.get("replacement_order_token")
-                if answered == token and message["type"] in types:
-                    return message
-                messages.append(message)
-            remaining = deadline - _monotonic()
+        return _wait_for(self, token, types, timeout)
 
 
-_monotonic = time.monotonic
-
-
-def _token(message: dict):
-    token = message.get("order_token")
-    return message.get("replacement_order_token") if token is None else token
+_send_order, _wait_for = wire.send_order, wire.wait_for

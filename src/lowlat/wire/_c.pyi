@@ -1,0 +1,6 @@
+from typing import Any
+
+__all__ = ["send_order", "wait_for"]
+
+def send_order(session: Any, kind: str, token: str, payload: bytes) -> None: ...
+def wait_for(session: Any, token: str, types: str, timeout: float) -> dict: ...

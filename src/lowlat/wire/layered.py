@@ -1,0 +1,104 @@
+"""The order path through the layers, as :mod:`lowlat.net` builds it: the pure half of
+:mod:`lowlat.wire`, and where the compiled half hands over whenever a read is not the simple case.
+
+``OuchSession`` -> ``SoupConnection`` (session lock, SoupBinTCP client, inbox) -> ``Transport``
+(send lock, the wait mode's ``recv`` loop) -> the socket. Nothing here is new behaviour: these are
+the bodies of ``OuchSession._send`` and ``OuchSession.wait_for``, plus :func:`resume`, which takes
+over from the compiled half with what its own ``recv`` returned.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+_monotonic = time.monotonic
+
+
+def send_order(session: Any, kind: str, token: str, payload: bytes) -> None:
+    """Record ``payload`` as pending under ``(kind, token)`` (before its bytes: a failed send is
+    pending), then send it as Unsequenced Data on ``session.connection``; a ``ConnectionLost``
+    carries ``unacknowledged``."""
+    from ..net.connection import ConnectionLost
+
+    session.pending[(kind, token)] = payload
+    try:
+        session.connection.send(payload)
+    except ConnectionLost as error:
+        error.unacknowledged = session.unacknowledged()
+        raise
+
+
+def wait_for(session: Any, token: str, types: str, timeout: float) -> dict:
+    """Return the first answer for ``token`` (order token, or a Replaced's replacement token) whose
+    type is in ``types``; other answers go to ``session.messages``. ``TimeoutError`` after
+    ``timeout`` seconds, ``ConnectionLost`` (with ``unacknowledged``) when the connection died."""
+    messages = session.messages
+    if messages:
+        for index, message in enumerate(messages):
+            if _token(message) == token and message["type"] in types:
+                del messages[index]
+                return message
+    return wait_rest(session, token, types, timeout, _monotonic() + timeout)
+
+
+def wait_rest(session: Any, token: str, types: str, timeout: float, deadline: float) -> dict:
+    """``wait_for``'s loop once ``session.messages`` was looked through, until ``deadline``."""
+    from ..net.connection import ConnectionLost
+
+    messages = session.messages
+    receive = session.connection.receive
+    remaining = deadline - _monotonic()
+    while True:
+        if remaining <= 0:
+            raise TimeoutError(f"no {types!r} answer for token {token!r} in {timeout} s")
+        try:
+            data = receive(remaining)
+        except ConnectionLost as error:
+            error.unacknowledged = session.unacknowledged()
+            raise
+        if data is not None:
+            message = session._decode(data.payload)
+            answered = message.get("order_token")  # _token() inline: once per answer
+            if answered is None:
+                answered = message.get("replacement_order_token")
+            if answered == token and message["type"] in types:
+                return message
+            messages.append(message)
+        remaining = deadline - _monotonic()
+
+
+def resume(session: Any, token: str, types: str, timeout: float, deadline: float, state: Any, due: float,
+           outcome: bytes | OSError | None) -> dict:
+    """Take ``wait_for`` over from the compiled half after a read that was not the simple case.
+
+    ``outcome`` is what its ``recv`` gave (bytes, ``b""`` for a closed peer, an ``OSError``, None
+    when nothing came by the deadline); ``state`` and ``due`` are what ``SoupConnection.service``
+    had computed before the wait. Does what the layers would have done with it, then goes on as
+    :func:`wait_rest`."""
+    from ..net import soupbintcp as soup
+    from ..net.connection import ConnectionLost, received
+
+    connection = session.connection
+    try:
+        try:
+            try:
+                data = received(outcome)
+            except ConnectionLost as error:
+                connection._note_partial(error)
+                raise
+            connection._took(data, state, due)
+        except BaseException:
+            connection.close()
+            raise
+    except (ConnectionLost, soup.ProtocolError) as error:  # SoupConnection.receive: answers read first
+        if not connection.inbox:
+            if isinstance(error, ConnectionLost):
+                error.unacknowledged = session.unacknowledged()
+            raise
+    return wait_rest(session, token, types, timeout, deadline)
+
+
+def _token(message: dict) -> Any:
+    token = message.get("order_token")
+    return message.get("replacement_order_token") if token is None else token

@@ -46,7 +46,7 @@ import threading
 import time
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable, cast
 
 from ..net import fix_session as fs
 from ..net import soupbintcp as soup
@@ -306,20 +306,37 @@ class ExchangeSimulator:
         A SoupBinTCP read can only move timer deadlines later (or queue a delayed answer, which
         ``_delayed`` shows), so after one the timers are not walked again before they are due:
         the common path is epoll, recv, parse, answer, send -- nothing per client, nothing per timer.
+        With the OUCH book of :mod:`lowlat.venue` as the application, no FIX gateway, no
+        misbehaviour and no debug logging, that path is one call, the book's ``serve`` (recv,
+        split, log, answer, send); it hands back to :meth:`_received` whatever it does not handle.
         """
         keys, wait, scale = selector._keys, selector._poller.poll, selector.scale
         monotonic, busy_poll, read = time.monotonic, self.busy_poll, self._read
+        book = self._serve_of(self.application) if self.gateway is None else None
+        serve = cast("Callable[..., bytes | None]", book)  # called only when book is not None
+        received, debug_on = self.received, log.isEnabledFor
+
+        def deliver(username: str, payload: bytes, now: float) -> None:  # a fill's counterparty
+            self._sequenced(username, payload, now, selector, all_clients)
+
         timers_due = 0.0
         while not self._stop_requested:
             timeout = 0.0 if busy_poll else max(timers_due - monotonic(), 0.0)
             other = False
-            for fd, _ in wait(timeout * scale):
+            events = wait(timeout * scale)
+            fast = book is not None and not debug_on(logging.DEBUG)  # once per wake-up, not per read
+            for fd, _ in events:
                 key = keys.get(fd)
                 if key is None:
                     continue
                 client = key.data
                 if client.__class__ is _Client and not client.fix:
-                    read(client, selector, all_clients)
+                    if fast and not self._misbehaving:
+                        data = serve(client.sock, client.session, client.username, client.peer, received, deliver)
+                        if data is not None:
+                            self._received(client, data, selector, all_clients)
+                    else:
+                        read(client, selector, all_clients)
                     continue
                 other = True
                 if client is None or client == "fix":
@@ -335,6 +352,13 @@ class ExchangeSimulator:
             if other or now >= timers_due or self._delayed:
                 self._timers(selector, all_clients, now)
                 timers_due = now + self._next_timer(all_clients, now)
+
+    @staticmethod
+    def _serve_of(application):
+        """The application's fused read when it is a :mod:`lowlat.venue` book (either backend), else None."""
+        if type(application).__module__ in ("lowlat.venue._c", "lowlat.venue._py"):
+            return application.serve
+        return None
 
     def _next_timer(self, clients, now: float) -> float:
         due = now + 0.25
@@ -405,6 +429,10 @@ class ExchangeSimulator:
             return
         except OSError:
             data = b""
+        self._received(client, data, selector, clients)
+
+    def _received(self, client: _Client, data: bytes, selector, clients) -> None:
+        """Handle ``data`` read from ``client`` (``b""``: it closed, or reading or writing failed)."""
         if not data:
             self._close(client, selector, clients)
             return

@@ -235,7 +235,11 @@ class OuchExchange(_Final):
         if type(username) is not str:  # a str subclass could run code inside the book's dicts
             raise TypeError(f"username must be str, got {type(username).__name__}")
         try:
-            self._record.decode(payload, 0, len(payload))
+            length = memoryview(payload).nbytes
+        except TypeError:
+            raise TypeError("payload must be a contiguous buffer") from None
+        try:
+            self._record.decode(payload, 0, length)
         except ValueError:
             return []  # not an OUCH order-entry message: the spec has no answer for it
         message = self._record.as_dict()

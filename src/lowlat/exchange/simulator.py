@@ -8,7 +8,9 @@ replayed from the requested number on a (re)login.
 
 The application is any object with ``on_message(username, payload) -> [(username, payload), ...]``
 (the OUCH book in :mod:`lowlat.exchange.ouch_book` is one): each returned pair is a sequenced
-message for that user.
+message for that user. With that book (:mod:`lowlat.venue`), no FIX gateway, no misbehaviour and
+no DEBUG logging, a readable SoupBinTCP connection is served in one call to the book's ``serve``
+(recv, split, log, answer, send), which hands back anything else to the general path.
 
 With ``fix_port``, a second listener accepts FIX 4.2/4.4 sessions (one
 :class:`~lowlat.net.fix_session.FixSession` per SenderCompID, kept across connections so a

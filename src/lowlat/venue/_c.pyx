@@ -31,7 +31,6 @@ from libc.string cimport memcpy, memmove, memset
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from collections import deque as _deque
-from types import MappingProxyType
 
 from lowlat.exchange.simulator import Received as _Received
 from lowlat.net.soupbintcp import SessionState as _SessionState, UnsequencedData as _UnsequencedData
@@ -246,6 +245,19 @@ cdef bint _whole_unsequenced(const unsigned char* data, Py_ssize_t size) noexcep
     return True
 
 
+cdef object _received(object at, object peer, str username, bytes payload):
+    """``Received(at, peer, username, UnsequencedData(payload))``, without running the two dataclass
+    ``__init__`` frames: both classes are plain ``slots`` dataclasses, so this is the same object."""
+    event = _UnsequencedData.__new__(_UnsequencedData)
+    event.payload = payload
+    record = _Received.__new__(_Received)
+    record.at = at
+    record.peer = peer
+    record.username = username
+    record.event = event
+    return record
+
+
 # -- orders -------------------------------------------------------------------------------------
 
 
@@ -260,7 +272,6 @@ cdef class RestingOrder:
     """
 
     cdef str _username, _token, _stock
-    cdef tuple _key                 # (username, token): the book's key, built once
     cdef uint32_t _shares, _price
     cdef uint64_t _reference
     cdef unsigned char _side, _capacity, _cross_type
@@ -272,7 +283,6 @@ cdef class RestingOrder:
                  cross_type="N"):
         values = check_order(username, token, side, shares, stock, price, reference, firm, capacity, cross_type)
         self._username, self._token = values[0], values[1]
-        self._key = (self._username, self._token)
         self._side = ord(values[2])
         self._shares = values[3]
         self._stock = values[4]
@@ -452,6 +462,20 @@ cdef class _Book:
         self.offers = _Side(False)
 
 
+@cython.final
+@cython.no_gc  # str keys, and orders that hold str: no cycle can go through it
+cdef class _User:
+    """One user's tokens (every one ever used) and live orders, keyed by the token alone: one str
+    lookup per message, no ``(username, token)`` tuple to build and hash."""
+
+    cdef set tokens
+    cdef dict orders
+
+    def __cinit__(self):
+        self.tokens = set()
+        self.orders = {}
+
+
 # -- the exchange ---------------------------------------------------------------------------------
 
 
@@ -465,8 +489,7 @@ cdef class OuchExchange:
 
     cdef object _stocks           # frozenset or None
     cdef uint32_t _max_shares
-    cdef dict _orders             # (username, token) -> live RestingOrder
-    cdef set _tokens              # every (username, token) ever used
+    cdef dict _users              # username -> _User
     cdef dict _books              # stock -> _Book
     cdef uint64_t _references, _matches
     cdef list _answers            # serve's answers to one message, reused
@@ -488,8 +511,7 @@ cdef class OuchExchange:
 
     def __init__(self, *, stocks=None, max_shares=1_000_000):
         self._stocks, self._max_shares = check_exchange(stocks, max_shares)
-        self._orders = {}
-        self._tokens = set()
+        self._users = {}
         self._books = {}
         self._answers = []
 
@@ -505,8 +527,16 @@ cdef class OuchExchange:
 
     @property
     def orders(self):
-        """A read-only live view ``{(username, token): RestingOrder}`` of the orders on the book."""
-        return MappingProxyType(self._orders)
+        """A snapshot ``{(username, token): RestingOrder}`` of the orders on the book. O(orders)."""
+        cdef _User user
+        return {(name, token): order for name, user in self._users.items() for token, order in user.orders.items()}
+
+    cdef _User _user(self, str username):
+        cdef _User user = self._users.get(username)
+        if user is None:
+            user = _User()
+            self._users[username] = user
+        return user
 
     @property
     def books(self):
@@ -615,7 +645,7 @@ cdef class OuchExchange:
         cdef _Book book = self._book(order._stock)
         cdef _Side side = book.bids if order._side == 66 else book.offers  # 66: "B"
         side.queue(order._price, True).append(order)
-        self._orders[order._key] = order
+        self._user(order._username).orders[order._token] = order
         return 0
 
     cdef int _unrest(self, RestingOrder order) except -1:
@@ -629,7 +659,7 @@ cdef class OuchExchange:
                 pass
             if not level:
                 side.drop(order._price)
-        self._orders.pop(order._key, None)
+        self._user(order._username).orders.pop(order._token, None)
         return 0
 
     cdef int _match(self, RestingOrder order, list out) except -1:
@@ -655,7 +685,7 @@ cdef class OuchExchange:
                 out.append((resting._username, self._executed(resting, stamp, shares, price, 65, self._matches)))  # "A"
                 if not resting._shares:
                     level.popleft()
-                    self._orders.pop(resting._key, None)
+                    self._user(resting._username).orders.pop(resting._token, None)
             if not level:
                 opposite.drop(price)
         return 0
@@ -686,12 +716,12 @@ cdef class OuchExchange:
             return 79  # "O"
         return 0
 
-    cdef RestingOrder _order(self, tuple key, uint32_t shares, uint32_t price, unsigned char side, str stock,
+    cdef RestingOrder _order(self, str username, str token, uint32_t shares, uint32_t price, unsigned char side, str stock,
                              const unsigned char* stock_raw, const unsigned char* token_raw,
                              const unsigned char* firm_raw, unsigned char capacity, unsigned char cross_type):
         cdef RestingOrder order = RestingOrder.__new__(RestingOrder)
-        order._key = key
-        order._username, order._token = key
+        order._username = username
+        order._token = token
         order._side = side
         order._shares = shares
         order._price = price
@@ -706,10 +736,11 @@ cdef class OuchExchange:
         return order
 
     cdef int _enter(self, str username, const unsigned char* m, list out) except -1:
-        cdef tuple key = (username, _text(m + O_TOKEN, 14))
-        if key in self._tokens:
+        cdef str token = _text(m + O_TOKEN, 14)
+        cdef _User user = self._user(username)
+        if token in user.tokens:
             return 0  # duplicate token: ignored, as the spec says
-        self._tokens.add(key)
+        user.tokens.add(token)
         cdef uint32_t shares = _load_u32(m + O_SHARES), price = _load_u32(m + O_PRICE)
         cdef str stock = _text(m + O_STOCK, 8)
         cdef unsigned char reason = self._reject_reason(shares, price, stock, m + O_STOCK, m[O_DISPLAY],
@@ -717,7 +748,7 @@ cdef class OuchExchange:
         if reason:
             out.append((username, self._rejected(m + O_TOKEN, reason)))
             return 0
-        cdef RestingOrder order = self._order(key, shares, price, m[O_SIDE], stock, m + O_STOCK, m + O_TOKEN, m + O_FIRM,
+        cdef RestingOrder order = self._order(username, token, shares, price, m[O_SIDE], stock, m + O_STOCK, m + O_TOKEN, m + O_FIRM,
                             m[O_CAPACITY], m[O_CROSS])
         out.append((username, self._accepted(order, _load_u32(m + O_TIF), m[O_DISPLAY], m[O_ISE],
                                              _load_u32(m + O_MINQ), NULL)))
@@ -725,7 +756,7 @@ cdef class OuchExchange:
         return self._rest_or_cancel(order, _load_u32(m + O_TIF), out)
 
     cdef int _cancel(self, str username, const unsigned char* m, list out) except -1:
-        cdef RestingOrder order = self._orders.get((username, _text(m + X_TOKEN, 14)))
+        cdef RestingOrder order = self._user(username).orders.get(_text(m + X_TOKEN, 14))
         cdef uint32_t shares = _load_u32(m + X_SHARES), decrement
         if order is None or shares >= order._shares:
             return 0  # unknown or already dead token, or not a decrease: ignored
@@ -737,7 +768,7 @@ cdef class OuchExchange:
         return 0
 
     cdef int _modify(self, str username, const unsigned char* m, list out) except -1:
-        cdef RestingOrder order = self._orders.get((username, _text(m + M_TOKEN, 14)))
+        cdef RestingOrder order = self._user(username).orders.get(_text(m + M_TOKEN, 14))
         cdef unsigned char side = m[M_SIDE]
         cdef uint32_t shares = _load_u32(m + M_SHARES)
         if order is None or shares > order._shares:
@@ -752,11 +783,12 @@ cdef class OuchExchange:
         return 0
 
     cdef int _replace(self, str username, const unsigned char* m, list out) except -1:
-        cdef RestingOrder order = self._orders.get((username, _text(m + U_EXISTING, 14)))
-        cdef tuple key = (username, _text(m + U_REPLACEMENT, 14))
-        if order is None or key in self._tokens:
+        cdef _User user = self._user(username)
+        cdef RestingOrder order = user.orders.get(_text(m + U_EXISTING, 14))
+        cdef str token = _text(m + U_REPLACEMENT, 14)
+        if order is None or token in user.tokens:
             return 0  # the spec ignores a replace of a dead order or with a used token
-        self._tokens.add(key)
+        user.tokens.add(token)
         cdef uint32_t shares = _load_u32(m + U_SHARES), price = _load_u32(m + U_PRICE)
         cdef uint32_t tif = _load_u32(m + U_TIF), minimum = _load_u32(m + U_MINQ)
         cdef unsigned char reason = self._reject_reason(shares, price, None, NULL, m[U_DISPLAY], minimum, -1)
@@ -764,18 +796,17 @@ cdef class OuchExchange:
             out.append((username, self._rejected(m + U_REPLACEMENT, reason)))
             return 0
         if price == order._price and shares <= order._shares:  # keeps its priority
-            del self._orders[order._key]
-            order._key = key
-            order._token = key[1]
+            del user.orders[order._token]
+            order._token = token
             memcpy(order._token_raw, m + U_REPLACEMENT, 14)
             order._shares = shares
-            self._orders[key] = order
+            user.orders[token] = order
             out.append((username, self._accepted(order, tif, m[U_DISPLAY], m[U_ISE], minimum, m + U_EXISTING)))
             if not order._shares:
                 self._unrest(order)
             return 0
         self._unrest(order)
-        cdef RestingOrder replacement = self._order(key, shares, price, order._side, order._stock, order._stock_raw,
+        cdef RestingOrder replacement = self._order(username, token, shares, price, order._side, order._stock, order._stock_raw,
                                   m + U_REPLACEMENT, order._firm_raw, order._capacity, order._cross_type)
         out.append((username, self._accepted(replacement, tif, m[U_DISPLAY], m[U_ISE], minimum, m + U_EXISTING)))
         self._match(replacement, out)
@@ -872,7 +903,7 @@ cdef class OuchExchange:
             while position < size:
                 length = (<Py_ssize_t>self._in[position] << 8) | self._in[position + 1]
                 payload = PyBytes_FromStringAndSize(<char*>self._in + position + 3, length - 1)
-                received.append(_Received(at, peer, username, _UnsequencedData(payload)))
+                received.append(_received(at, peer, username, payload))
                 del answers[:]
                 if length - 1 <= SCRATCH:
                     self._handle(username, self._in + position + 3, length - 1, answers)

@@ -13,7 +13,6 @@ import socket
 import struct
 import time
 from collections import deque
-from types import MappingProxyType
 
 from .. import ouch
 from .._twins import Final as _Final
@@ -159,8 +158,8 @@ class OuchExchange(_Final):
 
     @property
     def orders(self):
-        """A read-only live view ``{(username, token): RestingOrder}`` of the orders on the book."""
-        return MappingProxyType(self._orders)
+        """A snapshot ``{(username, token): RestingOrder}`` of the orders on the book. O(orders)."""
+        return dict(self._orders)
 
     @property
     def books(self):

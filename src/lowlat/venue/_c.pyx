@@ -33,7 +33,7 @@ from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 from collections import deque as _deque
 
 from lowlat.exchange.simulator import Received as _Received
-from lowlat.net.soupbintcp import SessionState as _SessionState, UnsequencedData as _UnsequencedData
+from lowlat.net.soupbintcp import SessionLog as _SessionLog, SessionState as _SessionState, UnsequencedData as _UnsequencedData
 from lowlat.ouch.spec import ALPHA, CHAR, CLIENT, MESSAGES
 from lowlat.venue.rules import DISPLAYS, MAX_PRICE, SELL_SIDES, SIDES, TIF_IOC, check_exchange, check_order
 
@@ -896,7 +896,10 @@ cdef class OuchExchange:
             now = _monotonic()
             at = now
             session.last_received = at
-            log_append = session.log.append
+            log = session.log
+            # SessionLog.append is messages.append (its return value unused here): the list's own
+            # append saves a Python frame per answer. Any other log class gets its own append.
+            log_append = log.messages.append if type(log) is _SessionLog else log.append
             answers = self._answers
             framed = 0
             position = 0

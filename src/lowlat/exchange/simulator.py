@@ -425,6 +425,8 @@ class ExchangeSimulator:
                     alarm.clear()  # type: ignore[union-attr]  # registered only when there is one
                 else:
                     self._read(client, selector, all_clients)
+            if alarm is not None and not other and not self._delayed:
+                continue  # the timers are not due: the alarm would have been among the events
             now = monotonic()
             if other or now >= timers_due or self._delayed:
                 self._timers(selector, all_clients, now)

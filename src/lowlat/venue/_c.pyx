@@ -27,7 +27,7 @@ from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.errno cimport EAGAIN, EINTR, errno
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
-from libc.string cimport memcpy, memmove, memset
+from libc.string cimport memcmp, memcpy, memmove, memset
 from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
 
 from collections import deque as _deque
@@ -272,6 +272,11 @@ cdef class RestingOrder:
     """
 
     cdef str _username, _token, _stock
+    # The book and user this order lives in, borrowed: the exchange keeps both for its lifetime and
+    # only its own methods follow these (NULL for an order built by the constructor). Owned
+    # references would make a cycle (book -> level -> order -> book) that refcounting never frees.
+    cdef PyObject* _in_book
+    cdef PyObject* _holder
     cdef uint32_t _shares, _price
     cdef uint64_t _reference
     cdef unsigned char _side, _capacity, _cross_type
@@ -490,6 +495,11 @@ cdef class OuchExchange:
     cdef object _stocks           # frozenset or None
     cdef uint32_t _max_shares
     cdef dict _users              # username -> _User
+    cdef str _last_name           # the last username seen (its object) and its _User
+    cdef _User _last_user
+    cdef unsigned char _last_stock_raw[8]  # the last stock seen, its str and its _Book (None until accepted)
+    cdef str _last_stock
+    cdef _Book _last_book
     cdef dict _books              # stock -> _Book
     cdef uint64_t _references, _matches
     cdef list _answers            # serve's answers to one message, reused
@@ -532,11 +542,23 @@ cdef class OuchExchange:
         return {(name, token): order for name, user in self._users.items() for token, order in user.orders.items()}
 
     cdef _User _user(self, str username):
+        if username is self._last_name:  # one connection's orders come with the same str object
+            return self._last_user
         cdef _User user = self._users.get(username)
         if user is None:
             user = _User()
             self._users[username] = user
+        self._last_name, self._last_user = username, user
         return user
+
+    cdef str _stock(self, const unsigned char* raw):
+        """The stock at ``raw`` as a str: the last one's object when the bytes are the same."""
+        if self._last_stock is not None and memcmp(raw, self._last_stock_raw, 8) == 0:
+            return self._last_stock
+        self._last_stock = _text(raw, 8)
+        memcpy(self._last_stock_raw, raw, 8)
+        self._last_book = None
+        return self._last_stock
 
     @property
     def books(self):
@@ -635,21 +657,25 @@ cdef class OuchExchange:
     # -- the book ------------------------------------------------------------------------------------
 
     cdef _Book _book(self, str stock):
+        if stock is self._last_stock and self._last_book is not None:
+            return self._last_book
         cdef _Book book = self._books.get(stock)
         if book is None:
             book = _Book()
             self._books[stock] = book
+        if stock is self._last_stock:
+            self._last_book = book
         return book
 
     cdef int _rest(self, RestingOrder order) except -1:
-        cdef _Book book = self._book(order._stock)
+        cdef _Book book = <_Book>order._in_book
         cdef _Side side = book.bids if order._side == 66 else book.offers  # 66: "B"
         side.queue(order._price, True).append(order)
-        self._user(order._username).orders[order._token] = order
+        (<_User>order._holder).orders[order._token] = order
         return 0
 
     cdef int _unrest(self, RestingOrder order) except -1:
-        cdef _Book book = self._book(order._stock)
+        cdef _Book book = <_Book>order._in_book
         cdef _Side side = book.bids if order._side == 66 else book.offers
         level = side.queue(order._price, False)
         if level is not None:
@@ -659,12 +685,12 @@ cdef class OuchExchange:
                 pass
             if not level:
                 side.drop(order._price)
-        self._user(order._username).orders.pop(order._token, None)
+        (<_User>order._holder).orders.pop(order._token, None)
         return 0
 
     cdef int _match(self, RestingOrder order, list out) except -1:
         cdef bint buy = order._side == 66
-        cdef _Book book = self._book(order._stock)
+        cdef _Book book = <_Book>order._in_book
         cdef _Side opposite = book.offers if buy else book.bids
         cdef uint32_t price, shares
         cdef uint64_t stamp
@@ -685,7 +711,7 @@ cdef class OuchExchange:
                 out.append((resting._username, self._executed(resting, stamp, shares, price, 65, self._matches)))  # "A"
                 if not resting._shares:
                     level.popleft()
-                    self._user(resting._username).orders.pop(resting._token, None)
+                    (<_User>resting._holder).orders.pop(resting._token, None)
             if not level:
                 opposite.drop(price)
         return 0
@@ -716,12 +742,15 @@ cdef class OuchExchange:
             return 79  # "O"
         return 0
 
-    cdef RestingOrder _order(self, str username, str token, uint32_t shares, uint32_t price, unsigned char side, str stock,
+    cdef RestingOrder _order(self, _User user, _Book book, str username, str token, uint32_t shares, uint32_t price,
+                             unsigned char side, str stock,
                              const unsigned char* stock_raw, const unsigned char* token_raw,
                              const unsigned char* firm_raw, unsigned char capacity, unsigned char cross_type):
         cdef RestingOrder order = RestingOrder.__new__(RestingOrder)
         order._username = username
         order._token = token
+        order._holder = <PyObject*>user
+        order._in_book = <PyObject*>book
         order._side = side
         order._shares = shares
         order._price = price
@@ -742,14 +771,14 @@ cdef class OuchExchange:
             return 0  # duplicate token: ignored, as the spec says
         user.tokens.add(token)
         cdef uint32_t shares = _load_u32(m + O_SHARES), price = _load_u32(m + O_PRICE)
-        cdef str stock = _text(m + O_STOCK, 8)
+        cdef str stock = self._stock(m + O_STOCK)
         cdef unsigned char reason = self._reject_reason(shares, price, stock, m + O_STOCK, m[O_DISPLAY],
                                                         _load_u32(m + O_MINQ), m[O_SIDE])
         if reason:
             out.append((username, self._rejected(m + O_TOKEN, reason)))
             return 0
-        cdef RestingOrder order = self._order(username, token, shares, price, m[O_SIDE], stock, m + O_STOCK, m + O_TOKEN, m + O_FIRM,
-                            m[O_CAPACITY], m[O_CROSS])
+        cdef RestingOrder order = self._order(user, self._book(stock), username, token, shares, price, m[O_SIDE], stock,
+                                              m + O_STOCK, m + O_TOKEN, m + O_FIRM, m[O_CAPACITY], m[O_CROSS])
         out.append((username, self._accepted(order, _load_u32(m + O_TIF), m[O_DISPLAY], m[O_ISE],
                                              _load_u32(m + O_MINQ), NULL)))
         self._match(order, out)
@@ -806,8 +835,9 @@ cdef class OuchExchange:
                 self._unrest(order)
             return 0
         self._unrest(order)
-        cdef RestingOrder replacement = self._order(username, token, shares, price, order._side, order._stock, order._stock_raw,
-                                  m + U_REPLACEMENT, order._firm_raw, order._capacity, order._cross_type)
+        cdef RestingOrder replacement = self._order(user, <_Book>order._in_book, username, token, shares, price,
+                                                    order._side, order._stock, order._stock_raw, m + U_REPLACEMENT,
+                                                    order._firm_raw, order._capacity, order._cross_type)
         out.append((username, self._accepted(replacement, tif, m[U_DISPLAY], m[U_ISE], minimum, m + U_EXISTING)))
         self._match(replacement, out)
         return self._rest_or_cancel(replacement, tif, out)

@@ -351,6 +351,7 @@ class ExchangeSimulator:
         alarm = _Alarm.create() if selector.scale == 1.0 else None  # with epoll only
         if alarm is not None:
             selector.register(alarm, selectors.EVENT_READ, "alarm")
+            alarm.arm(time.monotonic())  # the loop's first turn runs the timers
         all_clients: set[_Client] = set()
         try:
             self._loop(selector, all_clients, alarm)

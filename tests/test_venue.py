@@ -342,6 +342,22 @@ def test_serve_answers_every_order_of_one_read_in_one_write(venue, pair):
     assert received[0].at == session.last_received
 
 
+def test_serve_and_on_message_refuse_to_be_re_entered(venue, pair):
+    ours, theirs = pair
+    book, session = venue.OuchExchange(), active_session()
+    book.on_message("bob", enter("B1", "S", 50))
+
+    def deliver(user, payload, now):  # a fill for bob: the book is still answering alice
+        book.on_message("bob", cancel("B1"))
+
+    theirs.sendall(packet(b"U", enter("A1", "B", 50)))
+    with pytest.raises(RuntimeError, match="re-entrant"):
+        book.serve(ours, session, "alice", None, collections.deque(), deliver)
+    assert book.on_message("bob", enter("B2", "S", 5))[0][1][:1] == b"A"  # usable again afterwards
+    with pytest.raises(TypeError, match="username"):
+        book.serve(ours, session, b"alice", None, collections.deque(), deliver)
+
+
 @pytest.mark.parametrize("data", [
     packet(b"R"),  # a heartbeat
     packet(b"U", cancel("A1")) + packet(b"R"),  # an order and a heartbeat

@@ -133,7 +133,7 @@ class OuchExchange(_Final):
     """
 
     __slots__ = ("_stocks", "_max_shares", "_orders", "_tokens", "_books", "_references", "_matches", "_record",
-                 "_accepted_buffer", "_replaced_buffer")
+                 "_accepted_buffer", "_replaced_buffer", "_busy")
 
     def __init__(self, *, stocks=None, max_shares=1_000_000) -> None:
         self._stocks, self._max_shares = check_exchange(stocks, max_shares)
@@ -145,6 +145,7 @@ class OuchExchange(_Final):
         self._record = ouch.ClientMessage()
         self._accepted_buffer = bytearray(ouch.MESSAGES["accepted"].length)
         self._replaced_buffer = bytearray(ouch.MESSAGES["replaced"].length)
+        self._busy = False  # inside on_message or serve: refuse re-entry, as the compiled half must
 
     @property
     def stocks(self):
@@ -233,6 +234,18 @@ class OuchExchange(_Final):
         """
         if type(username) is not str:  # a str subclass could run code inside the book's dicts
             raise TypeError(f"username must be str, got {type(username).__name__}")
+        self._enter_book()
+        try:
+            return self._answer(username, payload)
+        finally:
+            self._busy = False
+
+    def _enter_book(self) -> None:
+        if self._busy:
+            raise RuntimeError("OuchExchange is not re-entrant: called again while it was answering")
+        self._busy = True
+
+    def _answer(self, username, payload):
         try:
             length = memoryview(payload).nbytes
         except TypeError:
@@ -378,6 +391,17 @@ class OuchExchange(_Final):
         for the caller's general path to parse, ``b""`` when the peer closed, the read failed or
         the write failed (the caller closes the connection). ``now`` is ``time.monotonic()``.
         """
+        if type(username) is not str:
+            raise TypeError(f"username must be str, got {type(username).__name__}")
+        self._enter_book()
+        try:
+            out = self._serve(sock, session, username, peer, received, deliver)
+        finally:
+            self._busy = False
+        return _send(sock, out) if out.__class__ is bytearray else out
+
+    def _serve(self, sock, session, username, peer, received, deliver):
+        """serve up to the write: the bytes to send (a bytearray), or what serve returns."""
         try:
             data = sock.recv(65536)
         except (BlockingIOError, InterruptedError, socket.timeout):
@@ -396,7 +420,7 @@ class OuchExchange(_Final):
             payload = data[position + 3:end]
             position = end
             received.append(Received(now, peer, username, _UNSEQUENCED(payload)))
-            for user, answer in self.on_message(username, payload):
+            for user, answer in self._answer(username, payload):
                 if user == username:
                     log.append(answer)
                     out += _SEQUENCED_HEAD.pack(len(answer) + 1, b"S")
@@ -405,7 +429,7 @@ class OuchExchange(_Final):
                     deliver(user, answer, now)
         if out:
             session.last_sent = now
-            return _send(sock, bytes(out))
+            return out
         return None
 
 
@@ -422,8 +446,9 @@ def _whole_unsequenced(data: bytes) -> bool:
     return True
 
 
-def _send(sock, data: bytes):
+def _send(sock, data):
     """Send all of ``data``: None when sent, ``b""`` when the connection failed (up to 2 s blocking)."""
+    data = bytes(data)
     try:
         try:
             sent = sock.send(data)

@@ -5,6 +5,7 @@ Every test starts its own simulator on a free port; every wait has a timeout.
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -411,3 +412,26 @@ def test_command_line_runs_until_interrupted():
         if proc.poll() is None:
             proc.kill()
             proc.wait(5)
+
+
+def test_idle_client_gets_heartbeats_then_is_dropped_when_silent():
+    """No traffic at all: only the loop's timers (its alarm, where there is one) send heartbeats
+    at the interval and close a client silent for longer than the timeout."""
+    sim = ExchangeSimulator(application=OuchExchange(), heartbeat_interval=0.05, timeout=0.5).start()
+    try:
+        sock = socket.create_connection(sim.address, timeout=2.0)
+        client = soup.SoupClient("alice", "pw", heartbeat_interval=10.0, timeout=10.0)
+        sock.sendall(client.login(time.monotonic()))  # then never a byte more: no client heartbeats
+        started, beats, closed_after = time.monotonic(), [], None
+        while closed_after is None and time.monotonic() - started < 3.0:
+            data = sock.recv(65536)
+            if not data:
+                closed_after = time.monotonic() - started
+                break
+            beats += [time.monotonic() - started for e in client.receive_data(data, time.monotonic())
+                      if isinstance(e, soup.ServerHeartbeat)]
+        assert closed_after is not None and 0.45 <= closed_after < 2.0
+        assert len(beats) >= 5 and beats[0] < 0.3  # every 0.05 s until the timeout, not in one burst
+        sock.close()
+    finally:
+        sim.stop()

@@ -12,6 +12,7 @@ import collections
 import inspect
 import logging
 import random
+import select
 import socket
 import struct
 import time
@@ -395,6 +396,62 @@ def test_serve_reports_nothing_to_read_and_a_closed_peer(venue, pair):
     assert book.serve(ours, session, "alice", None, collections.deque(), None) == b""
 
 
+class _Key:
+    def __init__(self, data):
+        self.data = data
+
+
+class _Conn:
+    """What serve_ready reads of a connection (the simulator's _Client)."""
+
+    def __init__(self, sock, session, username, fix=False):
+        self.sock, self.session, self.username, self.peer, self.fix = sock, session, username, ("127.0.0.1", 9), fix
+
+
+class _Sim:
+    _misbehaving = False
+
+
+@pytest.mark.skipif(not hasattr(select, "epoll"), reason="serve_ready waits on epoll")
+@pytest.mark.parametrize("spin", [False, True], ids=["sleeping", "spinning"])
+def test_serve_ready_serves_ready_connections_and_hands_back_the_rest(venue, pair, spin):
+    ours, theirs = pair
+    other_ours, other_theirs = socket.socketpair()
+    book, received, sim = venue.OuchExchange(), collections.deque(), _Sim()
+    alice = _Conn(ours, active_session(), "alice")
+    poller = select.epoll()
+    keys = {ours.fileno(): _Key(alice), other_ours.fileno(): _Key("wake")}
+    for fd in keys:
+        poller.register(fd, select.POLLIN)
+    try:
+        start = time.monotonic()
+        assert book.serve_ready(poller, 0.05, keys, _Conn, received, None, sim, spin) == []  # nothing ready
+        assert 0.04 <= time.monotonic() - start < 1.0
+        theirs.sendall(packet(b"U", enter("A1", "B", 80)))
+        other_theirs.sendall(b"x")
+        left = book.serve_ready(poller, 1.0, keys, _Conn, received, None, sim, spin)
+        assert [(key.data, data) for key, data in left] == [("wake", None)]  # the order was served
+        assert [r.event.payload for r in received] == [enter("A1", "B", 80)]
+        reader = soup.PacketReader(frozenset(b"S"))
+        reader.feed(theirs.recv(65536))
+        assert decoded(reader.next_packet()[1])["type"] == "A"
+        other_ours.recv(16)
+        sim._misbehaving = True  # a misbehaviour: the connection is handed back unread
+        theirs.sendall(packet(b"U", cancel("A1")))
+        left = book.serve_ready(poller, 1.0, keys, _Conn, received, None, sim, spin)
+        assert [(key.data, data) for key, data in left] == [(alice, None)] and len(received) == 1
+        sim._misbehaving = False
+        theirs.sendall(packet(b"R"))  # a heartbeat: read, not the fast path's, handed back with its bytes
+        left = book.serve_ready(poller, 1.0, keys, _Conn, received, None, sim, spin)
+        assert [(key.data, data) for key, data in left] == [(alice, packet(b"U", cancel("A1")) + packet(b"R"))]
+        with pytest.raises(TypeError, match="keys must be a dict"):
+            book.serve_ready(poller, 0.0, list(keys.items()), _Conn, received, None, sim, spin)
+    finally:
+        poller.close()
+        other_ours.close()
+        other_theirs.close()
+
+
 # ------------------------------------------------------------------------------------------------
 # serve inside the simulator, over real TCP: fast path and general path alike
 # ------------------------------------------------------------------------------------------------
@@ -433,13 +490,13 @@ def run_tcp_script(book, monkeypatch, mode):
     plain = ExchangeSimulator._serve_of
 
     def counted(application):
-        serve = plain(application)
+        serve_ready = plain(application)
 
-        def wrapped(*args):
-            result = serve(*args)
-            tally["handled" if result is None else "handed back"] += 1
+        def wrapped(*args):  # a wake-up that handed no bytes back counts as handled
+            result = serve_ready(*args)
+            tally["handed back" if any(data is not None for _, data in result) else "handled"] += 1
             return result
-        return None if serve is None else wrapped
+        return None if serve_ready is None else wrapped
 
     monkeypatch.setattr(ExchangeSimulator, "_serve_of", staticmethod(counted))
     reference = load_backend("python", "lowlat.venue").OuchExchange()

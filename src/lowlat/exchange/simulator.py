@@ -373,8 +373,11 @@ class ExchangeSimulator:
         ``_delayed`` shows), so after one the timers are not walked again before they are due:
         the common path is epoll, recv, parse, answer, send -- nothing per client, nothing per timer.
         With the OUCH book of :mod:`lowlat.venue` as the application, no FIX gateway, no
-        misbehaviour and no debug logging, that path is one call, the book's ``serve`` (recv,
-        split, log, answer, send); it hands back to :meth:`_received` whatever it does not handle.
+        misbehaviour and no debug logging, a whole wake-up is one call, the book's ``serve_ready``
+        (epoll, then for each ready connection recv, split, log, answer, send; spinning on epoll
+        without a timeout in ``busy_poll`` mode, with the GIL released while it waits); it hands
+        back to :meth:`_received` whatever it read and does not handle, and every other ready
+        descriptor to the dispatch below.
         DEBUG logging switched on while the loop runs is seen when the timers next run (within
         0.25 s); a misbehaviour at once. With an ``alarm`` (a timerfd) the wait has no timeout:
         the alarm wakes the loop when the timers are due.
@@ -382,7 +385,9 @@ class ExchangeSimulator:
         keys, wait, scale = selector._keys, selector._poller.poll, selector.scale
         monotonic, busy_poll, read = time.monotonic, self.busy_poll, self._read
         book = self._serve_of(self.application) if self.gateway is None else None
-        serve = cast("Callable[..., bytes | None]", book)  # called only when book is not None
+        # the book's whole wake-up: wait, then serve every ready OUCH connection (called only when book is not None)
+        serve_ready = cast("Callable[..., list]", book)
+        poller = selector._poller if selector._epoll else None  # serve_ready waits on an epoll only
         received, debug_on = self.received, log.isEnabledFor
 
         def deliver(username: str, payload: bytes, now: float) -> None:  # a fill's counterparty
@@ -391,28 +396,27 @@ class ExchangeSimulator:
         timers_due = 0.0
         fast = False  # set when the timers first run, below
         while not self._stop_requested:
-            timeout = 0.0
-            if busy_poll:
-                pass
-            elif alarm is not None:
+            if alarm is not None:
                 timeout = -1.0  # no timer to arm per sleep: the alarm is armed at timers_due
             else:
                 timeout = timers_due - monotonic()
                 if timeout < 0.0:
                     timeout = 0.0
             other = False
-            for fd, _ in wait(timeout * scale):
-                key = keys.get(fd)
+            events: list
+            if fast and not self._misbehaving:
+                events = serve_ready(poller, timeout, keys, _Client, received, deliver, self, busy_poll)
+            else:
+                events = [(keys.get(fd), None) for fd, _ in wait((0.0 if busy_poll else timeout) * scale)]
+            for key, data in events:
                 if key is None:
                     continue
                 client = key.data
+                if data is not None:  # read by serve_ready, not its case: the general path parses it
+                    self._received(client, data, selector, all_clients)
+                    continue
                 if client.__class__ is _Client and not client.fix:
-                    if fast and not self._misbehaving:
-                        data = serve(client.sock, client.session, client.username, client.peer, received, deliver)
-                        if data is not None:
-                            self._received(client, data, selector, all_clients)
-                    else:
-                        read(client, selector, all_clients)
+                    read(client, selector, all_clients)
                     continue
                 other = True
                 if client is None or client == "fix":
@@ -440,9 +444,10 @@ class ExchangeSimulator:
 
     @staticmethod
     def _serve_of(application):
-        """The application's fused read when it is a :mod:`lowlat.venue` book (either backend), else None."""
-        if type(application).__module__ in ("lowlat.venue._c", "lowlat.venue._py"):
-            return application.serve
+        """The application's whole wake-up (``serve_ready``) when it is a :mod:`lowlat.venue` book
+        (either backend) and the loop waits on epoll, else None."""
+        if type(application).__module__ in ("lowlat.venue._c", "lowlat.venue._py") and hasattr(select, "epoll"):
+            return application.serve_ready
         return None
 
     def _next_timer(self, clients, now: float) -> float:

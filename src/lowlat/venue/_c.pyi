@@ -1,8 +1,9 @@
+import select
 import socket
 from _typeshed import ReadableBuffer
 from collections import deque
 from collections.abc import Callable, Mapping
-from typing import final
+from typing import Any, final
 
 from lowlat.exchange.simulator import Received
 from lowlat.net.soupbintcp import SoupServer
@@ -47,3 +48,6 @@ class OuchExchange:
     def on_message(self, username: str, payload: ReadableBuffer) -> list[tuple[str, bytes]]: ...
     def serve(self, sock: socket.socket, session: SoupServer, username: str, peer: tuple, received: deque[Received],
               deliver: Callable[[str, bytes, float], object]) -> bytes | None: ...
+    def serve_ready(self, poller: select.epoll, timeout: float, keys: dict[int, Any], client_type: type,
+                    received: deque[Received], deliver: Callable[[str, bytes, float], object], simulator: Any,
+                    spin: bool = False) -> list[tuple[Any, bytes | None]]: ...

@@ -21,10 +21,12 @@ is checked just before.
 cimport cython
 from cpython.buffer cimport PyBUF_SIMPLE, PyBuffer_Release
 from cpython.bytes cimport PyBytes_AS_STRING, PyBytes_FromStringAndSize
+from cpython.exc cimport PyErr_CheckSignals
 from cpython.object cimport PyObject
 from cpython.ref cimport Py_DECREF, Py_INCREF
 from cpython.unicode cimport PyUnicode_DecodeLatin1
 from libc.errno cimport EAGAIN, EINTR, errno
+from libc.math cimport ceil
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
@@ -47,6 +49,24 @@ cdef extern from "<sys/socket.h>" nogil:
     ssize_t c_send "send"(int fd, const void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
 
+cdef extern from *:
+    """
+    #if defined(__linux__)
+    #include <sys/epoll.h>
+    #define LOWLAT_HAVE_EPOLL 1
+    #else
+    struct epoll_event { unsigned int events; union { int fd; } data; };
+    static int epoll_wait(int fd, struct epoll_event *e, int n, int ms) { errno = ENOSYS; return -1; }
+    #define LOWLAT_HAVE_EPOLL 0
+    #endif
+    """
+    ctypedef union epoll_data_t:
+        int fd
+    struct epoll_event:
+        unsigned int events
+        epoll_data_t data
+    int epoll_wait(int epfd, epoll_event *events, int maxevents, int timeout) nogil
+
 cdef extern from "Python.h":
     # Declared without Cython's except clause so a failure can be turned into our own TypeError.
     int _get_buffer "PyObject_GetBuffer"(object, Py_buffer*, int)
@@ -54,6 +74,7 @@ cdef extern from "Python.h":
 
 cdef enum:
     READ_SIZE = 65536          # one recv, as the simulator's general path reads
+    MAX_EVENTS = 64            # epoll events taken per wait
     SCRATCH = 128              # the longest OUCH message (80 bytes) fits
     MAX_TEXT_SPANS = 16
 
@@ -904,6 +925,65 @@ cdef class OuchExchange:
         for the caller's general path to parse, ``b""`` when the peer closed, the read failed or
         the write failed (the caller closes the connection). ``now`` is ``time.monotonic()``.
         """
+        return self._serve(sock, session, username, peer, received, deliver)
+
+    def serve_ready(self, poller, timeout, keys, client_type, received, deliver, simulator, spin=False):
+        """Wait on ``poller`` and :meth:`serve` every ready OUCH connection: the simulator's loop, one call a wake-up.
+
+        ``poller`` is a ``select.epoll`` with each descriptor registered for reading; ``timeout``
+        is in seconds (negative: until something is ready). ``spin`` waits by polling without a
+        timeout, over and over, until something is ready or ``timeout`` passed. ``keys`` maps
+        each descriptor to its key, whose ``data`` is a ``client_type`` (with ``sock``,
+        ``session``, ``username``, ``peer`` and ``fix``) for a connection; such a connection, not
+        FIX, is served while ``simulator._misbehaving`` is false. Returns the ready keys left to
+        the caller, in order, as ``(key, data)``: ``data`` is what ``serve`` returned when not
+        None, else None (the key was not served: another kind of descriptor, FIX, or a
+        misbehaviour). A wait interrupted by a signal returns ``[]`` once the handlers ran.
+        """
+        cdef epoll_event events[MAX_EVENTS]
+        cdef int epfd = poller.fileno()
+        cdef int count, i, ms
+        cdef double limit = timeout
+        cdef double until
+        cdef bint spinning = spin
+        if type(keys) is not dict:
+            raise TypeError(f"keys must be a dict, got {type(keys).__name__}")
+        if spinning:
+            until = _monotonic() + limit if limit >= 0 else 1e300
+            with nogil:
+                while True:
+                    count = epoll_wait(epfd, events, MAX_EVENTS, 0)
+                    if count != 0 or _monotonic() >= until:
+                        break
+        else:
+            if limit < 0:
+                ms = -1
+            elif limit * 1000.0 >= 2147483647.0:
+                ms = 2147483647
+            else:
+                ms = <int>ceil(limit * 1000.0)  # rounded up, as select.epoll.poll does
+            with nogil:
+                count = epoll_wait(epfd, events, MAX_EVENTS, ms)
+        if count < 0:
+            if errno == EINTR:
+                PyErr_CheckSignals()  # a handler's exception propagates from here
+                return []
+            raise OSError(errno, "epoll_wait failed")
+        left = []
+        for i in range(count):
+            key = (<dict>keys).get(events[i].data.fd)
+            if key is None:
+                continue
+            client = key.data
+            if type(client) is client_type and not client.fix and not simulator._misbehaving:
+                data = self._serve(client.sock, client.session, client.username, client.peer, received, deliver)
+                if data is not None:
+                    left.append((key, data))
+            else:
+                left.append((key, None))
+        return left
+
+    cdef object _serve(self, sock, session, username, peer, received, deliver):
         cdef int fd
         cdef Py_ssize_t size, position, length, framed, answer_length
         cdef ssize_t sent

@@ -400,6 +400,41 @@ class OuchExchange(_Final):
             self._busy = False
         return _send(sock, out) if out.__class__ is bytearray else out
 
+    def serve_ready(self, poller, timeout, keys, client_type, received, deliver, simulator, spin=False):
+        """Wait on ``poller`` and :meth:`serve` every ready OUCH connection: the simulator's loop, one call a wake-up.
+
+        ``poller`` is a ``select.epoll`` with each descriptor registered for reading; ``timeout``
+        is in seconds (negative: until something is ready). ``spin`` waits by polling without a
+        timeout, over and over, until something is ready or ``timeout`` passed. ``keys`` maps
+        each descriptor to its key, whose ``data`` is a ``client_type`` (with ``sock``,
+        ``session``, ``username``, ``peer`` and ``fix``) for a connection; such a connection, not
+        FIX, is served while ``simulator._misbehaving`` is false. Returns the ready keys left to
+        the caller, in order, as ``(key, data)``: ``data`` is what ``serve`` returned when not
+        None, else None (the key was not served: another kind of descriptor, FIX, or a
+        misbehaviour). A wait interrupted by a signal returns ``[]`` once the handlers ran.
+        """
+        if type(keys) is not dict:
+            raise TypeError(f"keys must be a dict, got {type(keys).__name__}")
+        if spin:
+            until = time.monotonic() + timeout if timeout >= 0 else float("inf")
+            while not (events := poller.poll(0)) and time.monotonic() < until:
+                pass
+        else:
+            events = poller.poll(timeout if timeout >= 0 else -1)
+        left = []
+        for fd, _ in events:
+            key = keys.get(fd)
+            if key is None:
+                continue
+            client = key.data
+            if type(client) is client_type and not client.fix and not simulator._misbehaving:
+                data = self.serve(client.sock, client.session, client.username, client.peer, received, deliver)
+                if data is not None:
+                    left.append((key, data))
+            else:
+                left.append((key, None))
+        return left
+
     def _serve(self, sock, session, username, peer, received, deliver):
         """serve up to the write: the bytes to send (a bytearray), or what serve returns."""
         try:

@@ -177,8 +177,7 @@ cdef Py_ssize_t _receive(object transport, int fd, char *buffer, double deadline
                 return n
             if errno != EAGAIN and errno != EWOULDBLOCK and errno != EINTR:
                 return -2
-            if PyErr_CheckSignals() < 0:
-                return -3
+            PyErr_CheckSignals()  # a handler's exception propagates from here
             if _monotonic() >= deadline:
                 return -1
             continue
@@ -198,8 +197,7 @@ cdef Py_ssize_t _receive(object transport, int fd, char *buffer, double deadline
             return n
         saved = errno
         if saved == EINTR:
-            if PyErr_CheckSignals() < 0:
-                return -3
+            PyErr_CheckSignals()
             continue
         if saved == EAGAIN or saved == EWOULDBLOCK:
             if remaining <= 0:

@@ -48,6 +48,7 @@ cdef extern from "<sys/socket.h>" nogil:
     ssize_t c_recv "recv"(int fd, void* buf, size_t n, int flags)
     ssize_t c_send "send"(int fd, const void* buf, size_t n, int flags)
     int MSG_NOSIGNAL
+    int MSG_DONTWAIT
 
 cdef extern from *:
     """
@@ -75,6 +76,8 @@ cdef extern from "Python.h":
 cdef enum:
     READ_SIZE = 65536          # one recv, as the simulator's general path reads
     MAX_EVENTS = 64            # epoll events taken per wait
+    MAX_SPIN = 64              # connections a spinning serve_ready reads itself (the others: epoll)
+    SPIN_EPOLL = 8             # a spinning serve_ready asks epoll about the rest every this many turns
     SCRATCH = 128              # the longest OUCH message (80 bytes) fits
     MAX_TEXT_SPANS = 16
 
@@ -949,12 +952,7 @@ cdef class OuchExchange:
         if type(keys) is not dict:
             raise TypeError(f"keys must be a dict, got {type(keys).__name__}")
         if spinning:
-            until = _monotonic() + limit if limit >= 0 else 1e300
-            with nogil:
-                while True:
-                    count = epoll_wait(epfd, events, MAX_EVENTS, 0)
-                    if count != 0 or _monotonic() >= until:
-                        break
+            return self._spin(epfd, limit, <dict>keys, client_type, received, deliver, simulator)
         else:
             if limit < 0:
                 ms = -1
@@ -969,9 +967,14 @@ cdef class OuchExchange:
                 PyErr_CheckSignals()  # a handler's exception propagates from here
                 return []
             raise OSError(errno, "epoll_wait failed")
+        return self._served(events, count, <dict>keys, client_type, received, deliver, simulator)
+
+    cdef list _served(self, epoll_event *events, int count, dict keys, client_type, received, deliver, simulator):
+        """serve every ready OUCH connection of ``events``; the rest, as serve_ready returns them."""
+        cdef int i
         left = []
         for i in range(count):
-            key = (<dict>keys).get(events[i].data.fd)
+            key = keys.get(events[i].data.fd)
             if key is None:
                 continue
             client = key.data
@@ -983,7 +986,63 @@ cdef class OuchExchange:
                 left.append((key, None))
         return left
 
-    cdef object _serve(self, sock, session, username, peer, received, deliver):
+    cdef list _spin(self, int epfd, double limit, dict keys, client_type, received, deliver, simulator):
+        """serve_ready's spin: ``recv`` on each OUCH connection in turn (the read that finds bytes
+        is the one that returns them), ``epoll_wait(0)`` every SPIN_EPOLL turns for the rest."""
+        cdef epoll_event events[MAX_EVENTS]
+        cdef int fds[MAX_SPIN]
+        cdef int count = 0, nfds = 0, found = -1, i, turn = 0, failure = 0
+        cdef Py_ssize_t size = -1
+        cdef double until = _monotonic() + limit if limit >= 0 else 1e300
+        spun = []
+        for fd, key in keys.items():
+            client = key.data
+            if type(client) is client_type and not client.fix and nfds < MAX_SPIN:
+                fds[nfds] = fd
+                nfds += 1
+                spun.append(key)
+        self._enter_book()  # _in is written with the GIL released: no other call may use it meanwhile
+        try:
+            with nogil:
+                while True:
+                    for i in range(nfds):
+                        size = c_recv(fds[i], self._in, READ_SIZE, MSG_DONTWAIT)
+                        if size >= 0:
+                            found = i
+                            break
+                        if errno != EAGAIN and errno != EWOULDBLOCK and errno != EINTR:
+                            found = i
+                            failure = 1
+                            break
+                    if found >= 0:
+                        break
+                    turn += 1
+                    if nfds == 0 or turn % SPIN_EPOLL == 0:
+                        count = epoll_wait(epfd, events, MAX_EVENTS, 0)
+                        if count != 0:
+                            break
+                    if _monotonic() >= until:
+                        break
+        finally:
+            self._busy = False
+        if found >= 0:
+            key = spun[found]
+            if failure or size == 0:
+                return [(key, b"")]  # closed, or the read failed: the caller closes the connection
+            client = key.data
+            if simulator._misbehaving:  # read, not the fast path's: the general path parses it
+                return [(key, PyBytes_FromStringAndSize(<char*>self._in, size))]
+            data = self._serve(client.sock, client.session, client.username, client.peer, received, deliver, size)
+            return [] if data is None else [(key, data)]
+        if count < 0:
+            if errno == EINTR:
+                PyErr_CheckSignals()
+                return []
+            raise OSError(errno, "epoll_wait failed")
+        return self._served(events, count, keys, client_type, received, deliver, simulator)
+
+    cdef object _serve(self, sock, session, username, peer, received, deliver, Py_ssize_t read=-1):
+        """serve; ``read`` >= 0: that many bytes were read into ``_in`` already (serve_ready's spin)."""
         cdef int fd
         cdef Py_ssize_t size, position, length, framed, answer_length
         cdef ssize_t sent
@@ -996,9 +1055,12 @@ cdef class OuchExchange:
             return b""
         self._enter_book()
         try:
-            size = c_recv(fd, self._in, READ_SIZE, 0)
-            if size < 0:
-                return None if errno in (EAGAIN, EWOULDBLOCK, EINTR) else b""
+            if read >= 0:
+                size = read
+            else:
+                size = c_recv(fd, self._in, READ_SIZE, 0)
+                if size < 0:
+                    return None if errno in (EAGAIN, EWOULDBLOCK, EINTR) else b""
             if size == 0:
                 return b""
             if session.state is not _ACTIVE or session._reader._buffer or not _whole_unsequenced(self._in, size):

@@ -22,6 +22,9 @@ from .rules import DISPLAYS, MAX_PRICE, SELL_SIDES, SIDES, TIF_IOC, check_exchan
 
 __all__ = ["OuchExchange", "RestingOrder"]
 
+_MAX_SPIN = 64  # connections a spinning serve_ready reads itself (the others: epoll)
+_SPIN_EPOLL = 8  # a spinning serve_ready asks epoll about the rest every this many turns
+
 _ACTIVE = soup.SessionState.ACTIVE
 _UNSEQUENCED = soup.UnsequencedData
 _SEQUENCED_HEAD = struct.Struct(">Hc")
@@ -416,11 +419,47 @@ class OuchExchange(_Final):
         if type(keys) is not dict:
             raise TypeError(f"keys must be a dict, got {type(keys).__name__}")
         if spin:
-            until = time.monotonic() + timeout if timeout >= 0 else float("inf")
-            while not (events := poller.poll(0)) and time.monotonic() < until:
-                pass
-        else:
-            events = poller.poll(timeout if timeout >= 0 else -1)
+            return self._spin(poller, timeout, keys, client_type, received, deliver, simulator)
+        return self._served(poller.poll(timeout if timeout >= 0 else -1), keys, client_type, received, deliver,
+                            simulator)
+
+    def _spin(self, poller, timeout, keys, client_type, received, deliver, simulator):
+        """serve_ready's spin: ``recv`` on each OUCH connection in turn (the read that finds bytes
+        is the one that returns them), ``epoll_wait(0)`` every _SPIN_EPOLL turns for the rest."""
+        until = time.monotonic() + timeout if timeout >= 0 else float("inf")
+        spun = [key for key in keys.values() if type(key.data) is client_type and not key.data.fix][:_MAX_SPIN]
+        turn = 0
+        events: list = []
+        while True:
+            for key in spun:
+                try:
+                    data = key.data.sock.recv(65536)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    return [(key, b"")]  # the read failed: the caller closes the connection
+                if not data or simulator._misbehaving:  # closed, or the general path's to parse
+                    return [(key, data)]
+                client = key.data
+                self._enter_book()
+                try:
+                    out = self._serve(client.sock, client.session, client.username, client.peer, received, deliver,
+                                      data)
+                finally:
+                    self._busy = False
+                out = _send(client.sock, out) if out.__class__ is bytearray else out
+                return [] if out is None else [(key, out)]
+            turn += 1
+            if not spun or turn % _SPIN_EPOLL == 0:
+                events = poller.poll(0)
+                if events:
+                    break
+            if time.monotonic() >= until:
+                break
+        return self._served(events, keys, client_type, received, deliver, simulator)
+
+    def _served(self, events, keys, client_type, received, deliver, simulator):
+        """serve every ready OUCH connection of ``events``; the rest, as serve_ready returns them."""
         left = []
         for fd, _ in events:
             key = keys.get(fd)
@@ -435,14 +474,16 @@ class OuchExchange(_Final):
                 left.append((key, None))
         return left
 
-    def _serve(self, sock, session, username, peer, received, deliver):
-        """serve up to the write: the bytes to send (a bytearray), or what serve returns."""
-        try:
-            data = sock.recv(65536)
-        except (BlockingIOError, InterruptedError, socket.timeout):
-            return None
-        except OSError:
-            return b""
+    def _serve(self, sock, session, username, peer, received, deliver, data=None):
+        """serve up to the write: the bytes to send (a bytearray), or what serve returns; ``data``:
+        the bytes already read (serve_ready's spin)."""
+        if data is None:
+            try:
+                data = sock.recv(65536)
+            except (BlockingIOError, InterruptedError, socket.timeout):
+                return None
+            except OSError:
+                return b""
         if not data or session.state is not _ACTIVE or session._reader._buffer or not _whole_unsequenced(data):
             return data
         now = time.monotonic()

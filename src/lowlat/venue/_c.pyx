@@ -920,11 +920,11 @@ cdef class OuchExchange:
 
         Reads once from ``sock`` (non-blocking). When the session (a ``SoupServer``) is active with
         no partial packet buffered and the bytes are whole Unsequenced Data packets only, each is
-        logged in ``received`` (a ``Received`` with an ``UnsequencedData``, as the simulator's
-        general path logs it) and answered by :meth:`on_message`: answers for ``username`` are
-        appended to the session's log and sent in one write (blocking up to 2 s for the rest if
-        the socket takes only part), answers for another user go to ``deliver(username, payload,
-        now)``. Returns None when the read was handled (nothing read counts), else the bytes read
+        answered by :meth:`on_message`: answers for ``username`` are sent in one write, answers
+        for another user go to ``deliver(username, payload, now)``. Then, the answer on its way,
+        each message is logged in ``received`` (a ``Received`` with an ``UnsequencedData``, as the
+        simulator's general path logs it) and the answers for ``username`` are appended to the
+        session's log; a write the socket took only part of is finished last (blocking up to 2 s). Returns None when the read was handled (nothing read counts), else the bytes read
         for the caller's general path to parse, ``b""`` when the peer closed, the read failed or
         the write failed (the caller closes the connection). ``now`` is ``time.monotonic()``.
         """
@@ -1068,24 +1068,21 @@ cdef class OuchExchange:
             now = _monotonic()
             at = now
             session.last_received = at
-            log = session.log
-            # SessionLog.append is messages.append (its return value unused here): the list's own
-            # append saves a Python frame per answer. Any other log class gets its own append.
-            log_append = log.messages.append if type(log) is _SessionLog else log.append
             answers = self._answers
+            payloads = []  # what was received, and the answers to this user, kept once the answers left
+            mine = []
             framed = 0
             position = 0
             while position < size:
                 length = (<Py_ssize_t>self._in[position] << 8) | self._in[position + 1]
-                payload = PyBytes_FromStringAndSize(<char*>self._in + position + 3, length - 1)
-                received.append(_received(at, peer, username, payload))
+                payloads.append(PyBytes_FromStringAndSize(<char*>self._in + position + 3, length - 1))
                 del answers[:]
                 if length - 1 <= SCRATCH:
                     self._handle(username, self._in + position + 3, length - 1, answers)
                 position += 2 + length
                 for user, answer in answers:
                     if user is username or user == username:
-                        log_append(answer)
+                        mine.append(answer)
                         answer_length = len(<bytes>answer)
                         if framed + 3 + answer_length > self._out_capacity:
                             self._grow_out(framed + 3 + answer_length)
@@ -1097,16 +1094,26 @@ cdef class OuchExchange:
                     else:
                         deliver(user, answer, at)
             del answers[:]
-            if not framed:
-                return None
-            session.last_sent = at
-            sent = c_send(fd, self._out, framed, MSG_NOSIGNAL)
+            sent = framed
+            if framed:
+                session.last_sent = at
+                sent = c_send(fd, self._out, framed, MSG_NOSIGNAL)
+                if sent < 0 and errno in (EAGAIN, EWOULDBLOCK, EINTR):
+                    sent = 0
+            # The bookkeeping, once the answer is on its way (the caller sees it all done):
+            # what was received, in order, and this user's answers in its log for a replay.
+            for payload in payloads:
+                received.append(_received(at, peer, username, payload))
+            log = session.log
+            # SessionLog.append is messages.append (its return value unused here): the list's own
+            # append saves a Python frame per answer. Any other log class gets its own append.
+            log_append = log.messages.append if type(log) is _SessionLog else log.append
+            for answer in mine:
+                log_append(answer)
             if sent == framed:
                 return None
             if sent < 0:
-                if errno not in (EAGAIN, EWOULDBLOCK, EINTR):
-                    return b""
-                sent = 0
+                return b""
             rest = PyBytes_FromStringAndSize(<char*>self._out + sent, framed - sent)
         finally:
             self._busy = False

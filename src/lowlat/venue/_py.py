@@ -386,11 +386,11 @@ class OuchExchange(_Final):
 
         Reads once from ``sock`` (non-blocking). When the session (a ``SoupServer``) is active with
         no partial packet buffered and the bytes are whole Unsequenced Data packets only, each is
-        logged in ``received`` (a ``Received`` with an ``UnsequencedData``, as the simulator's
-        general path logs it) and answered by :meth:`on_message`: answers for ``username`` are
-        appended to the session's log and sent in one write (blocking up to 2 s for the rest if
-        the socket takes only part), answers for another user go to ``deliver(username, payload,
-        now)``. Returns None when the read was handled (nothing read counts), else the bytes read
+        answered by :meth:`on_message`: answers for ``username`` are sent in one write, answers
+        for another user go to ``deliver(username, payload, now)``. Then, the answer on its way,
+        each message is logged in ``received`` (a ``Received`` with an ``UnsequencedData``, as the
+        simulator's general path logs it) and the answers for ``username`` are appended to the
+        session's log; a write the socket took only part of is finished last (blocking up to 2 s). Returns None when the read was handled (nothing read counts), else the bytes read
         for the caller's general path to parse, ``b""`` when the peer closed, the read failed or
         the write failed (the caller closes the connection). ``now`` is ``time.monotonic()``.
         """
@@ -398,10 +398,9 @@ class OuchExchange(_Final):
             raise TypeError(f"username must be str, got {type(username).__name__}")
         self._enter_book()
         try:
-            out = self._serve(sock, session, username, peer, received, deliver)
+            return self._serve(sock, session, username, peer, received, deliver)
         finally:
             self._busy = False
-        return _send(sock, out) if out.__class__ is bytearray else out
 
     def serve_ready(self, poller, timeout, keys, client_type, received, deliver, simulator, spin=False):
         """Wait on ``poller`` and :meth:`serve` every ready OUCH connection: the simulator's loop, one call a wake-up.
@@ -447,7 +446,6 @@ class OuchExchange(_Final):
                                       data)
                 finally:
                     self._busy = False
-                out = _send(client.sock, out) if out.__class__ is bytearray else out
                 return [] if out is None else [(key, out)]
             turn += 1
             if not spun or turn % _SPIN_EPOLL == 0:
@@ -475,8 +473,7 @@ class OuchExchange(_Final):
         return left
 
     def _serve(self, sock, session, username, peer, received, deliver, data=None):
-        """serve up to the write: the bytes to send (a bytearray), or what serve returns; ``data``:
-        the bytes already read (serve_ready's spin)."""
+        """serve, once the book is entered; ``data``: the bytes already read (serve_ready's spin)."""
         if data is None:
             try:
                 data = sock.recv(65536)
@@ -488,25 +485,34 @@ class OuchExchange(_Final):
             return data
         now = time.monotonic()
         session.last_received = now
-        log = session.log
+        payloads = []  # what was received, and the answers to this user, kept once the answers left
+        mine = []
         out = bytearray()
         position, size = 0, len(data)
         while position < size:
             end = position + 2 + (data[position] << 8 | data[position + 1])
             payload = data[position + 3:end]
             position = end
-            received.append(Received(now, peer, username, _UNSEQUENCED(payload)))
+            payloads.append(payload)
             for user, answer in self._answer(username, payload):
                 if user == username:
-                    log.append(answer)
+                    mine.append(answer)
                     out += _SEQUENCED_HEAD.pack(len(answer) + 1, b"S")
                     out += answer
                 else:
                     deliver(user, answer, now)
+        result = None
         if out:
             session.last_sent = now
-            return out
-        return None
+            result = _send(sock, out)
+        # The bookkeeping, once the answer is on its way (the caller sees it all done):
+        # what was received, in order, and this user's answers in its log for a replay.
+        for payload in payloads:
+            received.append(Received(now, peer, username, _UNSEQUENCED(payload)))
+        log = session.log
+        for answer in mine:
+            log.append(answer)
+        return result
 
 
 def _whole_unsequenced(data: bytes) -> bool:

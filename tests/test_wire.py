@@ -6,6 +6,7 @@ itself and hands every read that is not the simple case to the layers. Each test
 ``ExchangeSimulator`` on 127.0.0.1; every wait has a timeout.
 """
 
+import inspect
 import socket
 import struct
 import threading
@@ -14,6 +15,7 @@ import time
 import pytest
 
 from conftest import load_backend
+import lowlat.wire
 from lowlat import ouch
 from lowlat.exchange import ExchangeSimulator
 from lowlat.exchange.ouch_book import OuchExchange
@@ -31,8 +33,22 @@ def wire(backend_name, monkeypatch):
     """OuchSession's order path from one backend."""
     module = load_backend(backend_name, "lowlat.wire")
     monkeypatch.setattr(ouch_session, "_send_order", module.send_order)
-    monkeypatch.setattr(ouch_session, "_wait_for", module.wait_for)
+    monkeypatch.setattr(OuchSession, "enter_order", module.enter_order)
+    monkeypatch.setattr(OuchSession, "wait_for", module.wait_for)
     return module
+
+
+def test_both_halves_take_the_same_arguments_as_the_session_methods():
+    compiled, pure = load_backend("cython", "lowlat.wire"), load_backend("python", "lowlat.wire")
+    def bare(function):  # the parameters, their kinds and defaults; annotations are the stub's business
+        signature = inspect.signature(function)
+        return [(p.name, p.kind, p.default) for p in signature.parameters.values()]
+
+    for name in ("enter_order", "send_order", "wait_for"):
+        assert bare(getattr(compiled, name)) == bare(getattr(pure, name)), name
+        assert inspect.getdoc(getattr(compiled, name)) == inspect.getdoc(getattr(pure, name)), name
+    assert inspect.signature(pure.enter_order).parameters["time_in_force"].default == TIF_SYSTEM_HOURS
+    assert OuchSession.enter_order is lowlat.wire.enter_order and OuchSession.wait_for is lowlat.wire.wait_for
 
 
 @pytest.fixture

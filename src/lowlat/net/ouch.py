@@ -123,15 +123,11 @@ class OuchSession:
 
     # -- orders --------------------------------------------------------------------------------
 
-    def enter_order(self, token: str, side: str, shares: int, stock: str, price: int, *,
-                    time_in_force: int = TIF_SYSTEM_HOURS, firm: str = "", display: str = "Y", capacity: str = "A",
-                    intermarket_sweep: str = "N", minimum_quantity: int = 0, cross_type: str = "N",
-                    customer_type: str = " ") -> None:
-        """Send Enter Order; ``price`` is an int with 4 implied decimals (:func:`price_to_int`).
-        Field errors are ``lowlat.ouch``'s (``TypeError``/``ValueError`` naming the field)."""
-        ouch.encode_enter_order(self._enter, 0, token, side, shares, stock, price, time_in_force, firm, display,
-                                capacity, intermarket_sweep, minimum_quantity, cross_type, customer_type)
-        _send_order(self, "O", token, bytes(self._enter))
+    #: ``enter_order(token, side, shares, stock, price, *, time_in_force=TIF_SYSTEM_HOURS, firm="",
+    #: display="Y", capacity="A", intermarket_sweep="N", minimum_quantity=0, cross_type="N",
+    #: customer_type=" ")``: send Enter Order (``price`` an int with 4 implied decimals, see
+    #: :func:`price_to_int`). The order path of :mod:`lowlat.wire`, compiled where it is built.
+    enter_order = wire.enter_order
 
     def cancel_order(self, token: str, shares: int = 0) -> None:
         """Send Cancel Order: reduce ``token`` to ``shares`` (0 cancels it)."""
@@ -198,11 +194,10 @@ class OuchSession:
             return None
         return self._decode(data.payload)
 
-    def wait_for(self, token: str, types: str = "AJUC", timeout: float = 5.0) -> dict:
-        """Return the first answer for ``token`` (its order token, or a Replaced's replacement token)
-        whose type is in ``types``; other answers are kept for ``receive``. ``TimeoutError`` after
-        ``timeout`` seconds."""
-        return _wait_for(self, token, types, timeout)
+    #: ``wait_for(token, types="AJUC", timeout=5.0)``: the first answer for ``token`` (its order
+    #: token, or a Replaced's replacement token) whose type is in ``types``, as a dict; other answers
+    #: are kept for ``receive``; ``TimeoutError`` after ``timeout`` seconds. :mod:`lowlat.wire`'s.
+    wait_for = wire.wait_for
 
 
-_send_order, _wait_for = wire.send_order, wire.wait_for
+_send_order = wire.send_order

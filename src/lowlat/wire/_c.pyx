@@ -21,6 +21,7 @@ Every object is read from the session afresh after any call that can run Python 
 a decode), and the socket's descriptor is read from the socket object each time (-1 once closed).
 """
 
+cimport cython
 from cpython.bytes cimport PyBytes_FromStringAndSize
 from cpython.exc cimport PyErr_CheckSignals
 from libc.errno cimport EAGAIN, EINTR, errno
@@ -58,7 +59,7 @@ cdef extern from *:
     int MSG_DONTWAIT
     int EWOULDBLOCK
 
-__all__ = ["send_order", "wait_for"]
+__all__ = ["enter_order", "send_order", "wait_for"]
 
 cdef enum:
     RECV_SIZE = 65536  # what Transport reads at once
@@ -76,12 +77,15 @@ cdef object _ACTIVE = None
 cdef object _SequencedData = None
 cdef object _ConnectionLost = None
 cdef object _layered = None
+cdef object _encode_enter_order = None
 
 
 cdef int _bind() except -1:
-    global _ACTIVE, _SequencedData, _ConnectionLost, _layered
+    global _ACTIVE, _SequencedData, _ConnectionLost, _layered, _encode_enter_order
+    from lowlat import ouch
     from lowlat.net import connection, soupbintcp
     from lowlat.wire import layered
+    _encode_enter_order = ouch.encode_enter_order
     _SequencedData = soupbintcp.SequencedData
     _ConnectionLost = connection.ConnectionLost
     _layered = layered
@@ -93,21 +97,41 @@ cdef inline double _monotonic() noexcept nogil:
     return <double>monotonic_ns() * 1e-9
 
 
+@cython.binding(True)
+def enter_order(session, token, side, shares, stock, price, *, time_in_force=99999, firm="", display="Y",
+                capacity="A", intermarket_sweep="N", minimum_quantity=0, cross_type="N", customer_type=" "):
+    """Send Enter Order; ``price`` is an int with 4 implied decimals (:func:`~lowlat.net.ouch.price_to_int`);
+    ``time_in_force`` 99999 is ``TIF_SYSTEM_HOURS``. Field errors are ``lowlat.ouch``'s
+    (``TypeError``/``ValueError`` naming the field). ``OuchSession.enter_order`` is this function."""
+    if _ACTIVE is None:
+        _bind()
+    buffer = session._enter
+    _encode_enter_order(buffer, 0, token, side, shares, stock, price, time_in_force, firm, display, capacity,
+                        intermarket_sweep, minimum_quantity, cross_type, customer_type)
+    _send_order(session, "O", token, bytes(buffer))
+
+
 def send_order(session, kind, token, payload):
     """Record ``payload`` as pending under ``(kind, token)`` (before its bytes: a failed send is
     pending), then send it as Unsequenced Data on ``session.connection``; a ``ConnectionLost``
     carries ``unacknowledged``."""
+    if _ACTIVE is None:
+        _bind()
+    _send_order(session, kind, token, payload)
+
+
+cdef int _send_order(session, kind, token, payload) except -1:
     cdef char packet[SEND_SIZE]
     cdef Py_ssize_t size, total, sent
     cdef const char *raw
     cdef int saved
-    if _ACTIVE is None:
-        _bind()
     if type(payload) is not bytes or len(payload) > SEND_SIZE - 3:
-        return _layered.send_order(session, kind, token, payload)
+        _layered.send_order(session, kind, token, payload)
+        return 0
     connection = session.connection
     if connection.transport is None or connection.client.state is not _ACTIVE:
-        return _layered.send_order(session, kind, token, payload)  # its errors, not ours
+        _layered.send_order(session, kind, token, payload)  # its errors, not ours
+        return 0
     session.pending[(kind, token)] = payload
     lock = connection._lock
     lock.acquire()
@@ -148,6 +172,29 @@ def send_order(session, kind, token, payload):
         lock.release()
     if transport is None:
         _layered.send_order(session, kind, token, payload)
+    return 0
+
+
+cdef dict _decode(session, bytes payload):
+    """``OuchSession._decode``: the answer as a dict, and the pending order it answers cleared."""
+    record = session._record
+    record.decode(payload)
+    message = record.as_dict()
+    pending = session.pending
+    if pending:
+        kind = message["type"]
+        if kind == "A":
+            pending.pop(("O", message["order_token"]), None)
+        elif kind == "J":
+            if pending.pop(("O", message["order_token"]), None) is None:
+                pending.pop(("U", message["order_token"]), None)
+        elif kind == "U":
+            pending.pop(("U", message["replacement_order_token"]), None)
+        elif kind == "C":
+            pending.pop(("X", message["order_token"]), None)
+        elif kind == "M":
+            pending.pop(("M", message["order_token"]), None)
+    return message
 
 
 cdef str _strerror(int number):
@@ -223,10 +270,12 @@ cdef bint _simple(const unsigned char *data, Py_ssize_t size) noexcept nogil:
     return True
 
 
-def wait_for(session, token, types, timeout):
-    """Return the first answer for ``token`` (order token, or a Replaced's replacement token) whose
-    type is in ``types``; other answers go to ``session.messages``. ``TimeoutError`` after
-    ``timeout`` seconds, ``ConnectionLost`` (with ``unacknowledged``) when the connection died."""
+@cython.binding(True)
+def wait_for(session, token, types="AJUC", timeout=5.0):
+    """Return the first answer for ``token`` (its order token, or a Replaced's replacement token)
+    whose type is in ``types``, as a dict; other answers are kept for ``receive``. ``TimeoutError``
+    after ``timeout`` seconds, ``ConnectionLost`` (with ``unacknowledged``) when the connection
+    died. ``OuchSession.wait_for`` is this function."""
     cdef char buffer[RECV_SIZE]
     cdef const unsigned char *data = <const unsigned char *>buffer
     cdef double deadline, now, due, until
@@ -296,7 +345,7 @@ def wait_for(session, token, types, timeout):
                 if data[position + 2] == KIND_S:
                     payload = PyBytes_FromStringAndSize(buffer + position + 3, length - 1)
                     if matched is None:
-                        message = session._decode(payload)
+                        message = _decode(session, payload)
                         answered = message.get("order_token")
                         if answered is None:
                             answered = message.get("replacement_order_token")

@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from .layered import send_order, wait_for
+from .layered import enter_order, send_order, wait_for
 
-__all__ = ["send_order", "wait_for"]
+__all__ = ["enter_order", "send_order", "wait_for"]

@@ -15,6 +15,21 @@ from typing import Any
 _monotonic = time.monotonic
 
 
+def enter_order(session: Any, token: str, side: str, shares: int, stock: str, price: int, *,
+                time_in_force: int = 99999, firm: str = "", display: str = "Y", capacity: str = "A",
+                intermarket_sweep: str = "N", minimum_quantity: int = 0, cross_type: str = "N",
+                customer_type: str = " ") -> None:
+    """Send Enter Order; ``price`` is an int with 4 implied decimals (:func:`~lowlat.net.ouch.price_to_int`);
+    ``time_in_force`` 99999 is ``TIF_SYSTEM_HOURS``. Field errors are ``lowlat.ouch``'s
+    (``TypeError``/``ValueError`` naming the field). ``OuchSession.enter_order`` is this function."""
+    from .. import ouch
+
+    buffer = session._enter
+    ouch.encode_enter_order(buffer, 0, token, side, shares, stock, price, time_in_force, firm, display, capacity,
+                            intermarket_sweep, minimum_quantity, cross_type, customer_type)
+    send_order(session, "O", token, bytes(buffer))
+
+
 def send_order(session: Any, kind: str, token: str, payload: bytes) -> None:
     """Record ``payload`` as pending under ``(kind, token)`` (before its bytes: a failed send is
     pending), then send it as Unsequenced Data on ``session.connection``; a ``ConnectionLost``
@@ -29,10 +44,11 @@ def send_order(session: Any, kind: str, token: str, payload: bytes) -> None:
         raise
 
 
-def wait_for(session: Any, token: str, types: str, timeout: float) -> dict:
-    """Return the first answer for ``token`` (order token, or a Replaced's replacement token) whose
-    type is in ``types``; other answers go to ``session.messages``. ``TimeoutError`` after
-    ``timeout`` seconds, ``ConnectionLost`` (with ``unacknowledged``) when the connection died."""
+def wait_for(session: Any, token: str, types: str = "AJUC", timeout: float = 5.0) -> dict:
+    """Return the first answer for ``token`` (its order token, or a Replaced's replacement token)
+    whose type is in ``types``, as a dict; other answers are kept for ``receive``. ``TimeoutError``
+    after ``timeout`` seconds, ``ConnectionLost`` (with ``unacknowledged``) when the connection
+    died. ``OuchSession.wait_for`` is this function."""
     messages = session.messages
     if messages:
         for index, message in enumerate(messages):

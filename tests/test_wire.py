@@ -19,7 +19,8 @@ import lowlat.wire
 from lowlat import ouch
 from lowlat.exchange import ExchangeSimulator
 from lowlat.exchange.ouch_book import OuchExchange
-from lowlat.net import ConnectionLost, ProtocolError
+from lowlat.net import ConnectionLost, ConnectionPool, PoolExhausted, ProtocolError
+from lowlat.net import pool as pool_module
 from lowlat.net import ouch as ouch_session
 from lowlat.net import soupbintcp as soup
 from lowlat.net.connection import Transport, connect_tcp
@@ -230,3 +231,46 @@ def test_a_send_that_fills_the_socket_finishes_whole_and_in_order(wire):
         peer.close()
     assert bytes(received) == b"".join(packets)
     assert len(s.unacknowledged()) == count
+
+
+@pytest.fixture
+def checkout(backend_name, monkeypatch):
+    """ConnectionPool.session()'s context manager from one backend."""
+    cls = load_backend(backend_name, "lowlat.wire").Checkout
+    monkeypatch.setattr(pool_module, "Checkout", cls)
+    return cls
+
+
+def test_a_checkout_hands_out_a_free_session_and_takes_it_back(checkout, exchange):
+    pool = ConnectionPool(lambda: session_factory(exchange), 2, checkout_timeout=0.2)
+    try:
+        with pool.session() as first, pool.session() as second:
+            assert first is not second and pool.health().in_use == 2
+            with pytest.raises(PoolExhausted, match="2 in use"):
+                with pool.session():
+                    pass
+            first.enter_order("C1", "B", 100, "WIRE", PRICE)
+            assert first.wait_for("C1", "A", timeout=2)["order_token"] == "C1"
+        assert pool.health().in_use == 0 and pool.health().idle == 2
+        manager = pool.session()
+        with pytest.raises(AttributeError):  # an exit without its enter
+            manager.__exit__(None, None, None)
+        with manager as again:
+            again.close()  # returned dead: the pool finds out and replaces it
+        assert pool.health().failures == 1
+        assert wait_until(lambda: pool.health().up == 2)
+    finally:
+        pool.close()
+
+
+def session_factory(sim, names=iter(range(10**6))):
+    return OuchSession(sim.address, f"p{next(names)}", "pw", heartbeat_interval=0.05, timeout=2.0, connect_timeout=2.0)
+
+
+def wait_until(predicate, timeout=3.0):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(0.01)
+    return predicate()

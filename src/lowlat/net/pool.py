@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Callable, Protocol
 
 from .._errors import PoolExhausted
+from ..wire import Checkout  # ``with pool.session() as s``: compiled where it is built
 
 __all__ = ["ConnectionPool", "PoolHealth", "LostOrders", "PoolExhausted", "PooledSession"]
 
@@ -73,12 +74,6 @@ class _Slot:
         self.retry_at = 0.0
         self.attempts = 0
         self.last_error: BaseException | None = None
-
-
-# What a checkout holds outside its ``with`` block: a _Slot with no attribute set (not None, so
-# __exit__ reads a _Slot without a None check per order; an __exit__ without its __enter__, or a
-# second one, raises AttributeError reading its .session, as reading .session of None did).
-_NO_SLOT = _Slot.__new__(_Slot)
 
 
 class ConnectionPool:
@@ -220,9 +215,9 @@ class ConnectionPool:
                 return
         self._mark_down(slot, "returned dead")
 
-    def session(self, timeout: float | None = None) -> "_Checkout":
+    def session(self, timeout: float | None = None) -> Checkout:
         """Check a session out for the ``with`` block (see :meth:`acquire`): ``with pool.session() as s:``."""
-        return _Checkout(self, timeout)
+        return Checkout(self, timeout)
 
     # -- failures ------------------------------------------------------------------------------
 
@@ -324,39 +319,3 @@ class ConnectionPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-class _Checkout:
-    """``pool.session()``: acquire on entering the ``with`` block, release on leaving it (a plain
-    class rather than ``contextlib.contextmanager``: no generator to build and resume per order)."""
-
-    __slots__ = ("_pool", "_timeout", "_slot")
-
-    def __init__(self, pool: ConnectionPool, timeout: float | None) -> None:
-        self._pool = pool
-        self._timeout = timeout
-        self._slot = _NO_SLOT
-
-    def __enter__(self):
-        pool = self._pool
-        with pool._lock:  # the usual case inline: a free session, taken without further calls
-            if not pool._closed:
-                for slot in pool._slots:
-                    if slot.state == "idle":
-                        slot.state = "busy"
-                        self._slot = slot
-                        return slot.session
-        self._slot = slot = pool._take(self._timeout)
-        return slot.session
-
-    def __exit__(self, *exc) -> None:
-        slot, self._slot = self._slot, _NO_SLOT
-        pool = self._pool
-        if slot.session.alive:  # the usual case inline: back to idle (see _give_back)
-            with pool._lock:
-                if slot.state == "busy":
-                    slot.state = "idle"
-                    if pool._waiting:
-                        pool._condition.notify()
-                    return
-        pool._give_back(slot)  # the slot it took: no lookup by session needed

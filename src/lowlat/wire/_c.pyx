@@ -59,7 +59,7 @@ cdef extern from *:
     int MSG_DONTWAIT
     int EWOULDBLOCK
 
-__all__ = ["enter_order", "send_order", "wait_for"]
+__all__ = ["Checkout", "enter_order", "send_order", "wait_for"]
 
 cdef enum:
     RECV_SIZE = 65536  # what Transport reads at once
@@ -371,3 +371,52 @@ def wait_for(session, token, types="AJUC", timeout=5.0):
             raise
         if matched is not None:
             return matched
+
+
+cdef class Checkout:
+    """``ConnectionPool.session()``: take a free session on entering the ``with`` block (the pool's
+    ``_take`` when none is free), give it back on leaving (the pool's ``_give_back`` unless it is
+    alive and still checked out). An ``__exit__`` without its ``__enter__``, or a second one,
+    raises ``AttributeError``."""
+
+    cdef object _pool, _timeout, _slot
+
+    def __init__(self, pool, timeout):
+        self._pool = pool
+        self._timeout = timeout
+        self._slot = None
+
+    def __enter__(self):
+        pool = self._pool
+        lock = pool._lock
+        lock.acquire()  # the usual case inline: a free session, taken without further calls
+        try:
+            if not pool._closed:
+                for slot in pool._slots:
+                    if slot.state == "idle":
+                        slot.state = "busy"
+                        self._slot = slot
+                        return slot.session
+        finally:
+            lock.release()
+        slot = pool._take(self._timeout)
+        self._slot = slot
+        return slot.session
+
+    def __exit__(self, *exc):
+        slot = self._slot
+        self._slot = None
+        pool = self._pool
+        if slot.session.alive:  # the usual case inline: back to idle (see the pool's _give_back)
+            lock = pool._lock
+            lock.acquire()
+            try:
+                if slot.state == "busy":
+                    slot.state = "idle"
+                    if pool._waiting:
+                        pool._condition.notify()
+                    return None
+            finally:
+                lock.release()
+        pool._give_back(slot)  # the slot it took: no lookup by session needed
+        return None

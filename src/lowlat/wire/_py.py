@@ -3,6 +3,6 @@
 
 from __future__ import annotations
 
-from .layered import enter_order, send_order, wait_for
+from .layered import Checkout, enter_order, send_order, wait_for
 
-__all__ = ["enter_order", "send_order", "wait_for"]
+__all__ = ["Checkout", "enter_order", "send_order", "wait_for"]

@@ -118,3 +118,41 @@ def resume(session: Any, token: str, types: str, timeout: float, deadline: float
 def _token(message: dict) -> Any:
     token = message.get("order_token")
     return message.get("replacement_order_token") if token is None else token
+
+
+class Checkout:
+    """``ConnectionPool.session()``: take a free session on entering the ``with`` block (the pool's
+    ``_take`` when none is free), give it back on leaving (the pool's ``_give_back`` unless it is
+    alive and still checked out). An ``__exit__`` without its ``__enter__``, or a second one,
+    raises ``AttributeError``."""
+
+    __slots__ = ("_pool", "_timeout", "_slot")
+
+    def __init__(self, pool: Any, timeout: float | None) -> None:
+        self._pool = pool
+        self._timeout = timeout
+        self._slot: Any = None
+
+    def __enter__(self) -> Any:
+        pool = self._pool
+        with pool._lock:  # the usual case inline: a free session, taken without further calls
+            if not pool._closed:
+                for slot in pool._slots:
+                    if slot.state == "idle":
+                        slot.state = "busy"
+                        self._slot = slot
+                        return slot.session
+        self._slot = slot = pool._take(self._timeout)
+        return slot.session
+
+    def __exit__(self, *exc: object) -> None:
+        slot, self._slot = self._slot, None
+        pool = self._pool
+        if slot.session.alive:  # the usual case inline: back to idle (see the pool's _give_back)
+            with pool._lock:
+                if slot.state == "busy":
+                    slot.state = "idle"
+                    if pool._waiting:
+                        pool._condition.notify()
+                    return
+        pool._give_back(slot)  # the slot it took: no lookup by session needed

@@ -424,7 +424,10 @@ class SoupConnection:
                 raise HeartbeatTimeoutError(f"server silent for {timeouts[0].silent_for:.3f} s "
                                             f"(timeout {client.timeout} s)")
             if out:
-                self.transport.send(out)  # type: ignore[union-attr]
+                transport = self.transport
+                if transport is None:  # closed by another thread meanwhile
+                    raise ConnectionLost("not connected")
+                transport.send(out)
 
     def receive(self, timeout: float | None = None) -> soup.SequencedData | None:
         """Return the next sequenced message, waiting up to ``timeout`` seconds (None: forever).

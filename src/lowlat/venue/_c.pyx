@@ -1067,15 +1067,12 @@ cdef class OuchExchange:
                 return PyBytes_FromStringAndSize(<char*>self._in, size)
             now = _monotonic()
             at = now
-            session.last_received = at
             answers = self._answers
-            payloads = []  # what was received, and the answers to this user, kept once the answers left
-            mine = []
+            mine = []  # the answers to this user, kept for a replay once they left
             framed = 0
             position = 0
             while position < size:
                 length = (<Py_ssize_t>self._in[position] << 8) | self._in[position + 1]
-                payloads.append(PyBytes_FromStringAndSize(<char*>self._in + position + 3, length - 1))
                 del answers[:]
                 if length - 1 <= SCRATCH:
                     self._handle(username, self._in + position + 3, length - 1, answers)
@@ -1100,10 +1097,15 @@ cdef class OuchExchange:
                 sent = c_send(fd, self._out, framed, MSG_NOSIGNAL)
                 if sent < 0 and errno in (EAGAIN, EWOULDBLOCK, EINTR):
                     sent = 0
-            # The bookkeeping, once the answer is on its way (the caller sees it all done):
-            # what was received, in order, and this user's answers in its log for a replay.
-            for payload in payloads:
-                received.append(_received(at, peer, username, payload))
+            # The bookkeeping, once the answer is on its way (the caller sees it all done): what was
+            # received, in order (still in _in: nothing read since), and this user's answers in its log.
+            session.last_received = at
+            position = 0
+            while position < size:
+                length = (<Py_ssize_t>self._in[position] << 8) | self._in[position + 1]
+                received.append(_received(at, peer, username,
+                                          PyBytes_FromStringAndSize(<char*>self._in + position + 3, length - 1)))
+                position += 2 + length
             log = session.log
             # SessionLog.append is messages.append (its return value unused here): the list's own
             # append saves a Python frame per answer. Any other log class gets its own append.

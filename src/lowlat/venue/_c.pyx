@@ -938,36 +938,47 @@ cdef class OuchExchange:
         timeout, over and over, until something is ready or ``timeout`` passed. ``keys`` maps
         each descriptor to its key, whose ``data`` is a ``client_type`` (with ``sock``,
         ``session``, ``username``, ``peer`` and ``fix``) for a connection; such a connection, not
-        FIX, is served while ``simulator._misbehaving`` is false. Returns the ready keys left to
-        the caller, in order, as ``(key, data)``: ``data`` is what ``serve`` returned when not
-        None, else None (the key was not served: another kind of descriptor, FIX, or a
-        misbehaviour). A wait interrupted by a signal returns ``[]`` once the handlers ran.
+        FIX, is served while ``simulator._misbehaving`` is false. Waits and serves again until
+        something is left to the caller, ``timeout`` passed or ``simulator._misbehaving`` is set.
+        Returns the ready keys left to the caller, in order, as ``(key, data)``: ``data`` is what
+        ``serve`` returned when not None, else None (the key was not served: another kind of
+        descriptor, FIX, or a misbehaviour); ``[]`` when the time is up. A wait interrupted by a
+        signal returns ``[]`` once the handlers ran.
         """
         cdef epoll_event events[MAX_EVENTS]
         cdef int epfd = poller.fileno()
-        cdef int count, i, ms
+        cdef int count, ms
         cdef double limit = timeout
-        cdef double until
+        cdef double until, remaining
         cdef bint spinning = spin
+        cdef list left
         if type(keys) is not dict:
             raise TypeError(f"keys must be a dict, got {type(keys).__name__}")
-        if spinning:
-            return self._spin(epfd, limit, <dict>keys, client_type, received, deliver, simulator)
-        else:
-            if limit < 0:
-                ms = -1
-            elif limit * 1000.0 >= 2147483647.0:
-                ms = 2147483647
+        until = _monotonic() + limit if limit >= 0 else 1e300
+        while True:  # until something is left for the caller, the time is up, or a misbehaviour
+            if spinning:
+                left = self._spin(epfd, until, <dict>keys, client_type, received, deliver, simulator)
             else:
-                ms = <int>ceil(limit * 1000.0)  # rounded up, as select.epoll.poll does
-            with nogil:
-                count = epoll_wait(epfd, events, MAX_EVENTS, ms)
-        if count < 0:
-            if errno == EINTR:
-                PyErr_CheckSignals()  # a handler's exception propagates from here
-                return []
-            raise OSError(errno, "epoll_wait failed")
-        return self._served(events, count, <dict>keys, client_type, received, deliver, simulator)
+                if limit < 0:
+                    ms = -1
+                else:
+                    remaining = until - _monotonic()
+                    if remaining <= 0:
+                        ms = 0
+                    elif remaining * 1000.0 >= 2147483647.0:
+                        ms = 2147483647
+                    else:
+                        ms = <int>ceil(remaining * 1000.0)  # rounded up, as select.epoll.poll does
+                with nogil:
+                    count = epoll_wait(epfd, events, MAX_EVENTS, ms)
+                if count < 0:
+                    if errno == EINTR:
+                        PyErr_CheckSignals()  # a handler's exception propagates from here
+                        return []
+                    raise OSError(errno, "epoll_wait failed")
+                left = self._served(events, count, <dict>keys, client_type, received, deliver, simulator)
+            if left or _monotonic() >= until or simulator._misbehaving:
+                return left
 
     cdef list _served(self, epoll_event *events, int count, dict keys, client_type, received, deliver, simulator):
         """serve every ready OUCH connection of ``events``; the rest, as serve_ready returns them."""
@@ -986,14 +997,13 @@ cdef class OuchExchange:
                 left.append((key, None))
         return left
 
-    cdef list _spin(self, int epfd, double limit, dict keys, client_type, received, deliver, simulator):
+    cdef list _spin(self, int epfd, double until, dict keys, client_type, received, deliver, simulator):
         """serve_ready's spin: ``recv`` on each OUCH connection in turn (the read that finds bytes
         is the one that returns them), ``epoll_wait(0)`` every SPIN_EPOLL turns for the rest."""
         cdef epoll_event events[MAX_EVENTS]
         cdef int fds[MAX_SPIN]
         cdef int count = 0, nfds = 0, found = -1, i, turn = 0, failure = 0
         cdef Py_ssize_t size = -1
-        cdef double until = _monotonic() + limit if limit >= 0 else 1e300
         spun = []
         for fd, key in keys.items():
             client = key.data

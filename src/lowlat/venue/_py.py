@@ -410,22 +410,28 @@ class OuchExchange(_Final):
         timeout, over and over, until something is ready or ``timeout`` passed. ``keys`` maps
         each descriptor to its key, whose ``data`` is a ``client_type`` (with ``sock``,
         ``session``, ``username``, ``peer`` and ``fix``) for a connection; such a connection, not
-        FIX, is served while ``simulator._misbehaving`` is false. Returns the ready keys left to
-        the caller, in order, as ``(key, data)``: ``data`` is what ``serve`` returned when not
-        None, else None (the key was not served: another kind of descriptor, FIX, or a
-        misbehaviour). A wait interrupted by a signal returns ``[]`` once the handlers ran.
+        FIX, is served while ``simulator._misbehaving`` is false. Waits and serves again until
+        something is left to the caller, ``timeout`` passed or ``simulator._misbehaving`` is set.
+        Returns the ready keys left to the caller, in order, as ``(key, data)``: ``data`` is what
+        ``serve`` returned when not None, else None (the key was not served: another kind of
+        descriptor, FIX, or a misbehaviour); ``[]`` when the time is up. A wait interrupted by a
+        signal returns ``[]`` once the handlers ran.
         """
         if type(keys) is not dict:
             raise TypeError(f"keys must be a dict, got {type(keys).__name__}")
-        if spin:
-            return self._spin(poller, timeout, keys, client_type, received, deliver, simulator)
-        return self._served(poller.poll(timeout if timeout >= 0 else -1), keys, client_type, received, deliver,
-                            simulator)
+        until = time.monotonic() + timeout if timeout >= 0 else float("inf")
+        while True:  # until something is left for the caller, the time is up, or a misbehaviour
+            if spin:
+                left = self._spin(poller, until, keys, client_type, received, deliver, simulator)
+            else:
+                wait = max(until - time.monotonic(), 0.0) if timeout >= 0 else -1
+                left = self._served(poller.poll(wait), keys, client_type, received, deliver, simulator)
+            if left or time.monotonic() >= until or simulator._misbehaving:
+                return left
 
-    def _spin(self, poller, timeout, keys, client_type, received, deliver, simulator):
+    def _spin(self, poller, until, keys, client_type, received, deliver, simulator):
         """serve_ready's spin: ``recv`` on each OUCH connection in turn (the read that finds bytes
         is the one that returns them), ``epoll_wait(0)`` every _SPIN_EPOLL turns for the rest."""
-        until = time.monotonic() + timeout if timeout >= 0 else float("inf")
         spun = [key for key in keys.values() if type(key.data) is client_type and not key.data.fix][:_MAX_SPIN]
         turn = 0
         events: list = []

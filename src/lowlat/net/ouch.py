@@ -79,6 +79,9 @@ class OuchSession:
         self._replace = bytearray(ouch.MESSAGES["replace_order"].length)
         self._modify = bytearray(ouch.MESSAGES["modify_order"].length)
         self._record = ouch.ExchangeMessage()
+        # The compiled order path (lowlat.wire) keeps here what it looked up of this session once:
+        # the objects set above are never replaced, only the connection's transport is (reconnect).
+        self._route: object = None
 
     # -- the pool's session interface ----------------------------------------------------------
 

@@ -97,6 +97,58 @@ cdef inline double _monotonic() noexcept nogil:
     return <double>monotonic_ns() * 1e-9
 
 
+@cython.final
+cdef class _Route:
+    """What the order path uses of one session, looked up once: the objects its ``__init__`` sets
+    and nothing replaces (the connection, its client, lock and inbox, the pending dict, the answer
+    list and record), the bound methods it calls on them, and those of the connection's current
+    transport (looked up again whenever ``connection.transport`` is another object)."""
+
+    cdef object connection, client, reader_buffer, inbox, pending, messages, record
+    cdef object lock_acquire, lock_release
+    cdef object transport, send_acquire, send_release, fileno
+    cdef bint kernel_wait, busy_poll
+
+
+cdef _Route _route_of(session):
+    cdef _Route fresh
+    route = getattr(session, "_route", None)
+    if type(route) is _Route:
+        return <_Route>route
+    fresh = _Route.__new__(_Route)
+    connection = session.connection
+    fresh.connection = connection
+    fresh.client = connection.client
+    fresh.reader_buffer = connection.client._reader._buffer
+    fresh.inbox = connection.inbox
+    fresh.pending = session.pending
+    fresh.messages = session.messages
+    fresh.record = session._record
+    lock = connection._lock
+    fresh.lock_acquire = lock.acquire
+    fresh.lock_release = lock.release
+    try:
+        session._route = fresh
+    except AttributeError:  # a session that cannot keep it: looked up again next time
+        pass
+    return fresh
+
+
+cdef inline object _transport_of(_Route route):
+    """The connection's transport now (None when closed), its methods looked up when it changed."""
+    transport = route.connection.transport
+    if transport is not route.transport:
+        if transport is not None:
+            send_lock = transport._send_lock
+            route.send_acquire = send_lock.acquire
+            route.send_release = send_lock.release
+            route.fileno = transport.sock.fileno
+            route.kernel_wait = transport._kernel_wait
+            route.busy_poll = transport.busy_poll
+        route.transport = transport
+    return transport
+
+
 @cython.binding(True)
 def enter_order(session, token, side, shares, stock, price, *, time_in_force=99999, firm="", display="Y",
                 capacity="A", intermarket_sweep="N", minimum_quantity=0, cross_type="N", customer_type=" "):
@@ -125,19 +177,19 @@ cdef int _send_order(session, kind, token, payload) except -1:
     cdef Py_ssize_t size, total, sent
     cdef const char *raw
     cdef int saved
+    cdef _Route route
     if type(payload) is not bytes or len(payload) > SEND_SIZE - 3:
         _layered.send_order(session, kind, token, payload)
         return 0
-    connection = session.connection
-    if connection.transport is None or connection.client.state is not _ACTIVE:
+    route = _route_of(session)
+    client = route.client
+    if _transport_of(route) is None or client.state is not _ACTIVE:
         _layered.send_order(session, kind, token, payload)  # its errors, not ours
         return 0
-    session.pending[(kind, token)] = payload
-    lock = connection._lock
-    lock.acquire()
+    route.pending[(kind, token)] = payload
+    route.lock_acquire()
     try:
-        transport = connection.transport  # again: the acquire may have let another thread close it
-        client = connection.client
+        transport = _transport_of(route)  # again: the acquire may have let another thread close it
         if transport is None or client.state is not _ACTIVE:
             transport = None  # the layered path, outside the lock, raises what it raises
         else:
@@ -149,10 +201,10 @@ cdef int _send_order(session, kind, token, payload) except -1:
             packet[2] = <char>KIND_U
             raw = payload
             memcpy(&packet[3], raw, size)
-            send_lock = transport._send_lock
-            send_lock.acquire()
+            release = route.send_release  # the lock taken is the one released, whatever happens meanwhile
+            route.send_acquire()
             try:
-                sent = c_send(transport.sock.fileno(), packet, total, MSG_DONTWAIT | MSG_NOSIGNAL)
+                sent = c_send(route.fileno(), packet, total, MSG_DONTWAIT | MSG_NOSIGNAL)
                 if sent != total:
                     if sent < 0:
                         saved = errno
@@ -162,25 +214,25 @@ cdef int _send_order(session, kind, token, payload) except -1:
                         sent = 0
                     transport._send_rest(PyBytes_FromStringAndSize(packet, total), sent, SEND_TIMEOUT)
             finally:
-                send_lock.release()
+                release()
     except BaseException as error:
         if isinstance(error, _ConnectionLost):  # SoupConnection.send closes, send_order says what was lost
-            connection.close()
+            route.connection.close()
             error.unacknowledged = session.unacknowledged()
         raise
     finally:
-        lock.release()
+        route.lock_release()
     if transport is None:
         _layered.send_order(session, kind, token, payload)
     return 0
 
 
-cdef dict _decode(session, bytes payload):
+cdef dict _decode(_Route route, bytes payload):
     """``OuchSession._decode``: the answer as a dict, and the pending order it answers cleared."""
-    record = session._record
+    record = route.record
     record.decode(payload)
     message = record.as_dict()
-    pending = session.pending
+    pending = route.pending
     if pending:
         kind = message["type"]
         if kind == "A":
@@ -282,22 +334,24 @@ def wait_for(session, token, types="AJUC", timeout=5.0):
     cdef Py_ssize_t n, position, length, count, index
     cdef bint spin
     cdef int fd, saved
+    cdef _Route route
     if _ACTIVE is None:
         _bind()
-    if session.messages:
+    route = _route_of(session)
+    if route.messages:
         return _layered.wait_for(session, token, types, timeout)
     deadline = _monotonic() + timeout
-    connection = session.connection
-    client = connection.client
+    connection = route.connection
+    client = route.client
     while True:
         if deadline - _monotonic() <= 0:
             raise TimeoutError(f"no {types!r} answer for token {token!r} in {timeout} s")
-        transport = connection.transport
+        transport = _transport_of(route)
         state = client.state
-        if (transport is None or connection.inbox or connection.ended or state is not _ACTIVE
-                or client._reader._buffer or not (transport._kernel_wait or transport.busy_poll)):
+        if (transport is None or route.inbox or connection.ended or state is not _ACTIVE
+                or route.reader_buffer or not (route.kernel_wait or route.busy_poll)):
             return _layered.wait_rest(session, token, types, timeout, deadline)
-        spin = transport.busy_poll
+        spin = route.busy_poll
         # SoupConnection.service: wait no later than the session's next timer
         now = _monotonic()
         due = client.last_sent + client.heartbeat_interval
@@ -307,7 +361,7 @@ def wait_for(session, token, types="AJUC", timeout=5.0):
         until = deadline
         if due < until:
             until = due if due > now else now
-        fd = transport.sock.fileno()
+        fd = route.fileno()
         n = _receive(transport, fd, buffer, until, spin)
         if n == -2:
             saved = errno
@@ -328,14 +382,13 @@ def wait_for(session, token, types="AJUC", timeout=5.0):
             if data[position + 2] == KIND_S:
                 count += 1
             position += 2 + length
-        lock = connection._lock
-        lock.acquire()
+        route.lock_acquire()
         try:
             client.last_received = now
             first = client.next_sequence
             client.next_sequence = first + count
         finally:
-            lock.release()
+            route.lock_release()
         matched = None
         index = 0
         position = 0
@@ -345,16 +398,16 @@ def wait_for(session, token, types="AJUC", timeout=5.0):
                 if data[position + 2] == KIND_S:
                     payload = PyBytes_FromStringAndSize(buffer + position + 3, length - 1)
                     if matched is None:
-                        message = _decode(session, payload)
+                        message = _decode(route, payload)
                         answered = message.get("order_token")
                         if answered is None:
                             answered = message.get("replacement_order_token")
                         if answered == token and message["type"] in types:
                             matched = message
                         else:
-                            session.messages.append(message)
+                            route.messages.append(message)
                     else:  # after the answer: left in the inbox, as the layers leave them
-                        connection.inbox.append(_SequencedData(first + index, payload))
+                        route.inbox.append(_SequencedData(first + index, payload))
                     index += 1
                 position += 2 + length
         except BaseException:
@@ -364,7 +417,7 @@ def wait_for(session, token, types="AJUC", timeout=5.0):
             while position < n:
                 length = (<Py_ssize_t>data[position] << 8) | data[position + 1]
                 if data[position + 2] == KIND_S:
-                    connection.inbox.append(_SequencedData(first + index,
+                    route.inbox.append(_SequencedData(first + index,
                                                            PyBytes_FromStringAndSize(buffer + position + 3, length - 1)))
                     index += 1
                 position += 2 + length

@@ -9,8 +9,9 @@ replayed from the requested number on a (re)login.
 The application is any object with ``on_message(username, payload) -> [(username, payload), ...]``
 (the OUCH book in :mod:`lowlat.exchange.ouch_book` is one): each returned pair is a sequenced
 message for that user. With that book (:mod:`lowlat.venue`), no FIX gateway, no misbehaviour and
-no DEBUG logging, a readable SoupBinTCP connection is served in one call to the book's ``serve``
-(recv, split, log, answer, send), which hands back anything else to the general path.
+no DEBUG logging, the loop's waits and the SoupBinTCP orders are served in one call to the book's
+``serve_ready`` (wait, recv, split, answer, send, log), which hands back anything else to the
+general path.
 
 With ``fix_port``, a second listener accepts FIX 4.2/4.4 sessions (one
 :class:`~lowlat.net.fix_session.FixSession` per SenderCompID, kept across connections so a
@@ -373,11 +374,11 @@ class ExchangeSimulator:
         ``_delayed`` shows), so after one the timers are not walked again before they are due:
         the common path is epoll, recv, parse, answer, send -- nothing per client, nothing per timer.
         With the OUCH book of :mod:`lowlat.venue` as the application, no FIX gateway, no
-        misbehaviour and no debug logging, a whole wake-up is one call, the book's ``serve_ready``
-        (epoll, then for each ready connection recv, split, log, answer, send; spinning on epoll
-        without a timeout in ``busy_poll`` mode, with the GIL released while it waits); it hands
-        back to :meth:`_received` whatever it read and does not handle, and every other ready
-        descriptor to the dispatch below.
+        misbehaviour and no debug logging, the waits are one call, the book's ``serve_ready``
+        (epoll with the GIL released -- in ``busy_poll`` mode a spin on each connection's ``recv``
+        -- then for each ready connection recv, split, answer, send, log, and on to the next wait);
+        it returns when something needs this loop: the bytes it read and does not handle, for
+        :meth:`_received`, and every other ready descriptor, for the dispatch below.
         DEBUG logging switched on while the loop runs is seen when the timers next run (within
         0.25 s); a misbehaviour at once. With an ``alarm`` (a timerfd) the wait has no timeout:
         the alarm wakes the loop when the timers are due.

@@ -15,10 +15,10 @@ import time
 import pytest
 
 from conftest import load_backend
+from test_exchange import session
+from test_net import exchange, ouch_factory, wait_until  # noqa: F401 (exchange: the simulator fixture)
 import lowlat.wire
 from lowlat import ouch
-from lowlat.exchange import ExchangeSimulator
-from lowlat.exchange.ouch_book import OuchExchange
 from lowlat.net import ConnectionLost, ConnectionPool, PoolExhausted, ProtocolError
 from lowlat.net import pool as pool_module
 from lowlat.net import ouch as ouch_session
@@ -50,22 +50,6 @@ def test_both_halves_take_the_same_arguments_as_the_session_methods():
         assert inspect.getdoc(getattr(compiled, name)) == inspect.getdoc(getattr(pure, name)), name
     assert inspect.signature(pure.enter_order).parameters["time_in_force"].default == TIF_SYSTEM_HOURS
     assert OuchSession.enter_order is lowlat.wire.enter_order and OuchSession.wait_for is lowlat.wire.wait_for
-
-
-@pytest.fixture
-def exchange():
-    sim = ExchangeSimulator(application=OuchExchange(), heartbeat_interval=0.05, timeout=3.0).start()
-    try:
-        yield sim
-    finally:
-        sim.stop()
-
-
-def session(sim, username="alice", **options):
-    options = {"heartbeat_interval": 0.05, "timeout": 2.0, "connect_timeout": 2.0, **options}
-    s = OuchSession(sim.address, username, "pw", **options)
-    s.connect()
-    return s
 
 
 def answered_in_one_read(sim, s, tokens):
@@ -242,7 +226,7 @@ def checkout(backend_name, monkeypatch):
 
 
 def test_a_checkout_hands_out_a_free_session_and_takes_it_back(checkout, exchange):
-    pool = ConnectionPool(lambda: session_factory(exchange), 2, checkout_timeout=0.2)
+    pool = ConnectionPool(ouch_factory(exchange, "p"), 2, checkout_timeout=0.2)
     try:
         with pool.session() as first, pool.session() as second:
             assert first is not second and pool.health().in_use == 2
@@ -261,16 +245,3 @@ def test_a_checkout_hands_out_a_free_session_and_takes_it_back(checkout, exchang
         assert wait_until(lambda: pool.health().up == 2)
     finally:
         pool.close()
-
-
-def session_factory(sim, names=iter(range(10**6))):
-    return OuchSession(sim.address, f"p{next(names)}", "pw", heartbeat_interval=0.05, timeout=2.0, connect_timeout=2.0)
-
-
-def wait_until(predicate, timeout=3.0):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if predicate():
-            return True
-        time.sleep(0.01)
-    return predicate()

@@ -186,6 +186,10 @@ def test_record_fields_absent_read_as_none(ouch):
     assert record.executed_shares == 5 and record.match_number == 9 and record.stock is None and record.shares is None
     assert record.as_dict() == {"type": "E", "timestamp": 1, "order_token": "T", "executed_shares": 5,
                                 "execution_price": 100, "liquidity_flag": "A", "match_number": 9}
+    assert list(record.as_dict()) == ["type", *(f.name for f, _ in ouch.MESSAGES["executed"].fields)]  # layout order
+    first, second = record.as_dict(), record.as_dict()
+    first["order_token"] = "changed"
+    assert second["order_token"] == "T"  # a new dict each time
 
 
 def test_direction_disambiguates_u_and_m(ouch):

@@ -78,6 +78,8 @@ cdef list _titles = [m.title for m in MESSAGES.values()]
 cdef list _field_names = [f.name for f in FIELDS]
 cdef dict _message_number = {name: i for i, name in enumerate(MESSAGES)}
 cdef list _type_strings = [m.type for m in MESSAGES.values()]
+# as_dict's starting point per message: "type" and every field name, in order (values filled in).
+cdef list _dict_templates = [{"type": m.type, **{f.name: None for f, _ in m.fields}} for m in MESSAGES.values()]
 
 _KINDS = {ALPHA: K_ALPHA, CHAR: K_CHAR, U32: K_U32, U64: K_U64}
 
@@ -475,10 +477,11 @@ cdef class _Record:
         cdef int k, field
         if self._message < 0:
             return {}
-        out = {"type": _type_strings[self._message]}
+        # A copy of the message's own dict of keys (its table sized once), the values set in place.
+        out = (<dict>_dict_templates[self._message]).copy()
         for k in range(_message_nfields[self._message]):
             field = _message_field[self._message][k]
-            out[_field_names[field]] = self._get(field)
+            out[<str>_field_names[field]] = self._get(field)
         return out
 
     # One property per field of lowlat.ouch.spec.FIELDS (index = position there); None when absent.

@@ -35,9 +35,10 @@ Groups:
   connection and login per order (the socket is closed after the Accepted, outside the timed span).
 * **OUCH, everybody spins**: ``bare TCP echo ... busy-poll both ends`` (client and echo spin on a
   non-blocking ``recv``) against ``pooled OUCH session, busy-poll`` to a simulator run with
-  ``--busy-poll`` (epoll with timeout 0). Two spinning servers and a spinning client would be
-  three spinners on two vCPUs, so the server of the contender not running is stopped (SIGSTOP)
-  and continued (SIGCONT) for its own blocks: one spinning client against one spinning server.
+  ``--busy-poll`` (spinning on each connection's ``recv``, asking epoll about the rest every few
+  turns). Two spinning servers and a spinning client would be three spinners on two vCPUs, so the
+  server of the contender not running is stopped (SIGSTOP) and continued (SIGCONT) for its own
+  blocks: one spinning client against one spinning server.
   Blocks are ``PAUSED_BLOCK`` round trips here, each after ``RESUME_WARMUP_S`` of unrecorded ones.
 * **FIX 4.4, everybody sleeps**: NewOrderSingle -> ExecutionReport NEW through the simulator's
   FIX listener in front of the same book; its echo sends the very NewOrderSingle bytes.

@@ -920,11 +920,12 @@ cdef class OuchExchange:
 
         Reads once from ``sock`` (non-blocking). When the session (a ``SoupServer``) is active with
         no partial packet buffered and the bytes are whole Unsequenced Data packets only, each is
-        answered by :meth:`on_message`: answers for ``username`` are sent in one write, answers
-        for another user go to ``deliver(username, payload, now)``. Then, the answer on its way,
-        each message is logged in ``received`` (a ``Received`` with an ``UnsequencedData``, as the
-        simulator's general path logs it) and the answers for ``username`` are appended to the
-        session's log; a write the socket took only part of is finished last (blocking up to 2 s). Returns None when the read was handled (nothing read counts), else the bytes read
+        answered by :meth:`on_message`: answers for ``username`` are sent in one write (blocking up
+        to 2 s for the rest if the socket takes only part), answers for another user go to
+        ``deliver(username, payload, now)``. Each message is logged in ``received`` (a ``Received``
+        with an ``UnsequencedData``, as the simulator's general path logs it) and the answers for
+        ``username`` are appended to the session's log before any other Python thread can run
+        after the write (the compiled half does that bookkeeping after the write, keeping the GIL). Returns None when the read was handled (nothing read counts), else the bytes read
         for the caller's general path to parse, ``b""`` when the peer closed, the read failed or
         the write failed (the caller closes the connection). ``now`` is ``time.monotonic()``.
         """
@@ -1107,8 +1108,9 @@ cdef class OuchExchange:
                 sent = c_send(fd, self._out, framed, MSG_NOSIGNAL)
                 if sent < 0 and errno in (EAGAIN, EWOULDBLOCK, EINTR):
                     sent = 0
-            # The bookkeeping, once the answer is on its way (the caller sees it all done): what was
-            # received, in order (still in _in: nothing read since), and this user's answers in its log.
+            # The bookkeeping, once the answer is on its way: what was received, in order (still in
+            # _in: nothing read since), and this user's answers in its log. Nothing from here to the
+            # return lets go of the GIL, so no Python thread sees the answer sent and the log behind.
             session.last_received = at
             position = 0
             while position < size:

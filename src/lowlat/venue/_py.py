@@ -386,11 +386,12 @@ class OuchExchange(_Final):
 
         Reads once from ``sock`` (non-blocking). When the session (a ``SoupServer``) is active with
         no partial packet buffered and the bytes are whole Unsequenced Data packets only, each is
-        answered by :meth:`on_message`: answers for ``username`` are sent in one write, answers
-        for another user go to ``deliver(username, payload, now)``. Then, the answer on its way,
-        each message is logged in ``received`` (a ``Received`` with an ``UnsequencedData``, as the
-        simulator's general path logs it) and the answers for ``username`` are appended to the
-        session's log; a write the socket took only part of is finished last (blocking up to 2 s). Returns None when the read was handled (nothing read counts), else the bytes read
+        answered by :meth:`on_message`: answers for ``username`` are sent in one write (blocking up
+        to 2 s for the rest if the socket takes only part), answers for another user go to
+        ``deliver(username, payload, now)``. Each message is logged in ``received`` (a ``Received``
+        with an ``UnsequencedData``, as the simulator's general path logs it) and the answers for
+        ``username`` are appended to the session's log before any other Python thread can run
+        after the write (the compiled half does that bookkeeping after the write, keeping the GIL). Returns None when the read was handled (nothing read counts), else the bytes read
         for the caller's general path to parse, ``b""`` when the peer closed, the read failed or
         the write failed (the caller closes the connection). ``now`` is ``time.monotonic()``.
         """
@@ -491,34 +492,26 @@ class OuchExchange(_Final):
             return data
         now = time.monotonic()
         session.last_received = now
-        payloads = []  # what was received, and the answers to this user, kept once the answers left
-        mine = []
+        log = session.log
         out = bytearray()
         position, size = 0, len(data)
         while position < size:
             end = position + 2 + (data[position] << 8 | data[position + 1])
             payload = data[position + 3:end]
             position = end
-            payloads.append(payload)
+            # Logged before the answer is written: here another thread may run between the two.
+            received.append(Received(now, peer, username, _UNSEQUENCED(payload)))
             for user, answer in self._answer(username, payload):
                 if user == username:
-                    mine.append(answer)
+                    log.append(answer)
                     out += _SEQUENCED_HEAD.pack(len(answer) + 1, b"S")
                     out += answer
                 else:
                     deliver(user, answer, now)
-        result = None
         if out:
             session.last_sent = now
-            result = _send(sock, out)
-        # The bookkeeping, once the answer is on its way (the caller sees it all done):
-        # what was received, in order, and this user's answers in its log for a replay.
-        for payload in payloads:
-            received.append(Received(now, peer, username, _UNSEQUENCED(payload)))
-        log = session.log
-        for answer in mine:
-            log.append(answer)
-        return result
+            return _send(sock, out)
+        return None
 
 
 def _whole_unsequenced(data: bytes) -> bool:

@@ -23,6 +23,9 @@ from cpython.unicode cimport PyUnicode_Check, PyUnicode_DecodeLatin1
 from libc.stdint cimport int8_t, int16_t, uint8_t, uint32_t, uint64_t
 from libc.string cimport memcpy, memset
 
+from lowlat._bigendian cimport (load_u32 as _load_u32, load_u64 as _load_u64, store_u32 as _store_u32,
+                                store_u64 as _store_u64)
+
 cimport numpy as cnp
 import numpy as np
 from operator import index as _operator_index
@@ -168,26 +171,6 @@ cdef inline int _put_char(unsigned char* p, object value, str name) except -1:
         p[0] = <unsigned char>PyBytes_AS_STRING(value)[0]
         return 0
     return _bad_char(value, name)
-
-
-cdef inline void _store_u32(unsigned char* p, uint32_t x) noexcept nogil:
-    p[0] = <unsigned char>(x >> 24)
-    p[1] = <unsigned char>(x >> 16)
-    p[2] = <unsigned char>(x >> 8)
-    p[3] = <unsigned char>x
-
-
-cdef inline void _store_u64(unsigned char* p, uint64_t x) noexcept nogil:
-    _store_u32(p, <uint32_t>(x >> 32))
-    _store_u32(p + 4, <uint32_t>x)
-
-
-cdef inline uint32_t _load_u32(const unsigned char* p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | <uint32_t>p[3]
-
-
-cdef inline uint64_t _load_u64(const unsigned char* p) noexcept nogil:
-    return (<uint64_t>_load_u32(p) << 32) | <uint64_t>_load_u32(p + 4)
 
 
 cdef object _as_int(object value, str name):

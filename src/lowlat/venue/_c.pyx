@@ -30,7 +30,10 @@ from libc.math cimport ceil
 from libc.stdint cimport int64_t, uint8_t, uint32_t, uint64_t
 from libc.stdlib cimport free, malloc, realloc
 from libc.string cimport memcmp, memcpy, memmove, memset
-from posix.time cimport CLOCK_MONOTONIC, CLOCK_REALTIME, clock_gettime, timespec
+from posix.time cimport CLOCK_REALTIME, clock_gettime, timespec
+
+from lowlat._bigendian cimport load_u32 as _load_u32, store_u32 as _store_u32, store_u64 as _store_u64
+from lowlat._clock cimport monotonic_ns
 
 from collections import deque as _deque
 
@@ -195,23 +198,6 @@ cdef uint32_t C_TIF_IOC = TIF_IOC
 # -- bytes helpers ------------------------------------------------------------------------------
 
 
-cdef inline uint32_t _load_u32(const unsigned char* p) noexcept nogil:
-    return (<uint32_t>p[0] << 24) | (<uint32_t>p[1] << 16) | (<uint32_t>p[2] << 8) | <uint32_t>p[3]
-
-
-cdef inline void _store_u32(unsigned char* p, uint32_t v) noexcept nogil:
-    p[0] = <unsigned char>(v >> 24)
-    p[1] = <unsigned char>(v >> 16)
-    p[2] = <unsigned char>(v >> 8)
-    p[3] = <unsigned char>v
-
-
-cdef inline void _store_u64(unsigned char* p, uint64_t v) noexcept nogil:
-    cdef int i
-    for i in range(8):
-        p[i] = <unsigned char>(v >> (56 - 8 * i))
-
-
 cdef inline uint64_t _timestamp() noexcept nogil:
     """Nanoseconds since midnight UTC (the clock of ``time.time_ns()``), as OUCH stamps its messages."""
     cdef timespec ts
@@ -221,9 +207,7 @@ cdef inline uint64_t _timestamp() noexcept nogil:
 
 cdef inline double _monotonic() noexcept nogil:
     """``time.monotonic()``: CLOCK_MONOTONIC in seconds."""
-    cdef timespec ts
-    clock_gettime(CLOCK_MONOTONIC, &ts)
-    return <double>(<int64_t>ts.tv_sec * 1000000000 + ts.tv_nsec) / 1e9
+    return <double>monotonic_ns() / 1e9
 
 
 cdef inline str _text(const unsigned char* p, int width):

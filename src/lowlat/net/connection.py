@@ -60,7 +60,8 @@ _monotonic = time.monotonic
 def received(outcome: bytes | OSError | None) -> bytes | None:
     """What a receive loop makes of one ``recv``'s outcome: bytes returned, None (nothing by the
     deadline) returned, ``b""`` (the peer closed) or an ``OSError`` raised as ``ConnectionLost``.
-    For the compiled order path of :mod:`lowlat.wire`, which reads the socket itself."""
+    The transport's wait loops and the compiled order path of :mod:`lowlat.wire` (which reads the
+    socket itself) both end here."""
     if isinstance(outcome, OSError):
         raise ConnectionLost(f"receive failed: {outcome}") from outcome
     if outcome is not None and not outcome:
@@ -70,8 +71,7 @@ def received(outcome: bytes | OSError | None) -> bytes | None:
 
 def _receive_closed(deadline: float) -> bytes | None:
     """``Transport.receive`` once the transport is closed: what reading the closed socket said."""
-    error = OSError(errno.EBADF, os.strerror(errno.EBADF))
-    raise ConnectionLost(f"receive failed: {error}") from error
+    return received(OSError(errno.EBADF, os.strerror(errno.EBADF)))  # raises ConnectionLost
 
 
 class ConnectionLost(ConnectionError):
@@ -204,10 +204,10 @@ class Transport:
             except (BlockingIOError, InterruptedError):
                 data = None
             except OSError as error:
-                raise ConnectionLost(f"receive failed: {error}") from error
+                return received(error)  # raises ConnectionLost
             if data is not None:
                 if not data:
-                    raise ConnectionLost("connection closed by the peer")
+                    return received(data)  # raises ConnectionLost: the peer closed
                 return data
             remaining = deadline - _monotonic()
             if remaining <= 0:
@@ -227,9 +227,9 @@ class Transport:
                     return None
                 continue
             except OSError as error:
-                raise ConnectionLost(f"receive failed: {error}") from error
+                return received(error)  # raises ConnectionLost
             if not data:
-                raise ConnectionLost("connection closed by the peer")
+                return received(data)  # raises ConnectionLost: the peer closed
             return data
 
     def _receive_blocking(self, deadline: float) -> bytes | None:
@@ -250,9 +250,9 @@ class Transport:
                     return None
                 continue
             except OSError as error:
-                raise ConnectionLost(f"receive failed: {error}") from error
+                return received(error)  # raises ConnectionLost
             if not data:
-                raise ConnectionLost("connection closed by the peer")
+                return received(data)  # raises ConnectionLost: the peer closed
             return data
 
     def _wait(self, seconds: float) -> None:

@@ -20,6 +20,7 @@ from lowlat.pipeline import (STAGES, Figures, ImbalanceStrategy, Order, Pipeline
                              file_feed, read_hlog, start_replayer, synthetic_feed, UdpFeed)
 from lowlat.pipeline.backends import PIPELINE_BACKENDS, path_backend
 from lowlat.pipeline.cli import main
+from lowlat.pipeline.gateway import WARM_GAP_NS
 from lowlat.pipeline.seed import SeedBook, SeedLatencyTracker, SeedMessage, SeedMessageQueue, seed_encode_enter_order
 from lowlat.pipeline.twoproc import run_two_process
 
@@ -149,10 +150,14 @@ def test_keeping_the_order_path_warm_changes_nothing_but_the_caches(path_name):
             pipeline._risk_preview = lambda *args: warmed.append(args) or preview(*args)
             figures = pipeline.run(synthetic_feed(5000, seed=4))
             counts = {k: figures.counts.get(k, 0) for k in ("orders", "sent", "risk_rejected", "acknowledged")}
-            results.append((counts, _order_bodies(simulator), len(warmed), pipeline.gateway._sink_sends))
-            assert pipeline.gateway._sink is None  # closed with the session
-    (cold_counts, cold_orders, cold_warmed, cold_sunk), (warm_counts, warm_orders, warm_warmed, warm_sunk) = results
-    assert cold_sunk == 0 and warm_sunk > 100  # the kernel's half: packets to the loopback sink, not the exchange
+            heartbeats = sum(isinstance(received.event, soup.ClientHeartbeat) for received in list(simulator.received))
+            results.append((counts, _order_bodies(simulator), len(warmed), pipeline.gateway.warm_sends, heartbeats))
+    (cold_counts, cold_orders, cold_warmed, cold_beats, cold_heard), (warm_counts, warm_orders, warm_warmed,
+                                                                      warm_beats, warm_heard) = results
+    # The kernel's half: heartbeats on the session, each one received whole by the exchange (a torn
+    # packet would have ended the session), at most one per WARM_GAP_NS however often the path warms.
+    assert cold_beats == cold_heard == 0
+    assert 10 < warm_beats == warm_heard <= 1 + figures.elapsed_s * 1e9 / WARM_GAP_NS
     assert cold_counts["risk_rejected"] > 0 and cold_counts["sent"] > 0, cold_counts
     assert warm_counts == cold_counts
     assert warm_orders == cold_orders

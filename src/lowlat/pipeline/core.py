@@ -30,12 +30,13 @@ while no order is in flight, the path runs the last order sent -- and, in turn, 
 :data:`WARM_SPREAD` other instruments traded so far, whose risk entries and symbols the next order
 may need -- through ``RiskEngine.preview`` (``check``'s code, counting nothing) and the encoder
 (into the packet buffer the next real order overwrites), everything short of the order's ``send``
--- the technique trading firms use to keep a rarely taken path hot -- and sends the packet over a loopback TCP connection whose both ends
-this process holds, so that the kernel's send path is warm too (the exchange never sees these
-bytes; Onload's ``ONLOAD_MSG_WARM`` does the same for its users); then it reads whatever the
-exchange sent, which brings the session socket's state back from the exchange's CPU, where its
-answers last touched it. Its cost is in the throughput figure; the stage histograms hold real
-orders only.
+-- the technique trading firms use to keep a rarely taken path hot -- then sends a SoupBinTCP
+Client Heartbeat on the order session (:meth:`OrderGateway.warm`, at most one per 50 µs), which
+runs the kernel's send path for that very socket and the exchange's end of it, and reads whatever
+the exchange sent, which brings the session socket's state back from the exchange's CPU, where
+its answers last touched it. The exchange receives the heartbeats (the protocol's own no-op);
+against a venue that counts them, choose ``warm_every`` with that in mind. Its cost is in the
+throughput figure; the stage histograms hold real orders only.
 
 Bad input never stops a run: a message whose length prefix overruns its packet or disagrees with
 its type, or whose type is not ITCH 5.0, is counted in ``corrupt`` and logged with its byte offset
@@ -350,18 +351,17 @@ class Pipeline:
         ``preview`` (``check``'s code without counting the order) and an encode into the packet
         buffer the next real order overwrites, for the last order and, in turn, for the last order
         of ``WARM_SPREAD`` other instruments traded so far (their risk entries and symbols are
-        data the next order may need); then send the last order's packet to the gateway's loopback
-        sink (:meth:`OrderGateway.warm`), never to the exchange, for the kernel's half; and read
-        what the exchange sent (its answers last touched the session socket on its CPU). Between
-        orders (one per ~2,000 messages) the book and the strategy evict this code and its data
-        from the caches; this keeps the next order from paying those misses (module docstring)."""
+        data the next order may need); then a heartbeat on the order session
+        (:meth:`OrderGateway.warm`) for the kernel's half; and read what the exchange sent (its
+        answers last touched the session socket on its CPU). Between orders (one per ~2,000
+        messages) the book and the strategy evict this code and its data from the caches; this
+        keeps the next order from paying those misses (module docstring)."""
         if self._warm_order is None:
             return
         self._count("warm_ups")
         send = self._send
-        packet = send(self._warm_order, 0, 0, False)
-        if packet is not None:
-            self.gateway.warm(packet)
+        send(self._warm_order, 0, 0, False)
+        self.gateway.warm()
         # The per-instrument data (the risk engine's entry, the symbol) of every instrument traded
         # so far, a few per warm-up in turn: the next order may be for any of them.
         rotation, orders = self._warm_rotation, self._warm_orders

@@ -30,8 +30,15 @@ __all__ = ["OrderGateway", "ConnectionLost"]
 #: Risk engine sides for the strategy's "B"/"S".
 SIDE_CODE = {"B": 1, "S": -1}
 
+#: The fewest nanoseconds between two warm-up heartbeats (:meth:`OrderGateway.warm`): at most
+#: 20,000 a second, whatever the feed's rate and the pipeline's ``warm_every``.
+WARM_GAP_NS = 50_000
 
-def _not_connected(_packet: Any) -> int:
+_HEARTBEAT = soup.encode_packet(soup.CLIENT_HEARTBEAT)
+_DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
+
+
+def _not_connected(*_args: Any) -> int:
     raise OSError(errno.ENOTCONN, "not connected")
 
 
@@ -61,10 +68,11 @@ class OrderGateway:
         self.duplicate_answers = 0
         self._live: dict[str, Any] = {}  # accepted orders that may still fill or cancel (IOC: until Canceled)
         self._record = ouch.ExchangeMessage()
-        self._socket_send: Callable[[Any], int] = _not_connected  # the session socket's bound send
-        self._sink: _Sink | None = None  # see warm()
-        self._sink_failed = False
-        self._sink_sends = 0
+        self._socket_send: Callable[..., int] = _not_connected  # the session socket's bound send
+        #: Nanoseconds (of ``now_ns``) between two warm-up heartbeats at least; see :meth:`warm`.
+        self.warm_gap_ns = WARM_GAP_NS
+        self.warm_sends = 0  # heartbeats :meth:`warm` wrote
+        self._last_warm = -WARM_GAP_NS
         self._last_service = 0.0
 
     def connect(self) -> None:
@@ -77,28 +85,32 @@ class OrderGateway:
 
     reconnect = connect
 
-    def warm(self, packet) -> None:
-        """Send ``packet`` to a loopback sink of this process's own, never to the exchange: the
-        kernel's TCP send path (the same code a real order's ``send`` runs) stays in cache between
-        orders, as Onload's ``ONLOAD_MSG_WARM`` does for its users. What the sink receives is read
-        and dropped now and then; any failure just closes the sink (warming is best effort)."""
-        sink = self._sink
-        if sink is None:
-            if self._sink_failed:
-                return
-            sink = self._sink = _Sink.open()
-            if sink is None:
-                self._sink_failed = True
-                return
+    def warm(self) -> None:
+        """Send a SoupBinTCP Client Heartbeat on the session, at most one per :attr:`warm_gap_ns`.
+
+        The heartbeat runs the kernel's send path for *this* socket -- its state, its route, the
+        exchange's end of the connection on loopback -- which a send anywhere else leaves cold, so
+        the next order finds it in cache. It is a real packet: the exchange receives three bytes,
+        the protocol's own no-op (a client may send one at any time). Best effort: a full socket
+        buffer skips it, a failure is left for the next poll or order to meet. Never blocks."""
+        now = self.now_ns()
+        if now - self._last_warm < self.warm_gap_ns:
+            return
+        self._last_warm = now
         try:
-            sink.send(packet)
-            self._sink_sends += 1
-            if not self._sink_sends & 63:
-                sink.drain()
-        except OSError:
-            sink.close()
-            self._sink = None
-            self._sink_failed = True
+            sent = self._socket_send(_HEARTBEAT, _DONTWAIT)
+        except OSError:  # BlockingIOError included: nothing was written
+            return
+        if sent:
+            self.warm_sends += 1
+        if 0 < sent < len(_HEARTBEAT):  # a buffer almost full: finish the packet, or the stream is torn
+            transport = self.connection.transport
+            try:
+                if transport is None:
+                    raise ConnectionLost("not connected")
+                transport.send(_HEARTBEAT[sent:])
+            except ConnectionLost:
+                self.connection.close()  # the next poll reports it (and reconnects, if asked)
 
     @property
     def alive(self) -> bool:
@@ -208,50 +220,12 @@ class OrderGateway:
                                       record.execution_price)
 
     def close(self) -> None:
-        """Log out (briefly waiting for the exchange to close) and close the socket (and the sink)."""
+        """Log out (briefly waiting for the exchange to close) and close the socket."""
         try:
             if self.connection.alive:
                 self.connection.logout(0.5)
         finally:
             self.connection.close()
-            if self._sink is not None:
-                self._sink.close()
-                self._sink = None
-
-
-class _Sink:
-    """Both ends of one loopback TCP connection inside this process (see :meth:`OrderGateway.warm`)."""
-
-    def __init__(self, writer: socket.socket, reader: socket.socket) -> None:
-        self.send = writer.send
-        self._writer = writer
-        self._reader = reader
-
-    @classmethod
-    def open(cls) -> "_Sink | None":
-        try:
-            with socket.socket() as listener:
-                listener.bind(("127.0.0.1", 0))
-                listener.listen(1)
-                writer = socket.create_connection(listener.getsockname(), timeout=1.0)
-                reader, _ = listener.accept()
-        except OSError:
-            return None
-        writer.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)  # as the order session's socket
-        writer.setblocking(False)
-        reader.setblocking(False)
-        return cls(writer, reader)
-
-    def drain(self) -> None:
-        try:
-            while self._reader.recv(1 << 16):
-                pass
-        except BlockingIOError:
-            pass
-
-    def close(self) -> None:
-        self._writer.close()
-        self._reader.close()
 
 
 def soup_header(payload_length: int) -> bytes:

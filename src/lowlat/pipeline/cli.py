@@ -86,7 +86,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--seed", type=int, default=1, help="synthetic feed seed (default 1)")
     parser.add_argument("--warm-every", type=_non_negative_int, default=WARM_EVERY, metavar="N",
                         help="run the order path short of send (risk preview + encode) and send the exchange a SoupBinTCP "
-                             "heartbeat (at most one per 50 us) every N messages (two processes: book updates) between orders, to keep it in cache "
+                             "heartbeat (at most one per 100 us) every N messages (two processes: book updates) between orders, to keep it in cache "
                              f"(default {WARM_EVERY}; 0: never)")
     parser.add_argument("--exchange-busy-poll", action="store_true",
                         help="start the simulator spinning on its sockets, as an exchange gateway on its own core: "

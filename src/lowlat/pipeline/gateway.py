@@ -31,8 +31,8 @@ __all__ = ["OrderGateway", "ConnectionLost"]
 SIDE_CODE = {"B": 1, "S": -1}
 
 #: The fewest nanoseconds between two warm-up heartbeats (:meth:`OrderGateway.warm`): at most
-#: 20,000 a second, whatever the feed's rate and the pipeline's ``warm_every``.
-WARM_GAP_NS = 50_000
+#: 10,000 a second, whatever the feed's rate and the pipeline's ``warm_every``.
+WARM_GAP_NS = 100_000
 
 _HEARTBEAT = soup.encode_packet(soup.CLIENT_HEARTBEAT)
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)

@@ -165,6 +165,36 @@ def test_keeping_the_order_path_warm_changes_nothing_but_the_caches(path_name):
     assert warm_warmed > 1000 if path_name != "seed" else warm_warmed > 0
 
 
+@pytest.mark.parametrize("costly", [False, True])
+def test_warm_up_heartbeats_keep_their_gap_and_back_off_when_they_cost_a_wake_up(exchange, monkeypatch, costly):
+    """Called without pause for 60 ms: a heartbeat per WARM_GAP_NS at most when none counts as costly
+    (the threshold set out of reach); when every one does (set to 0 ns: as a send that woke a sleeping
+    peer), the gap doubles each time up to WARM_GAP_MAX_NS, so a handful go out. (This simulator sleeps
+    in its selector: with the real threshold its wake-ups back the heartbeats off too.) Every one
+    reaches the exchange whole."""
+    from lowlat.pipeline import gateway as gateway_module
+
+    monkeypatch.setattr(gateway_module, "WARM_COSTLY_NS", 0 if costly else 10**12)
+    backend = path_backend("python")
+    gateway = gateway_module.OrderGateway(exchange.address, backend.ouch, backend.make_recorder("ack"),
+                                          backend.now_ns, username="WARMUP")
+    gateway.connect()
+    try:
+        start = backend.now_ns()
+        while backend.now_ns() - start < 60_000_000:
+            gateway.warm()
+        elapsed = backend.now_ns() - start
+        gateway.poll()
+    finally:
+        gateway.close()
+    heard = sum(isinstance(received.event, soup.ClientHeartbeat) for received in list(exchange.received))
+    assert heard == gateway.warm_sends
+    if costly:  # gaps 0.1, 0.2, 0.4 ... 6.4 ms, then 10 ms: 8 in the first 12.7 ms, one per 10 ms after
+        assert 8 <= gateway.warm_sends <= 8 + elapsed // gateway_module.WARM_GAP_MAX_NS
+    else:
+        assert 50 < gateway.warm_sends <= 1 + elapsed // gateway_module.WARM_GAP_NS
+
+
 @pytest.mark.parametrize("value, error", [(-1, ValueError), (1.5, TypeError), (True, TypeError)])
 def test_warm_every_is_checked(value, error):
     with pytest.raises(error, match="warm_every"):

@@ -31,10 +31,10 @@ while no order is in flight, the path runs the last order sent -- and, in turn, 
 may need -- through ``RiskEngine.preview`` (``check``'s code, counting nothing) and the encoder
 (into the packet buffer the next real order overwrites), everything short of the order's ``send``
 -- the technique trading firms use to keep a rarely taken path hot -- then sends a SoupBinTCP
-Client Heartbeat on the order session (:meth:`OrderGateway.warm`, at most one per 100 µs), which
-runs the kernel's send path for that very socket and the exchange's end of it, and reads whatever
-the exchange sent, which brings the session socket's state back from the exchange's CPU, where
-its answers last touched it. The exchange receives the heartbeats (the protocol's own no-op);
+Client Heartbeat on the order session (:meth:`OrderGateway.warm`: at most one per 100 µs, fewer
+when they cost a wake-up of the exchange), which runs the kernel's send path for that very socket
+and the exchange's end of it, and reads whatever the exchange sent, which brings the session
+socket's state back from the exchange's CPU, where its answers last touched it. The exchange receives the heartbeats (the protocol's own no-op);
 against a venue that counts them, choose ``warm_every`` with that in mind. Its cost is in the
 throughput figure; the stage histograms hold real orders only.
 

@@ -33,6 +33,11 @@ SIDE_CODE = {"B": 1, "S": -1}
 #: The fewest nanoseconds between two warm-up heartbeats (:meth:`OrderGateway.warm`): at most
 #: 10,000 a second, whatever the feed's rate and the pipeline's ``warm_every``.
 WARM_GAP_NS = 100_000
+#: A warm-up heartbeat whose ``send`` took longer than this (ns) woke its peer (on loopback the
+#: sender pays for that): the gap to the next one doubles, up to :data:`WARM_GAP_MAX_NS`, and
+#: comes back to ``warm_gap_ns`` after one that did not.
+WARM_COSTLY_NS = 10_000
+WARM_GAP_MAX_NS = 10_000_000
 
 _HEARTBEAT = soup.encode_packet(soup.CLIENT_HEARTBEAT)
 _DONTWAIT = getattr(socket, "MSG_DONTWAIT", 0)
@@ -72,7 +77,8 @@ class OrderGateway:
         #: Nanoseconds (of ``now_ns``) between two warm-up heartbeats at least; see :meth:`warm`.
         self.warm_gap_ns = WARM_GAP_NS
         self.warm_sends = 0  # heartbeats :meth:`warm` wrote
-        self._last_warm = -WARM_GAP_NS
+        self._last_warm = -WARM_GAP_MAX_NS
+        self._warm_gap = WARM_GAP_NS  # the gap now: warm_gap_ns, or more after costly heartbeats
         self._last_service = 0.0
 
     def connect(self) -> None:
@@ -91,16 +97,24 @@ class OrderGateway:
         The heartbeat runs the kernel's send path for *this* socket -- its state, its route, the
         exchange's end of the connection on loopback -- which a send anywhere else leaves cold, so
         the next order finds it in cache. It is a real packet: the exchange receives three bytes,
-        the protocol's own no-op (a client may send one at any time). Best effort: a full socket
-        buffer skips it, a failure is left for the next poll or order to meet. Never blocks."""
-        now = self.now_ns()
-        if now - self._last_warm < self.warm_gap_ns:
+        the protocol's own no-op (a client may send one at any time). A heartbeat that cost as
+        much as waking a sleeping peer (:data:`WARM_COSTLY_NS`) doubles the gap to the next one,
+        up to :data:`WARM_GAP_MAX_NS`: against an exchange asleep on this machine every heartbeat
+        would wake it, at the sender's expense, for nothing. Best effort: a full socket buffer
+        skips it, a failure is left for the next poll or order to meet. Never blocks."""
+        now_ns = self.now_ns
+        start = now_ns()
+        if start - self._last_warm < self._warm_gap:
             return
-        self._last_warm = now
+        self._last_warm = start
         try:
             sent = self._socket_send(_HEARTBEAT, _DONTWAIT)
         except OSError:  # BlockingIOError included: nothing was written
             return
+        if now_ns() - start > WARM_COSTLY_NS:
+            self._warm_gap = min(self._warm_gap * 2, WARM_GAP_MAX_NS)
+        else:
+            self._warm_gap = self.warm_gap_ns
         if sent:
             self.warm_sends += 1
         if 0 < sent < len(_HEARTBEAT):  # a buffer almost full: finish the packet, or the stream is torn

@@ -80,43 +80,44 @@ def _lag_after(pipeline_factory, messages: int, rate: float) -> float:
     return figures.elapsed_s - messages / rate
 
 
-def send_floor(count: int, cpus=None, packet_size: int = 52, gap_ns: int = 100_000):
-    """A ``LatencyHistogram`` of bare ``socket.send`` calls of ``packet_size`` bytes (an Enter Order
-    in its SoupBinTCP packet) over loopback TCP to the connection-pooling section's echo process,
-    spinning on ``recv`` and answering each, one send every ``gap_ns`` with the answers read in
-    between: the floor of the pipeline's network line from Python on this machine.
-    ``cpus``: ``split_cpus()``'s answer; the echo process goes on the other CPUs."""
+def send_floor(count: int, address, gap_ns: int = 10_000):
+    """A ``LatencyHistogram`` of bare ``socket.send`` calls of an OUCH Enter Order in its SoupBinTCP
+    packet (52 bytes) to the simulator at ``address`` -- the pipeline's own peer -- on a session of
+    its own, one send every ``gap_ns`` with the answers read (and dropped) in between and nothing
+    else running: the floor of the pipeline's network line from Python on this machine. Sends 10 us
+    apart keep the kernel's path and the simulator's end of it as hot as they get (100 us apart,
+    a bare send costs ~0.4 us more here: the pipeline's warm-up heartbeat is what wins that back)."""
     import socket
     import time
 
+    from lowlat.net.connection import SoupConnection
     from lowlat.pipeline.backends import path_backend
-    from lowlat.pipeline.exchange import pin_process
+    from lowlat.pipeline.core import _unique_names
 
-    from .connpool import _ECHO, _spawn, _stop
-
-    histogram = path_backend("python").histogram_class()
-    echo, port = _spawn(_ECHO, "spin")
+    backend = path_backend("python")
+    histogram = backend.histogram_class()
+    encode = backend.make_encoder()
+    username, prefix = _unique_names()
+    connection = SoupConnection(address, username, "secret")
+    connection.connect()
     try:
-        if cpus is not None:
-            pin_process(echo.pid, cpus[1])
-        with socket.create_connection(("127.0.0.1", int(port)), timeout=5) as sock:
-            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            sock.setblocking(False)
-            packet, clock = bytes(packet_size), time.perf_counter_ns
-            for i in range(count + count // 10):
-                until = clock() + gap_ns
-                while clock() < until:
-                    try:
-                        sock.recv(65536)
-                    except BlockingIOError:
-                        pass
-                start = clock()
-                sock.send(packet)
-                elapsed = clock() - start
-                if i >= count // 10:  # the first tenth warms up
-                    histogram.record(max(elapsed, 1))
+        sock = connection.transport.sock
+        send, clock, dontwait = sock.send, time.perf_counter_ns, socket.MSG_DONTWAIT
+        for i in range(count + count // 10):
+            packet = encode(f"{prefix}{i:08d}", "B", 100, "FLOOR", 1_000_000)
+            until = clock() + gap_ns
+            while clock() < until:
+                try:
+                    sock.recv(65536, dontwait)
+                except BlockingIOError:
+                    pass
+            start = clock()
+            send(packet)
+            elapsed = clock() - start
+            if i >= count // 10:  # the first tenth warms up
+                histogram.record(max(elapsed, 1))
     finally:
-        _stop(echo)
+        connection.close()  # no logout: the answers were read past the session's own reader
     return histogram
 
 
@@ -200,11 +201,11 @@ def measure(quick: bool, progress: Progress, *, messages: int | None = None) -> 
             _pin(exchange, cpus)
             rows, figures_by_backend = _one_process(exchange, ("cython", "python", "seed"), messages, slow_messages,
                                                     progress, SPINNING if spin else SLEEPING, True)
+            progress.step("pipeline: the floor of send")
+            floor = send_floor(2_000 if quick else 10_000, exchange.address)
         backend = "cython" if "cython" in figures_by_backend else "python"
-        progress.step("pipeline: the floor of send")
-        floor = send_floor(2_000 if quick else 10_000, cpus)
-        note = ("bare socket.send of 52 bytes to a process spinning on recv that echoes each, one send per 100 us, "
-                f"{floor.count:,} sends")
+        note = ("bare socket.send of a 52-byte Enter Order packet to the same simulator, one send per 10 us, "
+                f"its answers read in between, {floor.count:,} sends")
         rows += [Row(FLOOR_GROUP, f"socket.send floor {q}", floor.percentile(n) / 1000, "us", note=note)
                  for q, n in (("p50", 50), ("p99", 99))]
         with ExchangeProcess() as exchange:

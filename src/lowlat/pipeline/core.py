@@ -90,6 +90,40 @@ class StrategyError(RuntimeError):
         self.figures = figures
 
 
+class RunEnding:
+    """How a run's loop ends, for both layouts: around the loop (``with``), Ctrl-C, a strategy
+    error or a lost session stop it with ``figures.stopped_by`` saying which; anything else goes
+    through. After the session is closed, :meth:`result` returns the figures or re-raises the
+    strategy's error with them attached."""
+
+    def __init__(self, figures: Figures) -> None:
+        self.figures = figures
+        self.strategy_error: StrategyError | None = None
+
+    def __enter__(self) -> "RunEnding":
+        return self
+
+    def __exit__(self, kind: Any, error: Any, _traceback: Any) -> bool:
+        if kind is None:
+            return False
+        if issubclass(kind, KeyboardInterrupt):
+            self.figures.stopped_by = "interrupt"
+        elif issubclass(kind, StrategyError):
+            self.figures.stopped_by = "strategy error"
+            self.strategy_error = error
+        elif issubclass(kind, ConnectionLost):
+            self.figures.stopped_by = f"connection lost: {error}"
+        else:
+            return False
+        return True
+
+    def result(self) -> Figures:
+        if self.strategy_error is not None:
+            self.strategy_error.figures = self.figures
+            raise self.strategy_error
+        return self.figures
+
+
 def _unique_names() -> tuple[str, str]:
     """A SoupBinTCP username and an order-token prefix no earlier run against the same exchange used."""
     stamp = int(time.time() * 1000) ^ (os.getpid() << 20)
@@ -159,28 +193,19 @@ class Pipeline:
         self.gateway.connect()
         started = time.perf_counter()
         self._deadline = None if duration is None else time.monotonic() + duration
-        strategy_error = None
+        ending = RunEnding(figures)
         try:
-            for data, start, end, arrival in feed:
-                if not self.process(data, start, end, arrival):
-                    figures.stopped_by = "duration"
-                    break
-        except KeyboardInterrupt:
-            figures.stopped_by = "interrupt"
-        except StrategyError as error:
-            figures.stopped_by = "strategy error"
-            strategy_error = error
-        except ConnectionLost as error:
-            figures.stopped_by = f"connection lost: {error}"
+            with ending:
+                for data, start, end, arrival in feed:
+                    if not self.process(data, start, end, arrival):
+                        figures.stopped_by = "duration"
+                        break
         finally:
             figures.elapsed_s = time.perf_counter() - started
             if hasattr(feed, "close"):
                 feed.close()
         self.finish(drain_timeout)
-        if strategy_error is not None:
-            strategy_error.figures = figures
-            raise strategy_error
-        return figures
+        return ending.result()
 
     def finish(self, drain_timeout: float = 2.0) -> Figures:
         """Wait for outstanding answers, log out, and fill the figures' counts and histograms."""

@@ -42,9 +42,8 @@ import numpy as np
 from .._backend import load
 from .backends import path_backend
 from .budget import Figures
-from .core import _NEVER, WARM_EVERY, Pipeline, StrategyError
+from .core import _NEVER, WARM_EVERY, Pipeline, RunEnding, StrategyError
 from .exchange import pin_process
-from .gateway import ConnectionLost
 
 __all__ = ["UPDATE_DTYPE", "TopOfBook", "run_two_process"]
 
@@ -244,86 +243,80 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
     received = 0
     reads = 0  # reads that brought records: received / reads is the mean batch (1: nothing queued)
     busy_ns = 0  # from each read to its last record handled: what the strategy process can sustain
-    strategy_error = None
+    ending = RunEnding(figures)
     deadline = None if duration is None else time.monotonic() + duration
     started = time.perf_counter()
     cpu_wait_before = _cpu_wait_ns()
     idle_since = None
     try:
-        finished = False
-        while not finished:
-            # Idle, the wait for the next record is a spin inside read_into (in C for the compiled
-            # ring), not a Python loop whose turn the record would wait out; the upkeep below runs
-            # between spins. With an order in flight the session is polled between plain reads.
-            pending = gateway.pending
-            count = read_into(batch, None if pending else _IDLE_SPIN_S)
-            if not count:
-                if pending:
-                    pipeline._poll()
-                elif warm_every != _NEVER:  # idle: the warm-up costs no update anything
-                    pipeline._warm()
-                if idle_since is None:
-                    idle_since = time.monotonic()
-                elif time.monotonic() - idle_since > 0.05:
-                    if not child.is_alive() and not len(ring):
-                        figures.notes.append("the feed handler exited without its end record")
+        with ending:
+            finished = False
+            while not finished:
+                # Idle, the wait for the next record is a spin inside read_into (in C for the compiled
+                # ring), not a Python loop whose turn the record would wait out; the upkeep below runs
+                # between spins. With an order in flight the session is polled between plain reads.
+                pending = gateway.pending
+                count = read_into(batch, None if pending else _IDLE_SPIN_S)
+                if not count:
+                    if pending:
+                        pipeline._poll()
+                    elif warm_every != _NEVER:  # idle: the warm-up costs no update anything
+                        pipeline._warm()
+                    if idle_since is None:
+                        idle_since = time.monotonic()
+                    elif time.monotonic() - idle_since > 0.05:
+                        if not child.is_alive() and not len(ring):
+                            figures.notes.append("the feed handler exited without its end record")
+                            break
+                        counts["received"] = received
+                        pipeline._upkeep()
+                        idle_since = time.monotonic()
+                        if deadline is not None and time.monotonic() >= deadline:
+                            figures.stopped_by = "duration"
+                            break
+                    continue
+                taken = read_at = now_ns()
+                idle_since = None
+                reads += 1
+                for arrival, published, sequence, instrument, stock, bid_price, bid_shares, ask_price, ask_shares in \
+                        batch[:count].tolist():
+                    if sequence == _END:
+                        finished = True
                         break
+                    t2 = now_ns()
+                    reached = read_at or t2  # the first record of a read: the read; the others: their turn
+                    read_at = 0
+                    hop_record(reached - published if reached > published else 1)
+                    received += 1
+                    if sequence != expected:
+                        counts["dropped"] = counts.get("dropped", 0) + sequence - expected
+                    expected = sequence + 1
+                    if instrument not in directory and stock:
+                        directory[instrument] = stock.decode("ascii").rstrip()
+                    bids[instrument] = (bid_price, bid_shares, 0) if bid_shares else None
+                    asks[instrument] = (ask_price, ask_shares, 0) if ask_shares else None
+                    try:
+                        order = pipeline.strategy(view, instrument)
+                    except Exception as error:
+                        raise StrategyError(f"the strategy raised {error!r}", traceback.format_exc()) from error
+                    t3 = now_ns()
+                    signal_record(t3 - t2 if t3 > t2 else 1)
+                    if order is not None:
+                        pipeline._send(order, arrival, t3)
+                    if gateway.pending:
+                        pipeline._poll()
+                busy_ns += now_ns() - taken
+                if not gateway.pending:  # after the read's records, so none of them waits for it
+                    since_warm += count
+                    if since_warm >= warm_every:
+                        since_warm = 0
+                        pipeline._warm()
+                if received & ~4095 != (received - count) & ~4095:
                     counts["received"] = received
                     pipeline._upkeep()
-                    idle_since = time.monotonic()
                     if deadline is not None and time.monotonic() >= deadline:
                         figures.stopped_by = "duration"
                         break
-                continue
-            taken = read_at = now_ns()
-            idle_since = None
-            reads += 1
-            for arrival, published, sequence, instrument, stock, bid_price, bid_shares, ask_price, ask_shares in \
-                    batch[:count].tolist():
-                if sequence == _END:
-                    finished = True
-                    break
-                t2 = now_ns()
-                reached = read_at or t2  # the first record of a read: the read; the others: their turn
-                read_at = 0
-                hop_record(reached - published if reached > published else 1)
-                received += 1
-                if sequence != expected:
-                    counts["dropped"] = counts.get("dropped", 0) + sequence - expected
-                expected = sequence + 1
-                if instrument not in directory and stock:
-                    directory[instrument] = stock.decode("ascii").rstrip()
-                bids[instrument] = (bid_price, bid_shares, 0) if bid_shares else None
-                asks[instrument] = (ask_price, ask_shares, 0) if ask_shares else None
-                try:
-                    order = pipeline.strategy(view, instrument)
-                except Exception as error:
-                    raise StrategyError(f"the strategy raised {error!r}", traceback.format_exc()) from error
-                t3 = now_ns()
-                signal_record(t3 - t2 if t3 > t2 else 1)
-                if order is not None:
-                    pipeline._send(order, arrival, t3)
-                if gateway.pending:
-                    pipeline._poll()
-            busy_ns += now_ns() - taken
-            if not gateway.pending:  # after the read's records, so none of them waits for it
-                since_warm += count
-                if since_warm >= warm_every:
-                    since_warm = 0
-                    pipeline._warm()
-            if received & ~4095 != (received - count) & ~4095:
-                counts["received"] = received
-                pipeline._upkeep()
-                if deadline is not None and time.monotonic() >= deadline:
-                    figures.stopped_by = "duration"
-                    break
-    except KeyboardInterrupt:
-        figures.stopped_by = "interrupt"
-    except StrategyError as error:
-        figures.stopped_by = "strategy error"
-        strategy_error = error
-    except ConnectionLost as error:
-        figures.stopped_by = f"connection lost: {error}"
     finally:
         figures.elapsed_s = time.perf_counter() - started
         cpu_wait_after = _cpu_wait_ns()
@@ -359,7 +352,4 @@ def run_two_process(backend: str, strategy: Callable | None = None, *, exchange:
     if received:
         cpu_wait = None if cpu_wait_before is None or cpu_wait_after is None else cpu_wait_after - cpu_wait_before
         figures.notes.append(_hop_note(rate, received, reads, busy_ns, figures.elapsed_s, cpu_wait))
-    if strategy_error is not None:
-        strategy_error.figures = figures
-        raise strategy_error
-    return figures
+    return ending.result()

@@ -136,19 +136,6 @@ def _spawn(code: str, *args: str) -> tuple[subprocess.Popen, str]:
     return proc, line
 
 
-def _stop(proc: subprocess.Popen) -> None:
-    if proc.poll() is None:
-        proc.send_signal(signal.SIGCONT)  # a stopped process would not act on SIGTERM
-        proc.terminate()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
-    if proc.stdout is not None:
-        proc.stdout.close()
-
-
 def _histogram() -> LatencyHistogram:
     import lowlat
 
@@ -451,9 +438,11 @@ class _Helpers:
         return self
 
     def __exit__(self, *exc) -> None:
+        from lowlat.pipeline.exchange import stop_process
+
         try:
             for proc in self.processes:
-                _stop(proc)
+                stop_process(proc)
         finally:
             if self.saved is not None:
                 os.sched_setaffinity(0, self.saved)

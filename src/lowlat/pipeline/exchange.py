@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 
-__all__ = ["ExchangeProcess", "pin_process", "split_cpus"]
+__all__ = ["ExchangeProcess", "pin_process", "split_cpus", "stop_process"]
 
 _CODE = "import sys; from lowlat.exchange import main; sys.exit(main(sys.argv[1:]))"
 
@@ -25,6 +26,22 @@ def pin_process(pid: int, cpus: set[int]) -> None:
             os.sched_setaffinity(tid, cpus)
         except OSError:
             pass
+
+
+def stop_process(process: subprocess.Popen, timeout: float = 5.0) -> None:
+    """Stop a child process: SIGTERM (after SIGCONT, without which a stopped process would not act
+    on it), SIGKILL if it has not exited within ``timeout`` seconds; then close its stdout pipe."""
+    if process.poll() is None:
+        if hasattr(signal, "SIGCONT"):
+            process.send_signal(signal.SIGCONT)
+        process.terminate()
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait(timeout)
+    if process.stdout is not None:
+        process.stdout.close()
 
 
 def split_cpus() -> tuple[set[int], set[int]] | None:
@@ -82,16 +99,8 @@ class ExchangeProcess:
 
     def stop(self) -> None:
         process, self.process = self.process, None
-        if process is None:
-            return
-        process.terminate()
-        try:
-            process.wait(5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(5)
-        if process.stdout is not None:
-            process.stdout.close()
+        if process is not None:
+            stop_process(process)
 
     def __enter__(self) -> "ExchangeProcess":
         return self.start() if self.process is None else self

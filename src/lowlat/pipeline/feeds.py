@@ -33,6 +33,7 @@ from typing import Callable, Generator, Iterator, Protocol
 from ..itch.framing import (MOLD_END_OF_SESSION, MOLD_HEADER_SIZE, decode_mold_request, encode_mold,
                             encode_mold_request)
 from ..itch.generator import generate, generate_messages
+from .exchange import stop_process
 
 __all__ = ["synthetic_feed", "file_feed", "message_offsets", "UdpFeed", "udp_feed", "open_feed", "replay",
            "start_replayer", "replayer_counts", "replay_main"]
@@ -357,15 +358,8 @@ class UdpFeed:
     def close(self) -> None:
         """Close the socket (ending an iteration in progress) and stop the replayer this feed started."""
         self.sock.close()
-        replayer = self.replayer
-        if replayer is not None:
-            if replayer.poll() is None:
-                replayer.terminate()
-            try:
-                replayer.wait(5)
-            except subprocess.TimeoutExpired:
-                replayer.kill()
-                replayer.wait(5)
+        if self.replayer is not None:
+            stop_process(self.replayer)
 
 
 _ANSWER_BYTES = 1400  # an answer's message blocks at most: one Ethernet frame's worth, as real servers send

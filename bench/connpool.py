@@ -62,7 +62,7 @@ import socket
 import subprocess
 import sys
 import time
-from typing import TYPE_CHECKING, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from ._harness import Progress, Row, judge
 
@@ -264,20 +264,20 @@ def _soup_echo_client(address: tuple[str, int], payload: bytes) -> _Setup:
     return setup
 
 
-def _connect_per_order(address: tuple[str, int]) -> _Setup:
+def _connect_per_order(open_session: Callable[[int], Any], order: Callable[[Any, int], None]) -> _Setup:
+    """Every order on a connection of its own: ``open_session(i)`` a new session (a new login),
+    connected here; ``order(session, i)`` sends order ``i`` and waits for its acknowledgement; the
+    session is closed after the clock stops."""
     def setup() -> tuple[_Run, Callable[[], None]]:
-        from lowlat.net.ouch import OuchSession
-
-        tokens, clock = itertools.count(), time.perf_counter_ns
+        ids, clock = itertools.count(), time.perf_counter_ns
 
         def run(n: int, hist: LatencyHistogram | None) -> None:
             for _ in range(n):
-                token = f"F{next(tokens)}"
+                i = next(ids)
                 start = clock()
-                session = OuchSession(address, "fresh", "bench", sequence=0)
+                session = open_session(i)
                 session.connect()
-                session.enter_order(token, "B", 100, "BENCH", 1_000_000)
-                session.wait_for(token, "A", timeout=10)
+                order(session, i)
                 elapsed = clock() - start
                 session.close()
                 if hist is not None:
@@ -285,6 +285,16 @@ def _connect_per_order(address: tuple[str, int]) -> _Setup:
 
         return run, lambda: None
     return setup
+
+
+def _ouch_connect_per_order(address: tuple[str, int]) -> _Setup:
+    from lowlat.net.ouch import OuchSession
+
+    def order(session: Any, i: int) -> None:
+        session.enter_order(f"F{i}", "B", 100, "BENCH", 1_000_000)
+        session.wait_for(f"F{i}", "A", timeout=10)
+
+    return _connect_per_order(lambda i: OuchSession(address, "fresh", "bench", sequence=0), order)
 
 
 def _fix_pooled_client(address: tuple[str, int], prefix: str) -> _Setup:
@@ -311,27 +321,15 @@ def _fix_pooled_client(address: tuple[str, int], prefix: str) -> _Setup:
 
 
 def _fix_connect_per_order(address: tuple[str, int]) -> _Setup:
-    def setup() -> tuple[_Run, Callable[[], None]]:
-        from lowlat import fix
-        from lowlat.net.fix_orders import FixOrderSession
+    from lowlat import fix
+    from lowlat.net.fix_orders import FixOrderSession
 
-        ids, clock = itertools.count(), time.perf_counter_ns
+    def order(session: Any, i: int) -> None:
+        session.new_order_single(f"N{i}", "BENCH", fix.Side.BUY, 100, 1_000_000)
+        session.wait_for(f"N{i}", fix.ExecType.NEW, timeout=10)
 
-        def run(n: int, hist: LatencyHistogram | None) -> None:
-            for _ in range(n):
-                i = next(ids)
-                start = clock()
-                session = FixOrderSession(address, f"NEW{i}")  # a new CompID: a new session at sequence 1
-                session.connect()
-                session.new_order_single(f"N{i}", "BENCH", fix.Side.BUY, 100, 1_000_000)
-                session.wait_for(f"N{i}", fix.ExecType.NEW, timeout=10)
-                elapsed = clock() - start
-                session.close()
-                if hist is not None:
-                    hist.record(elapsed)
-
-        return run, lambda: None
-    return setup
+    # a new CompID per order: a new session at sequence 1
+    return _connect_per_order(lambda i: FixOrderSession(address, f"NEW{i}"), order)
 
 
 def _block_sizes(count: int, blocks: int) -> list[int]:
@@ -470,7 +468,7 @@ def _sleeping_group(rounds: int, fresh_rounds: int) -> list[_Contender]:
                       _Contender(POOLED, rounds, _pooled_client(address, False, "S"), exchange),
                       _Contender(SOUP_ECHO, rounds, _soup_echo_client(echo_address, _enter_order_packet()[3:]),
                                  soup_echo),
-                      _Contender(FRESH, fresh_rounds, _connect_per_order(address), exchange)]
+                      _Contender(FRESH, fresh_rounds, _ouch_connect_per_order(address), exchange)]
         interleave(contenders, rounds, rounds // 10)
     return contenders
 

@@ -96,6 +96,23 @@ def test_enter_order_bytes_written_out_by_hand(ouch):
     assert buf[:3] == b"\xee" * 3 and buf[52:] == b"\xee" * 8  # nothing written outside the message
 
 
+@pytest.mark.parametrize("time_in_force", [0, 99998])
+def test_enter_order_packet_is_the_soupbintcp_packet_of_encode_enter_order(ouch, time_in_force):
+    writer = ouch.EnterOrderPacket(time_in_force)
+    assert writer.time_in_force == time_in_force
+    packet = writer.packet
+    for token, side, shares, stock, price in [("ABC123", "B", 100, "AAPL", 1234500), ("Z" * 14, "S", 1, "MSFT", 7)]:
+        expected = bytearray(b"\x00\x32U") + bytearray(49)  # SoupBinTCP: length 50, Unsequenced Data
+        ouch.encode_enter_order(expected, 3, token, side, shares, stock, price, time_in_force)
+        assert writer(token, side, shares, stock, price) is packet  # rewritten in place
+        assert packet == expected and len(packet) == 52
+    with pytest.raises(ValueError, match="side"):
+        writer("T", "BS", 1, "A", 1)
+    assert packet == expected  # a refused order leaves the last one whole
+    with pytest.raises(AttributeError):
+        writer.packet = bytearray(52)
+
+
 def test_cancel_replace_modify_bytes_by_hand(ouch):
     buf = bytearray(200)
     end = ouch.encode_cancel_order(buf, 0, "T1", 0)
@@ -212,7 +229,18 @@ def _error(call):
     return None
 
 
+def _shrunk_packet(m):
+    writer = m.EnterOrderPacket()
+    del writer.packet[10:]  # the caller's to change: the writer must refuse it, not write past it
+    return writer("T", "B", 1, "A", 1)
+
+
 BAD_CALLS = [
+    lambda m: m.EnterOrderPacket()("X" * 15, "B", 1, "A", 1),
+    lambda m: m.EnterOrderPacket()("T", "B", 1.0, "A", 1),
+    lambda m: m.EnterOrderPacket(-1),
+    lambda m: m.EnterOrderPacket(1.5),
+    _shrunk_packet,
     lambda m: m.encode_enter_order(bytearray(49), 0, "X" * 15, "B", 1, "A", 1),
     lambda m: m.encode_enter_order(bytearray(49), 0, "é", "B", 1, "A", 1),
     lambda m: m.encode_enter_order(bytearray(49), 0, 5, "B", 1, "A", 1),
@@ -329,14 +357,16 @@ def test_compiled_decode_and_encode_allocate_nothing():
     record = ouch.ExchangeMessage()
     ouch.encode(buf, 0, "accepted", (1, "T", "B", 1, "A", 2, 3, "F", "Y", 4, "A", "N", 0, "N", "L", " "))
     out = bytearray(64)
-    encode, decode = ouch.encode_enter_order, record.decode
+    encode, decode, write = ouch.encode_enter_order, record.decode, ouch.EnterOrderPacket()
     for _ in range(100):
         decode(buf, 0)
         encode(out, 0, "TOKEN", "B", 100, "AAPL", 1234500)
+        write("TOKEN", "B", 100, "AAPL", 1234500)
     before = sys.getallocatedblocks()
     for _ in range(20_000):
         decode(buf, 0)
         encode(out, 0, "TOKEN", "B", 100, "AAPL", 1234500)
+        write("TOKEN", "B", 100, "AAPL", 1234500)
     assert sys.getallocatedblocks() - before < 50
 
 

@@ -45,6 +45,7 @@ cdef extern from "Python.h":
 
 __all__ = [
     "ClientMessage",
+    "EnterOrderPacket",
     "ExchangeMessage",
     "decode_batch",
     "encode",
@@ -277,6 +278,16 @@ def encode_enter_order(object buffer, Py_ssize_t offset, object order_token, obj
     buffer is touched); a message that does not fit at ``offset`` -> ``ValueError``.
     """
     cdef unsigned char message[SCRATCH]
+    _enter_order(message, order_token, side, shares, stock, price, time_in_force, firm, display, capacity,
+                 intermarket_sweep, minimum_quantity, cross_type, customer_type)
+    return _write(buffer, offset, M_ENTER, 49, message)
+
+
+cdef int _enter_order(unsigned char* message, object order_token, object side, object shares, object stock,
+                      object price, object time_in_force, object firm, object display, object capacity,
+                      object intermarket_sweep, object minimum_quantity, object cross_type,
+                      object customer_type) except -1:
+    """An Enter Order's 49 bytes into the scratch ``message``, every field checked."""
     message[0] = b'O'
     _put_text(message + 1, order_token, 14, "order_token")
     _put_char(message + 15, side, "side")
@@ -291,7 +302,36 @@ def encode_enter_order(object buffer, Py_ssize_t offset, object order_token, obj
     _put_u32(message + 43, minimum_quantity, "minimum_quantity")
     _put_char(message + 47, cross_type, "cross_type")
     _put_char(message + 48, customer_type, "customer_type")
-    return _write(buffer, offset, M_ENTER, 49, message)
+    return 0
+
+
+cdef class EnterOrderPacket:
+    """One Enter Order in its SoupBinTCP Unsequenced Data packet, rewritten in place per order.
+
+    ``packet`` is a 52-byte bytearray: the SoupBinTCP header (length 50, ``'U'``) and an Enter
+    Order. Calling ``packet_writer(order_token, side, shares, stock, price)`` encodes the order
+    into it as :func:`encode_enter_order` does -- with this object's ``time_in_force`` (default 0:
+    immediate or cancel) and the other fields at their defaults -- and returns ``packet``, ready
+    for ``socket.send``: one call, nothing allocated per order. A bad argument raises as
+    :func:`encode_enter_order` does, before the packet is touched. The next call overwrites the
+    packet: send (or copy) it first.
+    """
+
+    cdef readonly bytearray packet
+    cdef readonly object time_in_force
+
+    def __init__(self, time_in_force=0):
+        cdef unsigned char check[4]
+        _put_u32(check, time_in_force, "time_in_force")
+        self.time_in_force = time_in_force
+        self.packet = bytearray(b"\x00\x32U") + bytearray(49)
+
+    def __call__(self, order_token, side, shares, stock, price):
+        cdef unsigned char message[SCRATCH]
+        _enter_order(message, order_token, side, shares, stock, price, self.time_in_force, "", "Y", "A", "N", 0,
+                     "N", " ")
+        _write(self.packet, 3, M_ENTER, 49, message)
+        return self.packet
 
 
 def encode_replace_order(object buffer, Py_ssize_t offset, object existing_order_token,

@@ -17,6 +17,7 @@ from .._twins import Final as _Final
 
 __all__ = [
     "ClientMessage",
+    "EnterOrderPacket",
     "ExchangeMessage",
     "decode_batch",
     "encode",
@@ -192,6 +193,38 @@ def encode_enter_order(buffer, offset, order_token, side, shares, stock, price, 
         _cached_char(cross_type, "cross_type"), _cached_char(customer_type, "customer_type"),
     )
     return _put(buffer, offset, "enter_order", values)
+
+
+class EnterOrderPacket:
+    """One Enter Order in its SoupBinTCP Unsequenced Data packet, rewritten in place per order.
+
+    ``packet`` is a 52-byte bytearray: the SoupBinTCP header (length 50, ``'U'``) and an Enter
+    Order. Calling ``packet_writer(order_token, side, shares, stock, price)`` encodes the order
+    into it as :func:`encode_enter_order` does -- with this object's ``time_in_force`` (default 0:
+    immediate or cancel) and the other fields at their defaults -- and returns ``packet``, ready
+    for ``socket.send``: one call, nothing allocated per order. A bad argument raises as
+    :func:`encode_enter_order` does, before the packet is touched. The next call overwrites the
+    packet: send (or copy) it first.
+    """
+
+    __slots__ = ("_packet", "_time_in_force")
+
+    def __init__(self, time_in_force=0):
+        _u32(time_in_force, "time_in_force")
+        self._time_in_force = time_in_force
+        self._packet = bytearray(b"\x00\x32U") + bytearray(49)
+
+    @property
+    def packet(self) -> bytearray:
+        return self._packet
+
+    @property
+    def time_in_force(self):
+        return self._time_in_force
+
+    def __call__(self, order_token, side, shares, stock, price):
+        encode_enter_order(self._packet, 3, order_token, side, shares, stock, price, self._time_in_force)
+        return self._packet
 
 
 def encode_replace_order(buffer, offset, existing_order_token, replacement_order_token, shares, price,

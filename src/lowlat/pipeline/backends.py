@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 from .._backend import BACKENDS, load
-from .gateway import soup_header
 
 __all__ = ["PIPELINE_BACKENDS", "PathBackend", "path_backend", "DEFAULT_RISK_LIMITS"]
 
@@ -50,21 +49,6 @@ class PathBackend:
         for value in recorder.latencies_ns:
             histogram.record(max(int(value), 1))
         return histogram
-
-
-class _OuchPacketEncoder:
-    """Encode an IOC Enter Order straight into a reused SoupBinTCP packet (header + 49 bytes)."""
-
-    __slots__ = ("packet", "encode_enter_order")
-
-    def __init__(self, ouch: Any) -> None:
-        length = ouch.MESSAGES["enter_order"].length
-        self.packet = bytearray(soup_header(length)) + bytearray(length)
-        self.encode_enter_order = ouch.encode_enter_order
-
-    def __call__(self, token: str, side: str, shares: int, stock: str, price: int) -> bytearray:
-        self.encode_enter_order(self.packet, 3, token, side, shares, stock, price, 0)
-        return self.packet
 
 
 def _risk_engine(risk_module: Any) -> Callable[[dict], Any]:
@@ -105,6 +89,6 @@ def path_backend(name: str) -> PathBackend:
     ouch = load("lowlat.ouch", name)
     return PathBackend(
         name=name, now_ns=core.now_ns, make_record=itch.Message, make_book=book.Book,
-        make_risk=_risk_engine(load("lowlat.risk", name)), make_encoder=lambda: _OuchPacketEncoder(ouch),
+        make_risk=_risk_engine(load("lowlat.risk", name)), make_encoder=ouch.EnterOrderPacket,
         make_recorder=lambda _name: core.LatencyHistogram(), histogram_class=core.LatencyHistogram, ouch=ouch,
         add_instrument=_add_risk_instrument)

@@ -240,8 +240,3 @@ class OrderGateway:
                 self.connection.logout(0.5)
         finally:
             self.connection.close()
-
-
-def soup_header(payload_length: int) -> bytes:
-    """The 3-byte SoupBinTCP header of an Unsequenced Data packet carrying ``payload_length`` bytes."""
-    return (payload_length + 1).to_bytes(2, "big") + soup.UNSEQUENCED_DATA

@@ -32,7 +32,7 @@ import sys
 import threading
 import time
 from collections import deque
-from typing import Callable
+from typing import Any, Callable
 
 from . import soupbintcp as soup
 
@@ -380,22 +380,27 @@ class SoupConnection:
         due = client.next_deadline()
         if due < deadline:
             deadline = due if due > now else now
+        self._read_and_take(transport.receive, deadline, state, due)
+
+    def _read_and_take(self, read: Callable[[Any], bytes | None], argument: Any, state: soup.SessionState,
+                       due: float) -> None:
+        """``read(argument)`` -- the wait -- then :meth:`_took` with what it gave. A
+        ``ConnectionLost`` from the wait says how many bytes of an incomplete packet had arrived;
+        any error closes the connection. ``service`` passes ``transport.receive`` and its deadline;
+        the compiled order path of :mod:`lowlat.wire`, after a ``recv`` of its own, ``received``
+        and what that ``recv`` gave (through :func:`lowlat.wire.layered.resume`)."""
         try:
             try:
-                data = transport.receive(deadline)
+                data = read(argument)
             except ConnectionLost as error:
-                self._note_partial(error)
+                error.partial = self.client.partial
+                if error.partial:
+                    error.args = (f"{error.args[0]}, {error.partial} bytes into a packet",)
                 raise
             self._took(data, state, due)
         except BaseException:
             self.close()
             raise
-
-    def _note_partial(self, error: ConnectionLost) -> None:
-        """Say in ``error`` how many bytes of an incomplete packet had arrived."""
-        error.partial = self.client.partial
-        if error.partial:
-            error.args = (f"{error.args[0]}, {error.partial} bytes into a packet",)
 
     def _took(self, data: bytes | None, state: soup.SessionState, due: float) -> None:
         """The rest of ``service`` once the wait gave ``data`` (None: nothing by the deadline):

@@ -97,16 +97,7 @@ def resume(session: Any, token: str, types: str, timeout: float, deadline: float
 
     connection = session.connection
     try:
-        try:
-            try:
-                data = received(outcome)
-            except ConnectionLost as error:
-                connection._note_partial(error)
-                raise
-            connection._took(data, state, due)
-        except BaseException:
-            connection.close()
-            raise
+        connection._read_and_take(received, outcome, state, due)
     except (ConnectionLost, soup.ProtocolError) as error:  # SoupConnection.receive: answers read first
         if not connection.inbox:
             if isinstance(error, ConnectionLost):
